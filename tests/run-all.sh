@@ -77,7 +77,7 @@ marked_pids() {
 
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 
-# The tests' HOME and XDG_RUNTIME_DIR, new for each meson test run.
+# The tests' HOME, XDG_RUNTIME_DIR and TMPDIR, new for each meson test run.
 stop_home_agents() {
   if [ -d "$T/home/.gnupg" ]; then
     GNUPGHOME=$T/home/.gnupg gpgconf --kill all >/dev/null 2>&1 || true
@@ -85,8 +85,9 @@ stop_home_agents() {
 }
 fresh_home() {
   stop_home_agents
-  rm -rf "$T/home" "$T/run"
+  rm -rf "$T/home" "$T/run" "$T/tmp"
   mkdir -p -m 700 "$T/home" "$T/run"
+  mkdir -p -m 1777 "$T/tmp"
 }
 
 cleaned=0
@@ -201,8 +202,9 @@ test_build() { # DIR [VAR=VALUE...] -- [MESON-TEST-OPTIONS...]
   rm -f "$log"
   fresh_home
   say "$dir: meson test $*"
+  # TMPDIR inside $T: what the tests (and xvfb-run, if killed) leave there goes too.
   run env -u DBUS_SESSION_BUS_ADDRESS \
-    HOME="$T/home" XDG_RUNTIME_DIR="$T/run" \
+    HOME="$T/home" XDG_RUNTIME_DIR="$T/run" TMPDIR="$T/tmp" \
     XDG_CONFIG_HOME="$T/home/.config" XDG_DATA_HOME="$T/home/.local/share" XDG_CACHE_HOME="$T/home/.cache" \
     NO_AT_BRIDGE=1 "${extra_env[@]}" \
     xvfb-run -a -e "$T/xvfb.log" -s "-screen 0 1280x1024x24" \
