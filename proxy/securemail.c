@@ -1,0 +1,439 @@
+/* securemail: the command line for users and the helpdesk (SPEC.md
+ * "Command line").  Exit 0 on success; otherwise non-zero with one line on
+ * stderr that says what to do next.  Listings take --json. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <json-glib/json-glib.h>
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "sm-config.h"
+#include "sm-dbus-generated.h"
+#include "sm-dbus-service.h"
+#include "sm-doctor.h"
+#include "sm-error.h"
+#include "sm-secrets.h"
+
+#define EXIT_USAGE       2
+#define EXIT_NOT_RUNNING 3
+
+static char *opt_config = NULL;
+static gboolean opt_json = FALSE;
+
+static int
+die (int code, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+static int
+die (int code, const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, format);
+  msg = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_printerr ("securemail: %s\n", msg);
+  return code;
+}
+
+static void
+print_json (JsonBuilder *builder)
+{
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (builder);
+  g_autofree char *text = NULL;
+
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  text = json_generator_to_data (gen, NULL);
+  g_print ("%s\n", text);
+}
+
+static SmConfig *
+load_config_or_die (int *code)
+{
+  g_autoptr(GError) error = NULL;
+  SmConfig *config = sm_config_load (opt_config, &error);
+
+  if (config == NULL)
+    *code = die (EXIT_USAGE, _("%s (fix the settings file, or run securemail-setup)"), error->message);
+  return config;
+}
+
+/* Reads a secret from stdin (one line; the trailing newline dropped), with
+ * echo off when it is a terminal.  Returns it in memory that is wiped on
+ * free (sm_secret_free()). */
+static char *
+read_secret (const char *prompt, GError **error)
+{
+  gboolean tty = isatty (STDIN_FILENO);
+  struct termios old, quiet;
+  char *buf = g_malloc0 (SM_SECRET_MAX_LEN + 2);
+  gsize len;
+
+  if (tty)
+    {
+      g_printerr ("%s", prompt);
+      tcgetattr (STDIN_FILENO, &old);
+      quiet = old;
+      quiet.c_lflag &= ~(tcflag_t) ECHO;
+      tcsetattr (STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+  if (fgets (buf, SM_SECRET_MAX_LEN + 2, stdin) == NULL)
+    buf[0] = '\0';
+  if (tty)
+    {
+      tcsetattr (STDIN_FILENO, TCSAFLUSH, &old);
+      g_printerr ("\n");
+    }
+  len = strlen (buf);
+  if (len > SM_SECRET_MAX_LEN)
+    {
+      explicit_bzero (buf, len);
+      g_free (buf);
+      g_set_error (error, SM_ERROR, SM_ERROR_TOO_BIG, _("The password is longer than %d characters"),
+                   SM_SECRET_MAX_LEN);
+      return NULL;
+    }
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+    buf[--len] = '\0';
+  if (len == 0)
+    {
+      g_free (buf);
+      g_set_error_literal (error, SM_ERROR, SM_ERROR_FAILED, _("No password was given"));
+      return NULL;
+    }
+  return buf;
+}
+
+static int
+cmd_account (int argc, char **argv)
+{
+  g_autoptr(SmConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  int code = 0;
+
+  if (argc < 2)
+    return die (EXIT_USAGE, _("usage: securemail account set-password [--stdin] | local-password [--reset]"));
+  config = load_config_or_die (&code);
+  if (config == NULL)
+    return code;
+
+  if (strcmp (argv[1], "set-password") == 0)
+    {
+      gboolean from_stdin = argc > 2 && strcmp (argv[2], "--stdin") == 0;
+      char *pw;
+      gboolean ok;
+      if (argc > 2 && !from_stdin)
+        return die (EXIT_USAGE, _("unknown option %s; the password is never taken from the command line"), argv[2]);
+      pw = read_secret (_("Provider password: "), &error);
+      if (pw == NULL)
+        return die (1, _("%s; nothing was stored"), error->message);
+      ok = sm_secret_store (SM_SECRET_UPSTREAM_PASSWORD, config->address, pw, &error);
+      explicit_bzero (pw, strlen (pw));
+      g_free (pw);
+      if (!ok)
+        return die (1, "%s", error->message);
+      g_print (_("The provider password for %s is stored in the keyring.\n"), config->address);
+      return 0;
+    }
+  if (strcmp (argv[1], "local-password") == 0)
+    {
+      gboolean reset = argc > 2 && strcmp (argv[2], "--reset") == 0;
+      char *pw;
+      if (argc > 2 && !reset)
+        return die (EXIT_USAGE, _("unknown option %s; did you mean --reset?"), argv[2]);
+      pw = sm_secret_local_password (config->address, reset, &error);
+      if (pw == NULL)
+        return die (1, "%s", error->message);
+      /* The one place the local password is shown: the user types it into
+       * the mail client. */
+      g_print ("%s\n", pw);
+      sm_secret_free (pw);
+      return 0;
+    }
+  return die (EXIT_USAGE, _("unknown account command “%s”; use set-password or local-password"), argv[1]);
+}
+
+static int
+cmd_status (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autofree char *owner = NULL;
+  gboolean running;
+
+  proxy = sm_dbus_proxy1_proxy_new_for_bus_sync (G_BUS_TYPE_SESSION, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START,
+                                                 SM_DBUS_NAME, SM_DBUS_OBJECT_PATH, NULL, &error);
+  if (proxy != NULL)
+    owner = g_dbus_proxy_get_name_owner (G_DBUS_PROXY (proxy));
+  running = owner != NULL;
+
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "running");
+      json_builder_add_boolean_value (b, running);
+      if (running)
+        {
+          json_builder_set_member_name (b, "account");
+          json_builder_add_string_value (b, sm_dbus_proxy1_get_account (proxy));
+          json_builder_set_member_name (b, "locked");
+          json_builder_add_boolean_value (b, sm_dbus_proxy1_get_locked (proxy));
+          json_builder_set_member_name (b, "upstream_reachable");
+          json_builder_add_boolean_value (b, sm_dbus_proxy1_get_online (proxy));
+          json_builder_set_member_name (b, "last_error");
+          json_builder_add_string_value (b, sm_dbus_proxy1_get_last_error (proxy));
+          json_builder_set_member_name (b, "queue_size");
+          json_builder_add_int_value (b, sm_dbus_proxy1_get_queue_size (proxy));
+          json_builder_set_member_name (b, "imap_listen");
+          json_builder_add_string_value (b, sm_dbus_proxy1_get_imap_listen (proxy));
+          json_builder_set_member_name (b, "smtp_listen");
+          json_builder_add_string_value (b, sm_dbus_proxy1_get_smtp_listen (proxy));
+          json_builder_set_member_name (b, "imap_sessions");
+          json_builder_add_int_value (b, sm_dbus_proxy1_get_imap_sessions (proxy));
+          json_builder_set_member_name (b, "smtp_sessions");
+          json_builder_add_int_value (b, sm_dbus_proxy1_get_smtp_sessions (proxy));
+          json_builder_set_member_name (b, "version");
+          json_builder_add_string_value (b, sm_dbus_proxy1_get_version (proxy));
+        }
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else if (running)
+    {
+      const char *last = sm_dbus_proxy1_get_last_error (proxy);
+      g_print (_("SecureMail is running for %s\n"), sm_dbus_proxy1_get_account (proxy));
+      g_print (_("  Locked:            %s\n"), sm_dbus_proxy1_get_locked (proxy) ? _("yes") : _("no"));
+      g_print (_("  Provider:          %s\n"), sm_dbus_proxy1_get_online (proxy) ? _("reachable") : _("NOT reachable"));
+      if (last && *last)
+        g_print (_("  Last problem:      %s\n"), last);
+      g_print (_("  Outbound queue:    %u message(s)\n"), sm_dbus_proxy1_get_queue_size (proxy));
+      g_print (_("  IMAP for clients:  %s (%u session(s))\n"), sm_dbus_proxy1_get_imap_listen (proxy),
+               sm_dbus_proxy1_get_imap_sessions (proxy));
+      g_print (_("  SMTP for clients:  %s (%u session(s))\n"), sm_dbus_proxy1_get_smtp_listen (proxy),
+               sm_dbus_proxy1_get_smtp_sessions (proxy));
+    }
+  if (!running)
+    return die (EXIT_NOT_RUNNING, _("securemail-proxy is not running; start it (it starts with your "
+                                    "desktop session), then run “securemail doctor” if it stops"));
+  return 0;
+}
+
+static const char *
+result_word (SmCheckResult r)
+{
+  switch (r)
+    {
+    case SM_CHECK_PASS:
+      return "pass";
+    case SM_CHECK_FAIL:
+      return "fail";
+    default:
+      return "skip";
+    }
+}
+
+static int
+cmd_doctor (void)
+{
+  g_autoptr(GPtrArray) checks = sm_doctor_run (opt_config);
+  guint failed = 0;
+
+  for (guint i = 0; i < checks->len; i++)
+    if (((SmCheck *) checks->pdata[i])->result == SM_CHECK_FAIL)
+      failed++;
+
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "ok");
+      json_builder_add_boolean_value (b, failed == 0);
+      json_builder_set_member_name (b, "checks");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < checks->len; i++)
+        {
+          SmCheck *c = checks->pdata[i];
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "number");
+          json_builder_add_int_value (b, c->number);
+          json_builder_set_member_name (b, "id");
+          json_builder_add_string_value (b, c->id);
+          json_builder_set_member_name (b, "title");
+          json_builder_add_string_value (b, c->title);
+          json_builder_set_member_name (b, "result");
+          json_builder_add_string_value (b, result_word (c->result));
+          json_builder_set_member_name (b, "detail");
+          json_builder_add_string_value (b, c->detail ? c->detail : "");
+          json_builder_set_member_name (b, "fix");
+          if (c->fix)
+            json_builder_add_string_value (b, c->fix);
+          else
+            json_builder_add_null_value (b);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else
+    for (guint i = 0; i < checks->len; i++)
+      {
+        SmCheck *c = checks->pdata[i];
+        const char *mark = c->result == SM_CHECK_PASS ? _("OK  ") : c->result == SM_CHECK_FAIL ? _("FAIL") : _("SKIP");
+        g_print ("%u. [%s] %s\n", c->number, mark, c->title);
+        if (c->detail)
+          g_print ("        %s\n", c->detail);
+        if (c->fix)
+          g_print (_("        Fix: %s\n"), c->fix);
+      }
+  if (failed > 0)
+    return die (1, g_dngettext (GETTEXT_PACKAGE, "%u check failed; follow its “Fix” line, then run doctor again",
+                                "%u checks failed; follow their “Fix” lines, then run doctor again", failed),
+                failed);
+  return 0;
+}
+
+static int
+cmd_client_config (int argc, char **argv)
+{
+  g_autoptr(SmConfig) config = NULL;
+  const char *which = argc > 1 ? argv[1] : "generic";
+  int code = 0;
+
+  if (strcmp (which, "thunderbird") != 0 && strcmp (which, "outlook") != 0 && strcmp (which, "generic") != 0)
+    return die (EXIT_USAGE, _("unknown client “%s”; use thunderbird, outlook or generic"), which);
+  config = load_config_or_die (&code);
+  if (config == NULL)
+    return code;
+
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "email");
+      json_builder_add_string_value (b, config->address);
+      json_builder_set_member_name (b, "username");
+      json_builder_add_string_value (b, config->address);
+      json_builder_set_member_name (b, "imap_host");
+      json_builder_add_string_value (b, config->listen_imap.host);
+      json_builder_set_member_name (b, "imap_port");
+      json_builder_add_int_value (b, config->listen_imap.port);
+      json_builder_set_member_name (b, "smtp_host");
+      json_builder_add_string_value (b, config->listen_smtp.host);
+      json_builder_set_member_name (b, "smtp_port");
+      json_builder_add_int_value (b, config->listen_smtp.port);
+      json_builder_set_member_name (b, "security");
+      json_builder_add_string_value (b, "STARTTLS");
+      json_builder_set_member_name (b, "authentication");
+      json_builder_add_string_value (b, "normal password");
+      json_builder_end_object (b);
+      print_json (b);
+      return 0;
+    }
+
+  if (strcmp (which, "thunderbird") == 0)
+    {
+      g_print (_("Thunderbird: Account Settings → Account Actions → Add Mail Account, then "
+                 "“Configure manually”:\n"));
+      g_print (_("  Your name:         %s\n"), config->display_name ? config->display_name : "");
+      g_print (_("  Email address:     %s\n"), config->address);
+      g_print (_("  Incoming:          IMAP, server %s, port %u, STARTTLS, Normal password\n"),
+               config->listen_imap.host, config->listen_imap.port);
+      g_print (_("  Outgoing:          SMTP, server %s, port %u, STARTTLS, Normal password\n"),
+               config->listen_smtp.host, config->listen_smtp.port);
+      g_print (_("  Username (both):   %s\n"), config->address);
+      g_print (_("  Password:          the output of “securemail account local-password”\n"));
+      g_print (_("Thunderbird asks to accept the certificate of %s once: accept it permanently; it "
+                 "is SecureMail's own local certificate.\n"),
+               config->listen_imap.host);
+    }
+  else if (strcmp (which, "outlook") == 0)
+    {
+      g_print (_("Outlook: File → Add Account → Advanced options → “Let me set up my account "
+                 "manually” → IMAP:\n"));
+      g_print (_("  Email address:     %s\n"), config->address);
+      g_print (_("  Incoming mail:     server %s, port %u, encryption STARTTLS\n"), config->listen_imap.host,
+               config->listen_imap.port);
+      g_print (_("  Outgoing mail:     server %s, port %u, encryption STARTTLS\n"), config->listen_smtp.host,
+               config->listen_smtp.port);
+      g_print (_("  User name:         %s\n"), config->address);
+      g_print (_("  Password:          the output of “securemail account local-password”\n"));
+      g_print (_("  Outgoing server requires authentication: yes, same as incoming\n"));
+    }
+  else
+    {
+      g_print (_("IMAP server:   %s port %u (STARTTLS offered; plain is fine on this computer)\n"),
+               config->listen_imap.host, config->listen_imap.port);
+      g_print (_("SMTP server:   %s port %u (STARTTLS offered), authentication required\n"),
+               config->listen_smtp.host, config->listen_smtp.port);
+      g_print (_("User name:     %s\n"), config->address);
+      g_print (_("Password:      the output of “securemail account local-password”\n"));
+    }
+  return 0;
+}
+
+static void
+usage (void)
+{
+  g_printerr (_("Usage: securemail [--config FILE] [--json] COMMAND\n"
+                "  account set-password [--stdin]     store the provider password in the keyring\n"
+                "  account local-password [--reset]   print the local client password\n"
+                "  status                             running? locked? provider reachable? queue size\n"
+                "  doctor                             numbered checks, each with a fix\n"
+                "  client-config thunderbird|outlook|generic\n"
+                "                                     exact settings for a mail client\n"));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr(GPtrArray) args = g_ptr_array_new ();
+  const char *cmd;
+
+  setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  /* Global options may stand anywhere: the helpdesk types them where it
+   * remembers them. */
+  for (int i = 1; i < argc; i++)
+    {
+      if (strcmp (argv[i], "--json") == 0)
+        opt_json = TRUE;
+      else if (strcmp (argv[i], "--config") == 0 && i + 1 < argc)
+        opt_config = argv[++i];
+      else if (g_str_has_prefix (argv[i], "--config="))
+        opt_config = argv[i] + 9;
+      else if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0)
+        {
+          usage ();
+          return 0;
+        }
+      else
+        g_ptr_array_add (args, argv[i]);
+    }
+  if (args->len == 0)
+    {
+      usage ();
+      return EXIT_USAGE;
+    }
+  cmd = args->pdata[0];
+  if (strcmp (cmd, "account") == 0)
+    return cmd_account ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "status") == 0)
+    return cmd_status ();
+  if (strcmp (cmd, "doctor") == 0)
+    return cmd_doctor ();
+  if (strcmp (cmd, "client-config") == 0)
+    return cmd_client_config ((int) args->len, (char **) args->pdata);
+  usage ();
+  return die (EXIT_USAGE, _("unknown command “%s”; see the list above"), cmd);
+}

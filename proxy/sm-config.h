@@ -1,0 +1,117 @@
+/* sm-config.h: the user's settings and the administrator's policy.
+ *
+ * The INI keys are those of SPEC.md.  A key set in the policy file
+ * (/etc/securemail/policy.conf, or $SECUREMAIL_POLICY) is locked: it wins over
+ * the user's file, and the GUI shows it as not editable.  Loading validates
+ * every key; the first problem found is reported as one line naming the key
+ * and the reason, which securemail-proxy prints before exiting with 2.
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define SM_CONFIG_DEFAULT_POLICY_PATH "/etc/securemail/policy.conf"
+#define SM_CONFIG_MAX_FILE_SIZE       (256 * 1024)   /* a config larger than this is a mistake */
+
+typedef enum {
+  SM_AUTH_PASSWORD,
+  SM_AUTH_OAUTH2,
+  SM_AUTH_CERTIFICATE,
+} SmAuthMethod;
+
+typedef enum {
+  SM_PROTOCOL_SMIME,
+  SM_PROTOCOL_OPENPGP,
+} SmCryptoProtocol;
+
+typedef enum {
+  SM_ENCRYPT_REQUIRED,
+  SM_ENCRYPT_IF_POSSIBLE,
+  SM_ENCRYPT_NEVER,
+} SmEncryptPolicy;
+
+typedef struct {
+  char *url;              /* as written, for messages */
+  char *host;
+  guint16 port;
+  gboolean implicit_tls;  /* imaps:// / smtps://; otherwise STARTTLS is required */
+} SmEndpoint;
+
+typedef struct {
+  char *host;             /* numeric address or "localhost" */
+  guint16 port;           /* 0 = pick a free port (tests) */
+} SmListenAddress;
+
+typedef struct {
+  char *path;             /* the user's file that was read (may not exist) */
+  char *policy_path;      /* the policy file that was read (may not exist) */
+
+  /* [account] */
+  char *address;
+  char *personal_address; /* NULL when unset */
+  char *display_name;     /* NULL when unset */
+
+  /* [upstream] */
+  SmEndpoint imap;
+  SmEndpoint smtp;
+  char *username;
+  SmAuthMethod auth;
+  char *ca_file;          /* NULL when unset */
+  GBytes *pin_sha256;     /* 32 bytes, NULL when unset */
+
+  /* [listen] */
+  SmListenAddress listen_imap;
+  SmListenAddress listen_smtp;
+
+  /* [crypto] */
+  SmCryptoProtocol protocol;
+  SmEncryptPolicy encrypt;
+  gboolean subject_tags;
+  gboolean request_receipts;
+  gboolean send_receipts;
+
+  /* [policy] */
+  char **allowed_upstreams;   /* host globs; empty = any */
+  char *personal_tag;
+  gboolean personal_enforce;
+  gboolean allow_remote_listen;  /* policy file only */
+  char *trust_anchors_dir;       /* policy file only, NULL when unset */
+
+  /* [admin] */
+  char *contact_email;
+  char *contact_phone;
+
+  GHashTable *locked;     /* "group.key" set in the policy file */
+} SmConfig;
+
+void sm_config_free (SmConfig *config);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmConfig, sm_config_free)
+
+/* The user's config path: @override if given, else $SECUREMAIL_CONFIG, else
+ * $XDG_CONFIG_HOME/securemail/securemail.conf.  Returns a new string. */
+char *sm_config_default_path (const char *override);
+/* The policy path: $SECUREMAIL_POLICY, else SM_CONFIG_DEFAULT_POLICY_PATH. */
+const char *sm_config_policy_path (void);
+/* $XDG_DATA_HOME/securemail (not created).  Returns a new string. */
+char *sm_config_data_dir (void);
+
+/* Loads and validates.  @path NULL = sm_config_default_path (NULL).  On a
+ * bad value fails with SM_ERROR_CONFIG and a message of the form
+ * "[upstream] imap: <reason>" naming the file.  Returns a new config. */
+SmConfig *sm_config_load (const char *path, GError **error);
+/* The same from in-memory text, for tests and the setup assistant. */
+SmConfig *sm_config_load_data (const char *user_data, const char *policy_data, GError **error);
+
+/* TRUE when the administrator locked "group.key". */
+gboolean sm_config_is_locked (const SmConfig *config, const char *group, const char *key);
+
+/* Checks @host against [policy] allowed_upstreams (case-insensitive globs).
+ * Fails with SM_ERROR_POLICY saying so. */
+gboolean sm_config_check_upstream_allowed (const SmConfig *config, const char *host, GError **error);
+
+/* "host:port" for messages.  Returns a new string. */
+char *sm_endpoint_to_string (const SmEndpoint *endpoint);
+
+G_END_DECLS

@@ -1,0 +1,234 @@
+/* sm-doctor.c: the numbered checks of `securemail doctor`. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "sm-config.h"
+#include "sm-dbus-service.h"
+#include "sm-doctor.h"
+#include "sm-error.h"
+#include "sm-secrets.h"
+#include "sm-tls.h"
+#include "sm-upstream.h"
+
+void
+sm_check_free (SmCheck *check)
+{
+  if (check == NULL)
+    return;
+  g_free (check->id);
+  g_free (check->title);
+  g_free (check->detail);
+  g_free (check->fix);
+  g_free (check);
+}
+
+static SmCheck *
+add (GPtrArray *checks, const char *id, const char *title)
+{
+  SmCheck *c = g_new0 (SmCheck, 1);
+  c->number = checks->len + 1;
+  c->id = g_strdup (id);
+  c->title = g_strdup (title);
+  c->result = SM_CHECK_SKIP;
+  g_ptr_array_add (checks, c);
+  return c;
+}
+
+static void
+pass (SmCheck *c, const char *detail)
+{
+  c->result = SM_CHECK_PASS;
+  c->detail = g_strdup (detail);
+}
+
+static void
+fail (SmCheck *c, const char *detail, const char *fix)
+{
+  c->result = SM_CHECK_FAIL;
+  c->detail = g_strdup (detail);
+  c->fix = g_strdup (fix);
+}
+
+static void
+skip (SmCheck *c, const char *why)
+{
+  c->result = SM_CHECK_SKIP;
+  c->detail = g_strdup (why);
+}
+
+/* TRUE when a proxy owns the bus name (then its listeners are in use by it,
+ * which is right). */
+static gboolean
+proxy_running (void)
+{
+  g_autoptr(GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  g_autoptr(GVariant) r = NULL;
+  gboolean has = FALSE;
+
+  if (bus == NULL)
+    return FALSE;
+  r = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                   "org.freedesktop.DBus", "NameHasOwner",
+                                   g_variant_new ("(s)", SM_DBUS_NAME), G_VARIANT_TYPE ("(b)"),
+                                   G_DBUS_CALL_FLAGS_NONE, 5000, NULL, NULL);
+  if (r != NULL)
+    g_variant_get (r, "(b)", &has);
+  return has;
+}
+
+static gboolean
+port_free (const SmListenAddress *la, GError **error)
+{
+  g_autoptr(GSocketListener) l = g_socket_listener_new ();
+  g_autoptr(GInetAddress) a = g_inet_address_new_from_string (
+      g_strcmp0 (la->host, "localhost") == 0 ? "127.0.0.1" : la->host);
+  g_autoptr(GSocketAddress) sa = NULL;
+
+  if (a == NULL)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG, _("“%s” is not an address"), la->host);
+      return FALSE;
+    }
+  sa = g_inet_socket_address_new (a, la->port);
+  if (!g_socket_listener_add_address (l, sa, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL, NULL, error))
+    return FALSE;
+  g_socket_listener_close (l);
+  return TRUE;
+}
+
+GPtrArray *
+sm_doctor_run (const char *config_path)
+{
+  GPtrArray *checks = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_check_free);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmConfig) config = NULL;
+  SmCheck *c_config, *c_keyring, *c_local, *c_provider, *c_imap, *c_smtp, *c_listen;
+  char *password = NULL;
+
+  c_config = add (checks, "config", _("Settings file is valid"));
+  c_keyring = add (checks, "keyring", _("The keyring can be used"));
+  c_local = add (checks, "local-password", _("A local mail client password exists"));
+  c_provider = add (checks, "provider-password", _("The provider password is stored"));
+  c_imap = add (checks, "upstream-imap", _("Provider IMAP: reachable, certificate verified, login works"));
+  c_smtp = add (checks, "upstream-smtp", _("Provider SMTP: reachable, certificate verified, login works"));
+  c_listen = add (checks, "listeners", _("Local IMAP and SMTP ports are served by SecureMail or free"));
+
+  config = sm_config_load (config_path, &error);
+  if (config == NULL)
+    {
+      g_autofree char *path = sm_config_default_path (config_path);
+      g_autofree char *fix = g_strdup_printf (_("Correct the line named above in %s, or run "
+                                                "securemail-setup to write a new one."),
+                                              path);
+      fail (c_config, error->message, fix);
+      skip (c_keyring, _("needs valid settings"));
+      skip (c_local, _("needs valid settings"));
+      skip (c_provider, _("needs valid settings"));
+      skip (c_imap, _("needs valid settings"));
+      skip (c_smtp, _("needs valid settings"));
+      skip (c_listen, _("needs valid settings"));
+      return checks;
+    }
+  {
+    g_autofree char *d = g_strdup_printf (_("%s, account %s"), config->path, config->address);
+    pass (c_config, d);
+  }
+
+  /* Keyring and the local password. */
+  {
+    g_autoptr(GError) e = NULL;
+    char *local = sm_secret_lookup (SM_SECRET_LOCAL_PASSWORD, config->address, &e);
+    if (local == NULL && !g_error_matches (e, SM_ERROR, SM_ERROR_NO_SECRET))
+      {
+        fail (c_keyring, e->message,
+              _("Log in to the desktop so that the keyring is unlocked (on a server: start "
+                "gnome-keyring-daemon in the D-Bus session), then run doctor again."));
+        skip (c_local, _("needs the keyring"));
+        skip (c_provider, _("needs the keyring"));
+        skip (c_imap, _("needs the keyring"));
+        skip (c_smtp, _("needs the keyring"));
+      }
+    else
+      {
+        pass (c_keyring, _("reachable and unlocked"));
+        if (local == NULL)
+          fail (c_local, e->message,
+                _("Run “securemail account local-password” and type the password it shows into "
+                  "your mail client."));
+        else
+          pass (c_local, _("present"));
+        sm_secret_free (local);
+        g_clear_error (&e);
+        password = sm_secret_lookup (SM_SECRET_UPSTREAM_PASSWORD, config->address, &e);
+        if (password == NULL)
+          {
+            fail (c_provider, e->message,
+                  _("Run “securemail account set-password” and type the password your provider "
+                    "gave you."));
+            skip (c_imap, _("needs the provider password"));
+            skip (c_smtp, _("needs the provider password"));
+          }
+        else
+          pass (c_provider, _("present"));
+      }
+  }
+
+  if (password != NULL)
+    {
+      g_autoptr(GError) e = NULL;
+      g_autoptr(SmImapUpstream) up = sm_imap_upstream_open (config, password, NULL, &e);
+      g_autoptr(SmSmtpClient) smtp = NULL;
+      g_autofree char *fix_for_tls = g_strdup (
+          _("If your provider uses a private certificate authority, set [upstream] ca_file to its "
+            "certificate (ask your administrator); never turn verification off."));
+
+      if (up != NULL)
+        {
+          g_autofree char *d = g_strdup_printf (_("%s: logged in as %s"), config->imap.url, config->username);
+          pass (c_imap, d);
+          g_io_stream_close (up->stream, NULL, NULL);
+        }
+      else if (g_error_matches (e, SM_ERROR, SM_ERROR_TLS))
+        fail (c_imap, e->message, fix_for_tls);
+      else if (g_error_matches (e, SM_ERROR, SM_ERROR_AUTH))
+        fail (c_imap, e->message, _("Store the right password with “securemail account set-password”."));
+      else
+        fail (c_imap, e->message,
+              _("Check [upstream] imap in the settings and the network; if both are right, the "
+                "provider may be down: try again later."));
+      g_clear_error (&e);
+
+      smtp = sm_smtp_client_open (config, password, NULL, &e);
+      if (smtp != NULL)
+        {
+          g_autofree char *d = g_strdup_printf (_("%s: logged in as %s"), config->smtp.url, config->username);
+          pass (c_smtp, d);
+          sm_smtp_client_quit (smtp);
+        }
+      else if (g_error_matches (e, SM_ERROR, SM_ERROR_TLS))
+        fail (c_smtp, e->message, fix_for_tls);
+      else if (g_error_matches (e, SM_ERROR, SM_ERROR_AUTH))
+        fail (c_smtp, e->message, _("Store the right password with “securemail account set-password”."));
+      else
+        fail (c_smtp, e->message,
+              _("Check [upstream] smtp in the settings and the network; if both are right, the "
+                "provider may be down: try again later."));
+      sm_secret_free (password);
+    }
+
+  if (proxy_running ())
+    pass (c_listen, _("securemail-proxy is running and serving them"));
+  else
+    {
+      g_autoptr(GError) e = NULL;
+      if (port_free (&config->listen_imap, &e) && port_free (&config->listen_smtp, &e))
+        pass (c_listen, _("free; securemail-proxy is not running yet"));
+      else
+        fail (c_listen, e->message,
+              _("Another program uses the port: stop it, or change [listen] imap / smtp and the "
+                "mail client's settings."));
+    }
+  return checks;
+}

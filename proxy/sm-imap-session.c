@@ -1,0 +1,905 @@
+/* sm-imap-session.c: one mail client's IMAP connection to the proxy. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "sm-error.h"
+#include "sm-imap-parser.h"
+#include "sm-imap-session.h"
+#include "sm-input-pump.h"
+#include "sm-secrets.h"
+#include "sm-stream-writer.h"
+#include "sm-upstream.h"
+
+#define SM_IMAP_PREAUTH_MAX_COMMAND (16 * 1024)  /* a whole pre-login command, literals included */
+
+/* Capabilities offered before login (RFC 9051 §7.2.2).  LITERAL+ is safe
+ * because the scanner bounds every literal; AUTH=PLAIN and LOGIN check the
+ * local password only. */
+#define PREAUTH_CAPS     "IMAP4rev1 LITERAL+ SASL-IR ID STARTTLS AUTH=PLAIN"
+#define PREAUTH_CAPS_TLS "IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN"
+
+typedef enum {
+  ST_NOT_AUTH,
+  ST_STARTTLS,      /* OK sent, handshake pending */
+  ST_LOGGING_IN,    /* local check and upstream login running in a thread */
+  ST_RELAY,
+  ST_CLOSING,
+} State;
+
+struct _SmImapSession {
+  GObject parent_instance;
+
+  SmServer *server;             /* not owned: the server outlives its sessions */
+  State state;
+  GCancellable *cancellable;
+
+  /* client side */
+  GSocketConnection *connection;
+  GIOStream *client;            /* connection, or the TLS stream after STARTTLS */
+  SmStreamWriter *to_client;
+  SmInputPump *client_pump;
+  SmImapScanner *client_scanner;
+  GByteArray *command;          /* pre-login: the command being assembled */
+  gboolean command_too_big;
+  char *sasl_tag;               /* AUTHENTICATE waiting for the client's response */
+  guint auth_failures;
+  gboolean tls_active;
+  guint preauth_timeout_id;
+  gboolean discard_command;     /* relay: skipping the rest of a refused command */
+  char *sync_literal_tag;       /* relay: command whose synchronizing literal awaits "+" */
+  gboolean logout_seen;
+
+  /* upstream side */
+  SmImapUpstream *upstream;
+  SmStreamWriter *to_upstream;
+  SmInputPump *upstream_pump;
+  SmImapScanner *upstream_scanner;
+  gboolean response_has_literal; /* inside a response whose literal the client has partly seen */
+};
+
+G_DEFINE_FINAL_TYPE (SmImapSession, sm_imap_session, G_TYPE_OBJECT)
+
+static void finish_close (SmImapSession *self);
+static gboolean client_paused (GObject *owner);
+static gsize client_step (GObject *owner, const guint8 *buf, gsize len);
+static void on_client_eof (GObject *owner, const GError *error);
+static gboolean upstream_paused (GObject *owner);
+static gsize upstream_step (GObject *owner, const guint8 *buf, gsize len);
+static void on_upstream_eof (GObject *owner, const GError *error);
+
+static void
+sm_imap_session_finalize (GObject *object)
+{
+  SmImapSession *self = SM_IMAP_SESSION (object);
+
+  g_debug ("IMAP session %p finalized", self);
+  g_clear_pointer (&self->to_client, sm_stream_writer_free);
+  g_clear_pointer (&self->to_upstream, sm_stream_writer_free);
+  g_clear_pointer (&self->client_pump, sm_input_pump_free);
+  g_clear_pointer (&self->upstream_pump, sm_input_pump_free);
+  g_clear_handle_id (&self->preauth_timeout_id, g_source_remove);
+  g_clear_object (&self->client);
+  g_clear_object (&self->connection);
+  g_clear_pointer (&self->upstream, sm_imap_upstream_free);
+  g_clear_pointer (&self->client_scanner, sm_imap_scanner_free);
+  g_clear_pointer (&self->upstream_scanner, sm_imap_scanner_free);
+  if (self->command)
+    {
+      explicit_bzero (self->command->data, self->command->len);  /* may hold a password */
+      g_byte_array_unref (self->command);
+    }
+  g_free (self->sasl_tag);
+  g_free (self->sync_literal_tag);
+  g_clear_object (&self->cancellable);
+  G_OBJECT_CLASS (sm_imap_session_parent_class)->finalize (object);
+}
+
+static void
+sm_imap_session_class_init (SmImapSessionClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = sm_imap_session_finalize;
+}
+
+static void
+sm_imap_session_init (SmImapSession *self)
+{
+  self->cancellable = g_cancellable_new ();
+  self->client_scanner = sm_imap_scanner_new (SM_IMAP_PREAUTH_MAX_LINE, SM_IMAP_MAX_PREAUTH_LITERAL);
+}
+
+/* ---- writing and closing --------------------------------------------------- */
+
+static void
+reply (SmImapSession *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+static void
+reply (SmImapSession *self, const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *line = NULL;
+
+  if (self->to_client == NULL)
+    return;
+  va_start (ap, format);
+  line = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  sm_stream_writer_write (self->to_client, line, strlen (line));
+  sm_stream_writer_write (self->to_client, "\r\n", 2);
+}
+
+/* Ends the session: an optional untagged BYE (RFC 9051 §7.1.5), then both
+ * streams are closed once the client has been sent everything queued. */
+void
+sm_imap_session_close (SmImapSession *self, const char *bye_text)
+{
+  if (self->state == ST_CLOSING)
+    return;
+  self->state = ST_CLOSING;
+  if (self->client_pump)
+    sm_input_pump_stop (self->client_pump);
+  if (self->upstream_pump)
+    sm_input_pump_stop (self->upstream_pump);
+  g_clear_handle_id (&self->preauth_timeout_id, g_source_remove);
+  g_cancellable_cancel (self->cancellable);
+  if (bye_text != NULL)
+    reply (self, "* BYE %s", bye_text);
+  if (self->to_client == NULL || sm_stream_writer_pending (self->to_client) == 0)
+    finish_close (self);
+  /* else on_client_drained() finishes */
+}
+
+static void
+finish_close (SmImapSession *self)
+{
+  g_autoptr(SmImapSession) keep = g_object_ref (self);
+
+  g_clear_pointer (&self->to_client, sm_stream_writer_free);
+  g_clear_pointer (&self->to_upstream, sm_stream_writer_free);
+  if (self->client)
+    g_io_stream_close (self->client, NULL, NULL);
+  if (self->upstream)
+    g_io_stream_close (self->upstream->stream, NULL, NULL);
+  sm_server_session_closed (self->server, G_OBJECT (self));
+}
+
+static void
+on_client_drained (SmStreamWriter *writer, const GError *error, gpointer user_data)
+{
+  SmImapSession *self = user_data;
+
+  if (self->state == ST_CLOSING)
+    {
+      finish_close (self);
+      return;
+    }
+  /* Back-pressure: the upstream side waits while the client is slow. */
+  if (self->state == ST_RELAY)
+    sm_input_pump_resume (self->upstream_pump);
+  else if (self->state == ST_NOT_AUTH)
+    sm_input_pump_resume (self->client_pump);
+}
+
+static void
+on_client_write_error (SmStreamWriter *writer, const GError *error, gpointer user_data)
+{
+  SmImapSession *self = user_data;
+
+  g_debug ("IMAP client write failed: %s", error->message);
+  if (self->state == ST_CLOSING)
+    finish_close (self);
+  else
+    sm_imap_session_close (self, NULL);
+}
+
+static void
+on_upstream_drained (SmStreamWriter *writer, const GError *error, gpointer user_data)
+{
+  SmImapSession *self = user_data;
+
+  if (self->state == ST_RELAY)
+    sm_input_pump_resume (self->client_pump);
+}
+
+static void
+on_upstream_write_error (SmStreamWriter *writer, const GError *error, gpointer user_data)
+{
+  SmImapSession *self = user_data;
+  g_autofree char *msg = g_strdup_printf (_("[UNAVAILABLE] The connection to the provider was "
+                                            "lost (%s); try again later"),
+                                          error->message);
+
+  g_message ("IMAP upstream write failed: %s", error->message);
+  sm_server_report_upstream (self->server, FALSE, msg);
+  sm_imap_session_close (self, msg);
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+static gboolean
+client_paused (GObject *owner)
+{
+  SmImapSession *self = SM_IMAP_SESSION (owner);
+
+  return self->state == ST_LOGGING_IN || self->state == ST_STARTTLS || self->state == ST_CLOSING ||
+         (self->to_upstream != NULL && sm_stream_writer_pending (self->to_upstream) > SM_IMAP_MAX_QUEUED) ||
+         (self->to_client != NULL && sm_stream_writer_pending (self->to_client) > SM_IMAP_MAX_QUEUED);
+}
+
+static gboolean
+upstream_paused (GObject *owner)
+{
+  SmImapSession *self = SM_IMAP_SESSION (owner);
+
+  return self->state != ST_RELAY ||
+         (self->to_client != NULL && sm_stream_writer_pending (self->to_client) > SM_IMAP_MAX_QUEUED);
+}
+
+static void
+on_client_eof (GObject *owner, const GError *error)
+{
+  SmImapSession *self = SM_IMAP_SESSION (owner);
+
+  g_debug ("IMAP client went away%s%s", error ? ": " : "", error ? error->message : "");
+  /* Nothing can reach the client any more: no BYE. */
+  g_clear_pointer (&self->to_client, sm_stream_writer_free);
+  sm_imap_session_close (self, NULL);
+}
+
+static void
+on_upstream_eof (GObject *owner, const GError *error)
+{
+  SmImapSession *self = SM_IMAP_SESSION (owner);
+
+  if (self->logout_seen)
+    {
+      /* The provider closes after LOGOUT (RFC 9051 §6.1.3): expected. */
+      sm_imap_session_close (self, NULL);
+      return;
+    }
+  g_message ("IMAP provider connection ended%s%s", error ? ": " : "", error ? error->message : "");
+  sm_server_report_upstream (self->server, FALSE, _("The provider closed the IMAP connection"));
+  if (self->response_has_literal)
+    {
+      /* The client has received part of a response that carried a literal
+       * (say half a message body).  A BYE now would be read as message
+       * content and cached as such: closing is the only honest signal. */
+      sm_imap_session_close (self, NULL);
+      return;
+    }
+  sm_imap_session_close (self, _("[UNAVAILABLE] The connection to the provider was lost; try again later"));
+}
+
+/* ---- pre-login ------------------------------------------------------------- */
+
+static const char *
+capabilities_preauth (SmImapSession *self)
+{
+  return self->tls_active ? PREAUTH_CAPS_TLS : PREAUTH_CAPS;
+}
+
+static gboolean
+on_preauth_timeout (gpointer user_data)
+{
+  SmImapSession *self = user_data;
+
+  self->preauth_timeout_id = 0;
+  sm_imap_session_close (self, _("Autologout: no login in time"));
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+  const SmConfig *config;   /* owned by the server, immutable */
+  char *user;
+  char *password;
+} LoginData;
+
+static void
+login_data_free (LoginData *data)
+{
+  g_free (data->user);
+  if (data->password)
+    {
+      explicit_bzero (data->password, strlen (data->password));
+      g_free (data->password);
+    }
+  g_free (data);
+}
+
+/* Worker thread: checks the local credentials, then logs in upstream with
+ * the provider password from the keyring.  Local failures are SM_ERROR_AUTH;
+ * everything after a good local login is reported as SM_ERROR_UNAVAILABLE so
+ * that the client does not ask the user for a password that is right. */
+static void
+login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  LoginData *data = task_data;
+  g_autoptr(GError) error = NULL;
+  char *local_pw;
+  char *provider_pw;
+  gboolean ok;
+  SmImapUpstream *up;
+
+  local_pw = sm_secret_lookup (SM_SECRET_LOCAL_PASSWORD, data->config->address, &error);
+  if (local_pw == NULL)
+    {
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
+      return;
+    }
+  ok = g_ascii_strcasecmp (data->user, data->config->address) == 0 &&
+       sm_secret_equal (data->password, local_pw);
+  sm_secret_free (local_pw);
+  if (!ok)
+    {
+      /* Slow down guessing (RFC 9051 §11.3 leaves the method to servers). */
+      g_usleep (SM_SERVER_AUTH_FAILURE_DELAY_MS * 1000);
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_AUTH, "wrong local credentials");
+      return;
+    }
+
+  provider_pw = sm_secret_lookup (SM_SECRET_UPSTREAM_PASSWORD, data->config->address, &error);
+  if (provider_pw == NULL)
+    {
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
+      return;
+    }
+  up = sm_imap_upstream_open (data->config, provider_pw, cancellable, &error);
+  sm_secret_free (provider_pw);
+  if (up == NULL)
+    {
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
+      return;
+    }
+  g_task_return_pointer (task, up, (GDestroyNotify) sm_imap_upstream_free);
+}
+
+static void
+on_login_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmImapSession *self = SM_IMAP_SESSION (source);
+  g_autofree char *tag = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmImapUpstream) up = g_task_propagate_pointer (G_TASK (result), &error);
+  g_autofree char *caps = NULL;
+
+  if (self->state == ST_CLOSING)
+    return;
+  if (up == NULL)
+    {
+      self->state = ST_NOT_AUTH;
+      if (g_error_matches (error, SM_ERROR, SM_ERROR_AUTH))
+        {
+          g_message ("IMAP local login failed");
+          reply (self, _("%s NO [AUTHENTICATIONFAILED] Wrong user name or password. The user name "
+                         "is your e-mail address; the password is the one “securemail account "
+                         "local-password” shows, not your provider password."),
+                 tag);
+          if (++self->auth_failures >= SM_IMAP_MAX_AUTH_FAILURES)
+            {
+              sm_imap_session_close (self, _("Too many failed logins"));
+              return;
+            }
+        }
+      else
+        {
+          g_message ("IMAP login to the provider failed: %s", error->message);
+          sm_server_report_upstream (self->server, FALSE, error->message);
+          reply (self, "%s NO [UNAVAILABLE] %s", tag, error->message);
+        }
+      sm_input_pump_resume (self->client_pump);
+      return;
+    }
+
+  sm_server_report_upstream (self->server, TRUE, NULL);
+  self->upstream = g_steal_pointer (&up);
+  self->to_upstream = sm_stream_writer_new (g_io_stream_get_output_stream (self->upstream->stream),
+                                            on_upstream_drained, on_upstream_write_error, self);
+  self->upstream_scanner = sm_imap_scanner_new (SM_IMAP_MAX_RESPONSE_LINE, SM_IMAP_MAX_RESPONSE_LITERAL);
+  sm_imap_scanner_free (self->client_scanner);
+  self->client_scanner = sm_imap_scanner_new (SM_IMAP_MAX_LINE, SM_IMAP_MAX_LITERAL);
+  g_clear_handle_id (&self->preauth_timeout_id, g_source_remove);
+  self->state = ST_RELAY;
+
+  caps = sm_imap_capabilities_filter (self->upstream->capabilities, NULL);
+  reply (self, _("%s OK [CAPABILITY %s] Logged in through SecureMail"), tag, caps);
+  g_message ("IMAP session logged in to %s", self->server ? sm_server_get_config (self->server)->imap.host : "?");
+
+  self->upstream_pump = sm_input_pump_new (g_io_stream_get_input_stream (self->upstream->stream),
+                                           G_OBJECT (self), upstream_step, upstream_paused,
+                                           on_upstream_eof);
+  /* Anything the provider sent right after the login comes first. */
+  if (self->upstream->pending != NULL)
+    sm_input_pump_push (self->upstream_pump, g_bytes_get_data (self->upstream->pending, NULL),
+                        g_bytes_get_size (self->upstream->pending));
+  g_clear_pointer (&self->upstream->pending, g_bytes_unref);
+  sm_input_pump_resume (self->upstream_pump);
+  sm_input_pump_resume (self->client_pump);
+}
+
+static void
+start_login (SmImapSession *self, const char *tag, GBytes *user, GBytes *password)
+{
+  LoginData *data = g_new0 (LoginData, 1);
+  g_autoptr(GTask) task = g_task_new (self, self->cancellable, on_login_done, g_strdup (tag));
+
+  data->config = sm_server_get_config (self->server);
+  data->user = g_strndup (g_bytes_get_data (user, NULL), g_bytes_get_size (user));
+  data->password = g_strndup (g_bytes_get_data (password, NULL), g_bytes_get_size (password));
+  g_task_set_task_data (task, data, (GDestroyNotify) login_data_free);
+  self->state = ST_LOGGING_IN;
+  g_task_run_in_thread (task, login_thread);
+}
+
+/* RFC 4616: [authzid] NUL authcid NUL passwd.  An authzid other than the
+ * authcid would mean acting as someone else: refused. */
+static void
+handle_sasl_plain (SmImapSession *self, const char *tag, const char *b64)
+{
+  gsize len = 0;
+  guchar *raw;
+  const char *authzid, *authcid, *passwd;
+  gsize n1, n2;
+
+  if (strcmp (b64, "*") == 0)
+    {
+      reply (self, _("%s BAD Authentication cancelled"), tag);
+      return;
+    }
+  raw = g_base64_decode (strcmp (b64, "=") == 0 ? "" : b64, &len);
+  authzid = (const char *) raw;
+  n1 = raw ? strnlen (authzid, len) : len;
+  if (raw == NULL || n1 >= len)
+    goto bad;
+  authcid = authzid + n1 + 1;
+  n2 = strnlen (authcid, len - n1 - 1);
+  if (n1 + 1 + n2 >= len)
+    goto bad;
+  passwd = authcid + n2 + 1;
+  if (memchr (passwd, '\0', len - n1 - n2 - 2) != NULL || (n1 > 0 && strcmp (authzid, authcid) != 0))
+    goto bad;
+  {
+    g_autoptr(GBytes) u = g_bytes_new (authcid, n2);
+    g_autoptr(GBytes) p = g_bytes_new (passwd, len - n1 - n2 - 2);
+    start_login (self, tag, u, p);
+  }
+  explicit_bzero (raw, len);
+  g_free (raw);
+  return;
+bad:
+  if (raw)
+    explicit_bzero (raw, len);
+  g_free (raw);
+  reply (self, _("%s BAD [CLIENTBUG] Malformed AUTHENTICATE PLAIN response"), tag);
+}
+
+static void
+handle_preauth_command (SmImapSession *self, const guint8 *data, gsize len)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tag = NULL;
+  g_autoptr(SmImapCommand) cmd = sm_imap_command_parse (data, len, &tag, &error);
+  guint nargs;
+
+  if (cmd == NULL)
+    {
+      reply (self, "%s BAD %s", tag ? tag : "*", error->message);
+      return;
+    }
+  nargs = cmd->args->len;
+  if (strcmp (cmd->name, "CAPABILITY") == 0)
+    {
+      reply (self, "* CAPABILITY %s", capabilities_preauth (self));
+      reply (self, _("%s OK CAPABILITY completed"), cmd->tag);
+    }
+  else if (strcmp (cmd->name, "NOOP") == 0)
+    reply (self, _("%s OK NOOP completed"), cmd->tag);
+  else if (strcmp (cmd->name, "ID") == 0)
+    {
+      /* RFC 2971: answer without revealing versions. */
+      reply (self, "* ID (\"name\" \"SecureMail\")");
+      reply (self, _("%s OK ID completed"), cmd->tag);
+    }
+  else if (strcmp (cmd->name, "LOGOUT") == 0)
+    {
+      reply (self, _("* BYE Logging out"));
+      reply (self, _("%s OK LOGOUT completed"), cmd->tag);
+      sm_imap_session_close (self, NULL);
+    }
+  else if (strcmp (cmd->name, "STARTTLS") == 0)
+    {
+      if (self->tls_active)
+        reply (self, _("%s BAD TLS is already active"), cmd->tag);
+      else if (nargs != 0)
+        reply (self, _("%s BAD STARTTLS takes no arguments"), cmd->tag);
+      else
+        {
+          reply (self, _("%s OK Begin TLS negotiation now"), cmd->tag);
+          /* The handshake starts once the OK is written:
+           * on_client_drained_dispatch(). */
+          self->state = ST_STARTTLS;
+        }
+    }
+  else if (strcmp (cmd->name, "LOGIN") == 0)
+    {
+      SmImapToken *u = nargs == 2 ? g_ptr_array_index (cmd->args, 0) : NULL;
+      SmImapToken *p = nargs == 2 ? g_ptr_array_index (cmd->args, 1) : NULL;
+      if (u == NULL || u->kind == SM_IMAP_TOKEN_LIST || p->kind == SM_IMAP_TOKEN_LIST)
+        reply (self, _("%s BAD LOGIN takes a user name and a password"), cmd->tag);
+      else
+        start_login (self, cmd->tag, u->value, p->value);
+    }
+  else if (strcmp (cmd->name, "AUTHENTICATE") == 0)
+    {
+      SmImapToken *mech = nargs >= 1 ? g_ptr_array_index (cmd->args, 0) : NULL;
+      g_autofree char *mech_name = mech ? g_strndup (g_bytes_get_data (mech->value, NULL),
+                                                     g_bytes_get_size (mech->value)) : NULL;
+      if (mech == NULL || nargs > 2)
+        reply (self, _("%s BAD AUTHENTICATE takes a mechanism name"), cmd->tag);
+      else if (g_ascii_strcasecmp (mech_name, "PLAIN") != 0)
+        reply (self, _("%s NO [CANNOT] Only the PLAIN mechanism is supported"), cmd->tag);
+      else if (nargs == 2)
+        {
+          SmImapToken *ir = g_ptr_array_index (cmd->args, 1);
+          g_autofree char *b64 = g_strndup (g_bytes_get_data (ir->value, NULL), g_bytes_get_size (ir->value));
+          handle_sasl_plain (self, cmd->tag, b64);   /* RFC 4959 SASL-IR */
+          explicit_bzero (b64, strlen (b64));
+        }
+      else
+        {
+          g_free (self->sasl_tag);
+          self->sasl_tag = g_strdup (cmd->tag);
+          reply (self, "+ ");
+        }
+    }
+  else
+    reply (self, _("%s BAD [CLIENTBUG] Log in first (command %s is not valid before login)"),
+           cmd->tag, cmd->name);
+}
+
+static gsize
+client_step_preauth (SmImapSession *self, const guint8 *buf, gsize len)
+{
+  SmImapScanResult r;
+  gsize used = sm_imap_scanner_feed (self->client_scanner, buf, len, &r);
+
+  if (self->command == NULL)
+    self->command = g_byte_array_new ();
+
+  switch (r.event)
+    {
+    case SM_IMAP_SCAN_NEED_MORE:
+      break;
+    case SM_IMAP_SCAN_LINE_TOO_LONG:
+      sm_imap_session_close (self, _("[TOOBIG] Command line too long"));
+      break;
+    case SM_IMAP_SCAN_LITERAL_TOO_LARGE:
+      if (r.literal_nonsync)
+        sm_imap_session_close (self, _("[TOOBIG] Literal too large before login"));
+      else
+        {
+          g_autofree char *tag = NULL;
+          g_autofree char *name = NULL;
+          sm_imap_command_peek (r.data, r.len, &tag, &name);
+          reply (self, _("%s BAD [TOOBIG] Literal too large before login"), tag ? tag : "*");
+          explicit_bzero (self->command->data, self->command->len);
+          g_byte_array_set_size (self->command, 0);
+        }
+      break;
+    case SM_IMAP_SCAN_LITERAL:
+      if (self->command->len + r.len <= SM_IMAP_PREAUTH_MAX_COMMAND)
+        g_byte_array_append (self->command, r.data, (guint) r.len);
+      else
+        self->command_too_big = TRUE;
+      break;
+    case SM_IMAP_SCAN_LINE:
+      if (self->sasl_tag != NULL && !r.continuation)
+        {
+          g_autofree char *tag = g_steal_pointer (&self->sasl_tag);
+          g_autofree char *line = g_strndup ((const char *) r.data, r.len);
+          g_strchomp (line);
+          handle_sasl_plain (self, tag, line);
+          explicit_bzero (line, strlen (line));
+          break;
+        }
+      if (self->command->len + r.len <= SM_IMAP_PREAUTH_MAX_COMMAND)
+        g_byte_array_append (self->command, r.data, (guint) r.len);
+      else
+        self->command_too_big = TRUE;
+      if (r.has_literal)
+        {
+          if (!r.literal_nonsync)
+            reply (self, "+ Ready for literal data");   /* RFC 9051 §7.5 */
+          break;
+        }
+      if (self->command_too_big)
+        sm_imap_session_close (self, _("[TOOBIG] Command too long before login"));
+      else
+        handle_preauth_command (self, self->command->data, self->command->len);
+      if (self->command)
+        {
+          explicit_bzero (self->command->data, self->command->len);
+          g_byte_array_set_size (self->command, 0);
+        }
+      break;
+    }
+  return used;
+}
+
+/* ---- relay ----------------------------------------------------------------- */
+
+static gboolean
+refuse_in_relay (SmImapSession *self, const char *tag, const char *name)
+{
+  if (g_strcmp0 (name, "COMPRESS") == 0)
+    reply (self, _("%s NO [CANNOT] Compression is not available through SecureMail"), tag);
+  else if (g_strcmp0 (name, "STARTTLS") == 0)
+    reply (self, _("%s BAD STARTTLS is only valid before login"), tag);
+  else if (g_strcmp0 (name, "LOGIN") == 0 || g_strcmp0 (name, "AUTHENTICATE") == 0)
+    reply (self, _("%s BAD Already logged in"), tag);
+  else if (g_strcmp0 (name, "UNAUTHENTICATE") == 0)
+    reply (self, _("%s BAD UNAUTHENTICATE is not available through SecureMail"), tag);
+  else
+    return FALSE;
+  return TRUE;
+}
+
+static gsize
+client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
+{
+  SmImapScanResult r;
+  gsize used = sm_imap_scanner_feed (self->client_scanner, buf, len, &r);
+
+  switch (r.event)
+    {
+    case SM_IMAP_SCAN_NEED_MORE:
+      break;
+    case SM_IMAP_SCAN_LINE_TOO_LONG:
+      sm_imap_session_close (self, _("[TOOBIG] Command line too long"));
+      break;
+    case SM_IMAP_SCAN_LITERAL_TOO_LARGE:
+      {
+        g_autofree char *tag = NULL;
+        g_autofree char *name = NULL;
+        if (r.literal_nonsync)
+          {
+            /* The client sends the bytes without waiting: the stream
+             * cannot be resynchronised (RFC 7888 §4). */
+            sm_imap_session_close (self, _("[TOOBIG] Literal too large"));
+            break;
+          }
+        sm_imap_command_peek (r.data, r.len, &tag, &name);
+        reply (self, _("%s NO [TOOBIG] Literal larger than %" G_GUINT64_FORMAT " bytes"),
+               tag ? tag : "*", (guint64) SM_IMAP_MAX_LITERAL);
+        /* The command so far was not forwarded if this was its first line;
+         * a continuation line means part of it went upstream already, so
+         * the only safe end is to close. */
+        if (r.continuation)
+          sm_imap_session_close (self, _("[TOOBIG] Literal too large"));
+      }
+      break;
+    case SM_IMAP_SCAN_LITERAL:
+      if (!self->discard_command)
+        sm_stream_writer_write (self->to_upstream, r.data, r.len);
+      break;
+    case SM_IMAP_SCAN_LINE:
+      if (!r.continuation)
+        {
+          g_autofree char *tag = NULL;
+          g_autofree char *name = NULL;
+          self->discard_command = FALSE;
+          if (sm_imap_command_peek (r.data, r.len, &tag, &name))
+            {
+              if (refuse_in_relay (self, tag, name))
+                {
+                  if (r.has_literal && !r.literal_nonsync)
+                    sm_imap_scanner_reset (self->client_scanner);  /* the client waits for "+" */
+                  else if (r.has_literal)
+                    self->discard_command = TRUE;
+                  break;
+                }
+              if (strcmp (name, "LOGOUT") == 0)
+                self->logout_seen = TRUE;
+              if (r.has_literal && !r.literal_nonsync)
+                {
+                  g_free (self->sync_literal_tag);
+                  self->sync_literal_tag = g_steal_pointer (&tag);
+                }
+            }
+        }
+      else if (r.has_literal && !r.literal_nonsync && !self->discard_command)
+        {
+          /* A later synchronizing literal of the same command: the tag is
+           * still the one recorded. */
+        }
+      if (self->discard_command)
+        {
+          if (!r.has_literal)
+            self->discard_command = FALSE;
+          break;
+        }
+      sm_stream_writer_write (self->to_upstream, r.data, r.len);
+      break;
+    }
+  return used;
+}
+
+static gsize
+client_step (GObject *owner, const guint8 *buf, gsize len)
+{
+  SmImapSession *self = SM_IMAP_SESSION (owner);
+
+  if (self->state == ST_RELAY)
+    return client_step_relay (self, buf, len);
+  return client_step_preauth (self, buf, len);
+}
+
+/* Rewrites a capability list in "* CAPABILITY ..." or in a [CAPABILITY ...]
+ * response code.  Returns NULL when @line has none. */
+static char *
+rewrite_capabilities (const SmImapResponse *resp, const guint8 *line, gsize len)
+{
+  g_autofree char *text = g_strndup ((const char *) line, len);
+  g_autofree char *filtered = NULL;
+  char *start, *end;
+
+  if (resp->kind == SM_IMAP_RESPONSE_UNTAGGED && g_strcmp0 (resp->keyword, "CAPABILITY") == 0)
+    {
+      filtered = sm_imap_capabilities_filter (resp->text ? resp->text : "", NULL);
+      return g_strdup_printf ("* CAPABILITY %s\r\n", filtered);
+    }
+  if (resp->code == NULL || g_ascii_strncasecmp (resp->code, "CAPABILITY ", 11) != 0)
+    return NULL;
+  start = strchr (text, '[');
+  end = start ? strchr (start, ']') : NULL;
+  if (start == NULL || end == NULL)
+    return NULL;
+  filtered = sm_imap_capabilities_filter (resp->code + 11, NULL);
+  *start = '\0';
+  return g_strdup_printf ("%s[CAPABILITY %s%s", text, filtered, end);
+}
+
+static gsize
+upstream_step (GObject *owner, const guint8 *buf, gsize len)
+{
+  SmImapSession *self = SM_IMAP_SESSION (owner);
+  SmImapScanResult r;
+  gsize used = sm_imap_scanner_feed (self->upstream_scanner, buf, len, &r);
+
+  switch (r.event)
+    {
+    case SM_IMAP_SCAN_NEED_MORE:
+      break;
+    case SM_IMAP_SCAN_LINE_TOO_LONG:
+    case SM_IMAP_SCAN_LITERAL_TOO_LARGE:
+      g_message ("IMAP provider sent a response beyond the proxy's limits");
+      sm_imap_session_close (self, self->response_has_literal ? NULL
+                                   : _("[UNAVAILABLE] The provider sent a response SecureMail cannot relay"));
+      break;
+    case SM_IMAP_SCAN_LITERAL:
+      sm_stream_writer_write (self->to_client, r.data, r.len);
+      break;
+    case SM_IMAP_SCAN_LINE:
+      if (!r.continuation)
+        {
+          g_auto(SmImapResponse) resp = { 0 };
+          g_autofree char *rewritten = NULL;
+
+          sm_imap_response_classify (r.data, r.len, &resp);
+          if (resp.kind == SM_IMAP_RESPONSE_CONTINUATION)
+            g_clear_pointer (&self->sync_literal_tag, g_free);   /* the client may send it now */
+          else if (resp.kind == SM_IMAP_RESPONSE_TAGGED && self->sync_literal_tag != NULL &&
+                   g_strcmp0 (resp.tag, self->sync_literal_tag) == 0)
+            {
+              /* The server refused the command before its literal: the
+               * client will not send it (RFC 9051 §4.3). */
+              g_clear_pointer (&self->sync_literal_tag, g_free);
+              if (sm_imap_scanner_in_literal (self->client_scanner))
+                sm_imap_scanner_reset (self->client_scanner);
+            }
+          rewritten = rewrite_capabilities (&resp, r.data, r.len);
+          if (rewritten != NULL)
+            {
+              sm_stream_writer_write (self->to_client, rewritten, strlen (rewritten));
+              self->response_has_literal = r.has_literal;
+              break;
+            }
+        }
+      self->response_has_literal = r.has_literal;
+      sm_stream_writer_write (self->to_client, r.data, r.len);
+      break;
+    }
+  return used;
+}
+
+/* ---- STARTTLS towards the client ------------------------------------------- */
+
+static void
+on_client_handshake (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmImapSession) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error))
+    {
+      g_message ("IMAP client TLS handshake failed: %s", error->message);
+      if (self->state != ST_CLOSING)
+        {
+          g_clear_pointer (&self->to_client, sm_stream_writer_free);
+          sm_imap_session_close (self, NULL);
+        }
+      return;
+    }
+  if (self->state == ST_CLOSING)
+    return;
+  g_set_object (&self->client, G_IO_STREAM (source));
+  sm_stream_writer_set_stream (self->to_client, g_io_stream_get_output_stream (self->client));
+  sm_input_pump_set_stream (self->client_pump, g_io_stream_get_input_stream (self->client));
+  self->tls_active = TRUE;
+  sm_imap_scanner_reset (self->client_scanner);
+  self->state = ST_NOT_AUTH;
+  sm_input_pump_resume (self->client_pump);
+}
+
+static void
+begin_client_tls (SmImapSession *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GIOStream) tls = NULL;
+
+  /* Anything the client sent after STARTTLS and before the handshake was
+   * sent in clear and could be injected: refuse it (RFC 9051 §11.1). */
+  if (sm_input_pump_backlog (self->client_pump) > 0)
+    {
+      sm_imap_session_close (self, _("Data after STARTTLS refused"));
+      return;
+    }
+  tls = g_tls_server_connection_new (self->client, sm_server_get_local_certificate (self->server), &error);
+  if (tls == NULL)
+    {
+      g_warning ("Cannot start TLS for an IMAP client: %s", error->message);
+      sm_imap_session_close (self, NULL);
+      return;
+    }
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT, self->cancellable,
+                                    on_client_handshake, g_object_ref (self));
+}
+
+/* ---- construction ---------------------------------------------------------- */
+
+static void
+on_client_drained_starttls (SmImapSession *self)
+{
+  begin_client_tls (self);
+}
+
+static void
+on_client_drained_dispatch (SmStreamWriter *writer, const GError *error, gpointer user_data)
+{
+  SmImapSession *self = user_data;
+
+  if (self->state == ST_STARTTLS)
+    {
+      on_client_drained_starttls (self);
+      return;
+    }
+  on_client_drained (writer, error, user_data);
+}
+
+SmImapSession *
+sm_imap_session_new (SmServer *server, GSocketConnection *connection)
+{
+  SmImapSession *self = g_object_new (SM_TYPE_IMAP_SESSION, NULL);
+
+  self->server = server;
+  self->connection = g_object_ref (connection);
+  self->client = g_object_ref (G_IO_STREAM (connection));
+  self->to_client = sm_stream_writer_new (g_io_stream_get_output_stream (self->client),
+                                          on_client_drained_dispatch, on_client_write_error, self);
+  self->preauth_timeout_id = g_timeout_add_seconds (SM_IMAP_PREAUTH_TIMEOUT_S, on_preauth_timeout, self);
+  self->client_pump = sm_input_pump_new (g_io_stream_get_input_stream (self->client), G_OBJECT (self),
+                                         client_step, client_paused, on_client_eof);
+  reply (self, _("* OK [CAPABILITY %s] SecureMail ready"), capabilities_preauth (self));
+  sm_input_pump_resume (self->client_pump);
+  return self;
+}

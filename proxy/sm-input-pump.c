@@ -1,0 +1,159 @@
+/* sm-input-pump.c: non-blocking reading for the sessions. */
+#include "config.h"
+
+#include "sm-input-pump.h"
+
+struct _SmInputPump {
+  GInputStream *stream;
+  GObject *owner;
+  SmInputPumpStep step;
+  SmInputPumpPaused paused;
+  SmInputPumpEof eof;
+  GSource *source;      /* NULL while not watching */
+  GByteArray *backlog;  /* NULL when empty, so idle pumps hold nothing */
+  gboolean busy;        /* inside feed(): resume() must not recurse */
+};
+
+static guint8 shared_buffer[SM_INPUT_PUMP_CHUNK];
+
+SmInputPump *
+sm_input_pump_new (GInputStream *stream, GObject *owner, SmInputPumpStep step,
+                   SmInputPumpPaused paused, SmInputPumpEof eof)
+{
+  SmInputPump *pump = g_new0 (SmInputPump, 1);
+
+  g_return_val_if_fail (G_IS_POLLABLE_INPUT_STREAM (stream), NULL);
+  pump->stream = g_object_ref (stream);
+  pump->owner = owner;
+  pump->step = step;
+  pump->paused = paused;
+  pump->eof = eof;
+  return pump;
+}
+
+void
+sm_input_pump_stop (SmInputPump *pump)
+{
+  if (pump->source != NULL)
+    {
+      g_source_destroy (pump->source);
+      g_clear_pointer (&pump->source, g_source_unref);
+    }
+}
+
+void
+sm_input_pump_free (SmInputPump *pump)
+{
+  if (pump == NULL)
+    return;
+  sm_input_pump_stop (pump);
+  g_clear_object (&pump->stream);
+  g_clear_pointer (&pump->backlog, g_byte_array_unref);
+  g_free (pump);
+}
+
+static void
+backlog_append (SmInputPump *pump, const guint8 *data, gsize len)
+{
+  if (len == 0)
+    return;
+  if (pump->backlog == NULL)
+    pump->backlog = g_byte_array_new ();
+  g_byte_array_append (pump->backlog, data, (guint) len);
+}
+
+/* Steps through @buf while the owner takes input; keeps the rest. */
+static void
+feed (SmInputPump *pump, const guint8 *buf, gsize len)
+{
+  gsize off = 0;
+
+  pump->busy = TRUE;
+  while (off < len && !pump->paused (pump->owner))
+    {
+      gsize used = pump->step (pump->owner, buf + off, len - off);
+      if (used == 0)
+        break;
+      off += used;
+    }
+  pump->busy = FALSE;
+  backlog_append (pump, buf + off, len - off);
+}
+
+static void watch (SmInputPump *pump);
+
+static gboolean
+on_readable (GObject *stream, gpointer user_data)
+{
+  SmInputPump *pump = user_data;
+  g_autoptr(GObject) keep = g_object_ref (pump->owner);
+  g_autoptr(GError) error = NULL;
+  gssize n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream), shared_buffer,
+                                                       sizeof shared_buffer, NULL, &error);
+
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return G_SOURCE_CONTINUE;
+  if (n <= 0)
+    {
+      sm_input_pump_stop (pump);
+      pump->eof (pump->owner, error);
+      return G_SOURCE_REMOVE;
+    }
+  feed (pump, shared_buffer, (gsize) n);
+  if (pump->source != NULL && (pump->backlog != NULL || pump->paused (pump->owner)))
+    {
+      sm_input_pump_stop (pump);
+      return G_SOURCE_REMOVE;
+    }
+  return pump->source != NULL ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+static void
+watch (SmInputPump *pump)
+{
+  if (pump->source != NULL)
+    return;
+  pump->source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (pump->stream), NULL);
+  g_source_set_callback (pump->source, G_SOURCE_FUNC (on_readable), pump, NULL);
+  g_source_attach (pump->source, NULL);
+}
+
+void
+sm_input_pump_resume (SmInputPump *pump)
+{
+  g_autoptr(GObject) keep = g_object_ref (pump->owner);
+
+  if (pump->busy)
+    return;   /* the running feed() continues by itself */
+  if (pump->backlog != NULL)
+    {
+      g_autoptr(GByteArray) backlog = g_steal_pointer (&pump->backlog);
+      feed (pump, backlog->data, backlog->len);
+    }
+  if (pump->backlog == NULL && !pump->paused (pump->owner))
+    watch (pump);
+}
+
+gsize
+sm_input_pump_backlog (SmInputPump *pump)
+{
+  return pump->backlog ? pump->backlog->len : 0;
+}
+
+void
+sm_input_pump_push (SmInputPump *pump, const guint8 *data, gsize len)
+{
+  g_autoptr(GByteArray) old = g_steal_pointer (&pump->backlog);
+
+  backlog_append (pump, data, len);
+  if (old != NULL)
+    backlog_append (pump, old->data, old->len);
+}
+
+void
+sm_input_pump_set_stream (SmInputPump *pump, GInputStream *stream)
+{
+  g_return_if_fail (G_IS_POLLABLE_INPUT_STREAM (stream));
+  sm_input_pump_stop (pump);
+  g_set_object (&pump->stream, stream);
+}

@@ -1,0 +1,187 @@
+/* sm-secrets.c: the proxy's secrets in the OS keyring (libsecret). */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <libsecret/secret.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "sm-error.h"
+#include "sm-secrets.h"
+
+static const SecretSchema sm_schema = {
+  "org.securemail.Secret", SECRET_SCHEMA_NONE,
+  {
+    { "kind", SECRET_SCHEMA_ATTRIBUTE_STRING },
+    { "account", SECRET_SCHEMA_ATTRIBUTE_STRING },
+    { NULL, 0 },
+  },
+  0, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+};
+
+static const char *
+kind_name (SmSecretKind kind)
+{
+  return kind == SM_SECRET_UPSTREAM_PASSWORD ? "upstream-password" : "local-password";
+}
+
+static const char *
+kind_label (SmSecretKind kind)
+{
+  return kind == SM_SECRET_UPSTREAM_PASSWORD ? _("SecureMail provider password")
+                                             : _("SecureMail local mail client password");
+}
+
+static void
+set_keyring_error (GError **error, GError *cause)
+{
+  g_set_error (error, SM_ERROR, SM_ERROR_KEYRING,
+               _("The keyring cannot be used (%s). Log in to the desktop, or unlock the "
+                 "“Login” keyring, then try again."),
+               cause ? cause->message : _("unknown error"));
+}
+
+gboolean
+sm_secret_store (SmSecretKind kind, const char *account, const char *secret, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autofree char *label = g_strdup_printf ("%s (%s)", kind_label (kind), account);
+
+  g_return_val_if_fail (account != NULL && secret != NULL, FALSE);
+  if (!secret_password_store_sync (&sm_schema, SECRET_COLLECTION_DEFAULT, label, secret, NULL,
+                                   &local, "kind", kind_name (kind), "account", account, NULL))
+    {
+      set_keyring_error (error, local);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+char *
+sm_secret_lookup (SmSecretKind kind, const char *account, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  char *secret;
+
+  g_return_val_if_fail (account != NULL, NULL);
+  secret = secret_password_lookup_nonpageable_sync (&sm_schema, NULL, &local, "kind",
+                                                    kind_name (kind), "account", account, NULL);
+  if (local != NULL)
+    {
+      set_keyring_error (error, local);
+      return NULL;
+    }
+  if (secret == NULL)
+    {
+      if (kind == SM_SECRET_UPSTREAM_PASSWORD)
+        g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
+                     _("No provider password is stored for %s. Run “securemail account "
+                       "set-password” to store it."),
+                     account);
+      else
+        g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
+                     _("No local client password exists for %s yet. Run “securemail account "
+                       "local-password” to create it."),
+                     account);
+      return NULL;
+    }
+  return secret;
+}
+
+gboolean
+sm_secret_clear (SmSecretKind kind, const char *account, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+
+  secret_password_clear_sync (&sm_schema, NULL, &local, "kind", kind_name (kind), "account",
+                              account, NULL);
+  if (local != NULL)
+    {
+      set_keyring_error (error, local);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+sm_secret_free (char *secret)
+{
+  /* secret_password_free() wipes and frees non-pageable memory; it also
+   * handles ordinary heap strings. */
+  if (secret != NULL)
+    secret_password_free (secret);
+}
+
+/* Generates a password a person can type from a printout: no look-alike
+ * characters (0/O, 1/l/I).  Rejection sampling keeps the distribution
+ * uniform; 24 characters of a 54-letter alphabet are about 138 bits. */
+static char *
+generate_password (GError **error)
+{
+  static const char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  const guint n = sizeof alphabet - 1;
+  const guint limit = 256 - (256 % n);
+  char *out = g_malloc0 (SM_LOCAL_PASSWORD_CHARS + 1);
+  guint filled = 0;
+
+  while (filled < SM_LOCAL_PASSWORD_CHARS)
+    {
+      guint8 buf[64];
+      ssize_t got = getrandom (buf, sizeof buf, 0);
+      if (got <= 0)
+        {
+          explicit_bzero (out, SM_LOCAL_PASSWORD_CHARS);
+          g_free (out);
+          g_set_error_literal (error, SM_ERROR, SM_ERROR_FAILED,
+                               _("The system's random number generator failed"));
+          return NULL;
+        }
+      for (ssize_t i = 0; i < got && filled < SM_LOCAL_PASSWORD_CHARS; i++)
+        if (buf[i] < limit)
+          out[filled++] = alphabet[buf[i] % n];
+      explicit_bzero (buf, sizeof buf);
+    }
+  return out;
+}
+
+char *
+sm_secret_local_password (const char *account, gboolean reset, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  char *secret = NULL;
+
+  if (!reset)
+    {
+      secret = sm_secret_lookup (SM_SECRET_LOCAL_PASSWORD, account, &local);
+      if (secret != NULL)
+        return secret;
+      if (!g_error_matches (local, SM_ERROR, SM_ERROR_NO_SECRET))
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return NULL;
+        }
+    }
+  secret = generate_password (error);
+  if (secret == NULL)
+    return NULL;
+  if (!sm_secret_store (SM_SECRET_LOCAL_PASSWORD, account, secret, error))
+    {
+      explicit_bzero (secret, strlen (secret));
+      g_free (secret);
+      return NULL;
+    }
+  return secret;
+}
+
+gboolean
+sm_secret_equal (const char *a, const char *b)
+{
+  gsize la = strlen (a), lb = strlen (b);
+  guint8 diff = la != lb;
+
+  /* Walk the stored secret's full length whatever the guess is, so timing
+   * says nothing about how much of it matched. */
+  for (gsize i = 0; i < lb; i++)
+    diff |= (guint8) (b[i] ^ (i < la ? a[i] : 0));
+  return diff == 0;
+}

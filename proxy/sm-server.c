@@ -1,0 +1,273 @@
+/* sm-server.c: the proxy's listeners and shared state. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "sm-error.h"
+#include "sm-imap-session.h"
+#include "sm-server.h"
+#include "sm-smtp-session.h"
+
+struct _SmServer {
+  GObject parent_instance;
+
+  SmConfig *config;
+  GTlsCertificate *local_cert;
+  GSocketService *imap_service;
+  GSocketService *smtp_service;
+  guint16 imap_port;
+  guint16 smtp_port;
+  GHashTable *sessions;     /* GObject* -> itself; owns one reference each */
+  guint n_imap;
+  guint n_smtp;
+  char *last_error;
+  gboolean upstream_ok;
+};
+
+enum { SIGNAL_STATUS_CHANGED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (SmServer, sm_server, G_TYPE_OBJECT)
+
+static void
+sm_server_finalize (GObject *object)
+{
+  SmServer *self = SM_SERVER (object);
+
+  sm_server_stop (self);
+  g_clear_pointer (&self->sessions, g_hash_table_unref);
+  g_clear_object (&self->imap_service);
+  g_clear_object (&self->smtp_service);
+  g_clear_object (&self->local_cert);
+  g_clear_pointer (&self->config, sm_config_free);
+  g_free (self->last_error);
+  G_OBJECT_CLASS (sm_server_parent_class)->finalize (object);
+}
+
+static void
+sm_server_class_init (SmServerClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = sm_server_finalize;
+  /* Emitted when sessions, reachability or the last error change. */
+  signals[SIGNAL_STATUS_CHANGED] = g_signal_new ("status-changed", G_TYPE_FROM_CLASS (klass),
+                                                 G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                 G_TYPE_NONE, 0);
+}
+
+static void
+sm_server_init (SmServer *self)
+{
+  self->sessions = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->upstream_ok = TRUE;
+}
+
+SmServer *
+sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
+{
+  SmServer *self = g_object_new (SM_TYPE_SERVER, NULL);
+  self->config = config;
+  self->local_cert = g_object_ref (local_cert);
+  return self;
+}
+
+static void
+refuse_busy (GSocketConnection *connection, const char *line)
+{
+  /* A short line on a fresh socket does not block in practice; the
+   * connection is dropped right after. */
+  g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (connection)), line,
+                             strlen (line), NULL, NULL, NULL);
+  g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+}
+
+static gboolean
+on_imap_incoming (GSocketService *service, GSocketConnection *connection, GObject *source, gpointer user_data)
+{
+  SmServer *self = user_data;
+  SmImapSession *session;
+
+  if (self->n_imap >= SM_SERVER_MAX_IMAP_SESSIONS)
+    {
+      g_message ("IMAP connection refused: %u sessions already", self->n_imap);
+      refuse_busy (connection, "* BYE [UNAVAILABLE] Too many connections to SecureMail\r\n");
+      return TRUE;
+    }
+  session = sm_imap_session_new (self, connection);
+  g_hash_table_add (self->sessions, session);
+  self->n_imap++;
+  g_signal_emit (self, signals[SIGNAL_STATUS_CHANGED], 0);
+  return TRUE;
+}
+
+static gboolean
+on_smtp_incoming (GSocketService *service, GSocketConnection *connection, GObject *source, gpointer user_data)
+{
+  SmServer *self = user_data;
+  SmSmtpSession *session;
+
+  if (self->n_smtp >= SM_SERVER_MAX_SMTP_SESSIONS)
+    {
+      g_message ("SMTP connection refused: %u sessions already", self->n_smtp);
+      refuse_busy (connection, "421 4.7.0 Too many connections to SecureMail, try again later\r\n");
+      return TRUE;
+    }
+  session = sm_smtp_session_new (self, connection);
+  g_hash_table_add (self->sessions, session);
+  self->n_smtp++;
+  g_signal_emit (self, signals[SIGNAL_STATUS_CHANGED], 0);
+  return TRUE;
+}
+
+static GSocketService *
+listen_on (const SmListenAddress *la, const char *what, guint16 *bound_port, GError **error)
+{
+  g_autoptr(GSocketService) service = g_socket_service_new ();
+  g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (
+      g_strcmp0 (la->host, "localhost") == 0 ? "127.0.0.1" : la->host);
+  g_autoptr(GSocketAddress) sa = NULL;
+  g_autoptr(GSocketAddress) effective = NULL;
+  g_autoptr(GError) local = NULL;
+
+  if (addr == NULL)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG, _("[listen] %s: “%s” is not an address"), what, la->host);
+      return NULL;
+    }
+  sa = g_inet_socket_address_new (addr, la->port);
+  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (service), sa, G_SOCKET_TYPE_STREAM,
+                                      G_SOCKET_PROTOCOL_TCP, NULL, &effective, &local))
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE,
+                   _("Cannot listen for %s on %s:%u: %s. Is another securemail-proxy running? "
+                     "Otherwise change [listen] %s."),
+                   what, la->host, la->port, local->message, what);
+      return NULL;
+    }
+  *bound_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (effective));
+  return g_steal_pointer (&service);
+}
+
+gboolean
+sm_server_start (SmServer *self, GError **error)
+{
+  self->imap_service = listen_on (&self->config->listen_imap, "imap", &self->imap_port, error);
+  if (self->imap_service == NULL)
+    return FALSE;
+  self->smtp_service = listen_on (&self->config->listen_smtp, "smtp", &self->smtp_port, error);
+  if (self->smtp_service == NULL)
+    {
+      g_socket_service_stop (self->imap_service);
+      g_socket_listener_close (G_SOCKET_LISTENER (self->imap_service));
+      g_clear_object (&self->imap_service);
+      return FALSE;
+    }
+  g_signal_connect (self->imap_service, "incoming", G_CALLBACK (on_imap_incoming), self);
+  g_signal_connect (self->smtp_service, "incoming", G_CALLBACK (on_smtp_incoming), self);
+  g_socket_service_start (self->imap_service);
+  g_socket_service_start (self->smtp_service);
+  return TRUE;
+}
+
+void
+sm_server_stop (SmServer *self)
+{
+  GSocketService *services[] = { self->imap_service, self->smtp_service };
+
+  for (guint i = 0; i < G_N_ELEMENTS (services); i++)
+    if (services[i] != NULL)
+      {
+        g_signal_handlers_disconnect_by_data (services[i], self);
+        g_socket_service_stop (services[i]);
+        g_socket_listener_close (G_SOCKET_LISTENER (services[i]));
+      }
+  if (self->sessions != NULL)
+    {
+      /* Closing a session removes it from the table: iterate a copy. */
+      g_autoptr(GList) live = g_hash_table_get_keys (self->sessions);
+      for (GList *l = live; l != NULL; l = l->next)
+        {
+          GObject *s = l->data;
+          if (SM_IS_IMAP_SESSION (s))
+            sm_imap_session_close (SM_IMAP_SESSION (s), _("SecureMail is shutting down"));
+          else
+            sm_smtp_session_close (SM_SMTP_SESSION (s), _("421 4.3.2 SecureMail is shutting down"));
+        }
+    }
+}
+
+void
+sm_server_session_closed (SmServer *self, GObject *session)
+{
+  if (!g_hash_table_contains (self->sessions, session))
+    return;
+  if (SM_IS_IMAP_SESSION (session))
+    self->n_imap--;
+  else
+    self->n_smtp--;
+  g_hash_table_remove (self->sessions, session);
+  g_signal_emit (self, signals[SIGNAL_STATUS_CHANGED], 0);
+}
+
+const SmConfig *
+sm_server_get_config (SmServer *self)
+{
+  return self->config;
+}
+
+GTlsCertificate *
+sm_server_get_local_certificate (SmServer *self)
+{
+  return self->local_cert;
+}
+
+guint16
+sm_server_get_imap_port (SmServer *self)
+{
+  return self->imap_port;
+}
+
+guint16
+sm_server_get_smtp_port (SmServer *self)
+{
+  return self->smtp_port;
+}
+
+guint
+sm_server_get_imap_session_count (SmServer *self)
+{
+  return self->n_imap;
+}
+
+guint
+sm_server_get_smtp_session_count (SmServer *self)
+{
+  return self->n_smtp;
+}
+
+void
+sm_server_report_upstream (SmServer *self, gboolean ok, const char *error_message)
+{
+  gboolean changed = ok != self->upstream_ok;
+
+  self->upstream_ok = ok;
+  if (!ok && g_strcmp0 (self->last_error, error_message) != 0)
+    {
+      g_free (self->last_error);
+      self->last_error = g_strdup (error_message);
+      changed = TRUE;
+    }
+  if (changed)
+    g_signal_emit (self, signals[SIGNAL_STATUS_CHANGED], 0);
+}
+
+const char *
+sm_server_get_last_error (SmServer *self)
+{
+  return self->last_error ? self->last_error : "";
+}
+
+gboolean
+sm_server_get_upstream_ok (SmServer *self)
+{
+  return self->upstream_ok;
+}

@@ -1,0 +1,50 @@
+/* sm-server.h: the proxy's listeners and the state its sessions share.
+ *
+ * SmServer owns the configuration, the local TLS certificate, the IMAP and
+ * SMTP listeners and the live sessions.  It counts sessions against the named
+ * limits and keeps the status the D-Bus service reports (last error,
+ * upstream reachability).
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "sm-config.h"
+
+G_BEGIN_DECLS
+
+#define SM_SERVER_MAX_IMAP_SESSIONS 512   /* Thunderbird opens 5 per account; 200 in the benchmark */
+#define SM_SERVER_MAX_SMTP_SESSIONS 64
+#define SM_SERVER_AUTH_FAILURE_DELAY_MS 1500  /* after a wrong local password */
+
+#define SM_TYPE_SERVER (sm_server_get_type ())
+G_DECLARE_FINAL_TYPE (SmServer, sm_server, SM, SERVER, GObject)
+
+/* Takes ownership of @config. */
+SmServer *sm_server_new (SmConfig *config, GTlsCertificate *local_cert);
+
+/* Binds both listeners.  Fails with a message naming the address. */
+gboolean sm_server_start (SmServer *server, GError **error);
+/* Stops listening and closes every session. */
+void     sm_server_stop (SmServer *server);
+
+const SmConfig  *sm_server_get_config (SmServer *server);
+GTlsCertificate *sm_server_get_local_certificate (SmServer *server);
+/* The bound ports (useful when the config said port 0). */
+guint16 sm_server_get_imap_port (SmServer *server);
+guint16 sm_server_get_smtp_port (SmServer *server);
+
+guint sm_server_get_imap_session_count (SmServer *server);
+guint sm_server_get_smtp_session_count (SmServer *server);
+
+/* Status for `securemail status` and the tray.  The last upstream error (a
+ * user-facing sentence, never a secret) and whether the last upstream
+ * attempt worked. */
+void        sm_server_report_upstream (SmServer *server, gboolean ok, const char *error_message);
+const char *sm_server_get_last_error (SmServer *server);
+gboolean    sm_server_get_upstream_ok (SmServer *server);   /* TRUE until a failure is seen */
+
+/* Called by sessions when they end. */
+void sm_server_session_closed (SmServer *server, GObject *session);
+
+G_END_DECLS

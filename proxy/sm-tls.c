@@ -1,0 +1,248 @@
+/* sm-tls.c: verified upstream TLS and the local self-signed certificate. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <glib/gstdio.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "sm-error.h"
+#include "sm-tls.h"
+
+typedef struct {
+  GList *anchors;              /* GTlsCertificate*, from ca_file */
+  GSocketConnectable *identity;
+  GTlsCertificateFlags errors; /* what the system store said, for the message */
+} VerifyData;
+
+/* Called by GIO only when the system trust store rejected the peer.  We then
+ * accept it only if it chains to one of the configured ca_file anchors with no
+ * other problem (expiry, name mismatch, revocation...). */
+static gboolean
+on_accept_certificate (GTlsConnection *conn, GTlsCertificate *peer, GTlsCertificateFlags errors,
+                       gpointer user_data)
+{
+  VerifyData *data = user_data;
+
+  data->errors = errors;
+  for (GList *l = data->anchors; l != NULL; l = l->next)
+    {
+      GTlsCertificateFlags flags = g_tls_certificate_verify (peer, data->identity, l->data);
+      if (flags == 0)
+        return TRUE;
+      /* Keep the most telling reason: a bad name or expiry beats "unknown CA". */
+      if ((flags & ~G_TLS_CERTIFICATE_UNKNOWN_CA) != 0)
+        data->errors = flags;
+    }
+  return FALSE;
+}
+
+static char *
+describe_flags (GTlsCertificateFlags flags)
+{
+  GString *s = g_string_new (NULL);
+
+  if (flags & G_TLS_CERTIFICATE_UNKNOWN_CA)
+    g_string_append (s, _("it is not signed by a trusted authority; "));
+  if (flags & G_TLS_CERTIFICATE_BAD_IDENTITY)
+    g_string_append (s, _("it is for a different host name; "));
+  if (flags & G_TLS_CERTIFICATE_NOT_ACTIVATED)
+    g_string_append (s, _("it is not valid yet; "));
+  if (flags & G_TLS_CERTIFICATE_EXPIRED)
+    g_string_append (s, _("it has expired; "));
+  if (flags & G_TLS_CERTIFICATE_REVOKED)
+    g_string_append (s, _("it has been revoked; "));
+  if (flags & G_TLS_CERTIFICATE_INSECURE)
+    g_string_append (s, _("it uses an insecure algorithm; "));
+  if (flags & G_TLS_CERTIFICATE_GENERIC_ERROR || s->len == 0)
+    g_string_append (s, _("it could not be verified; "));
+  g_string_truncate (s, s->len - 2);
+  return g_string_free (s, FALSE);
+}
+
+char *
+sm_tls_certificate_spki_sha256 (GTlsCertificate *cert, GError **error)
+{
+  g_autoptr(GByteArray) der = NULL;
+  gnutls_x509_crt_t crt = NULL;
+  gnutls_pubkey_t pub = NULL;
+  gnutls_datum_t in, spki = { NULL, 0 };
+  char *result = NULL;
+  int r;
+
+  g_object_get (cert, "certificate", &der, NULL);
+  if (der == NULL)
+    goto fail;
+  in.data = der->data;
+  in.size = der->len;
+  if ((r = gnutls_x509_crt_init (&crt)) < 0 || (r = gnutls_x509_crt_import (crt, &in, GNUTLS_X509_FMT_DER)) < 0 ||
+      (r = gnutls_pubkey_init (&pub)) < 0 || (r = gnutls_pubkey_import_x509 (pub, crt, 0)) < 0 ||
+      (r = gnutls_pubkey_export2 (pub, GNUTLS_X509_FMT_DER, &spki)) < 0)
+    goto fail;
+  {
+    g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+    guint8 digest[32];
+    gsize dlen = sizeof digest;
+    g_checksum_update (sum, spki.data, spki.size);
+    g_checksum_get_digest (sum, digest, &dlen);
+    result = g_base64_encode (digest, dlen);
+  }
+fail:
+  if (result == NULL)
+    g_set_error_literal (error, SM_ERROR, SM_ERROR_TLS,
+                         _("Cannot read the provider's certificate public key"));
+  gnutls_free (spki.data);
+  if (pub)
+    gnutls_pubkey_deinit (pub);
+  if (crt)
+    gnutls_x509_crt_deinit (crt);
+  return result;
+}
+
+GIOStream *
+sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *host, guint16 port,
+                         GCancellable *cancellable, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autoptr(GIOStream) tls = NULL;
+  g_autoptr(GSocketConnectable) identity = g_network_address_new (host, port);
+  VerifyData data = { NULL, identity, 0 };
+  gboolean ok;
+
+  tls = g_tls_client_connection_new (base, identity, &local);
+  if (tls == NULL)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                   _("TLS is not available (%s). Install glib-networking."), local->message);
+      return NULL;
+    }
+  if (config->ca_file != NULL)
+    {
+      data.anchors = g_tls_certificate_list_new_from_file (config->ca_file, &local);
+      if (data.anchors == NULL)
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("Cannot read [upstream] ca_file %s: %s"),
+                       config->ca_file, local ? local->message : _("no certificate in it"));
+          return NULL;
+        }
+    }
+  g_signal_connect (tls, "accept-certificate", G_CALLBACK (on_accept_certificate), &data);
+  ok = g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, &local);
+  g_signal_handlers_disconnect_by_data (tls, &data);
+  g_list_free_full (data.anchors, g_object_unref);
+
+  if (!ok)
+    {
+      if (g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE))
+        {
+          g_autofree char *why = describe_flags (data.errors);
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                       _("The certificate of %s:%u was refused: %s. If your provider uses a "
+                         "private authority, set [upstream] ca_file to its certificate; otherwise "
+                         "call your helpdesk, the connection may be intercepted."),
+                       host, port, why);
+        }
+      else
+        g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("TLS with %s:%u failed: %s"), host, port,
+                     local->message);
+      return NULL;
+    }
+
+  if (config->pin_sha256 != NULL)
+    {
+      GTlsCertificate *peer = g_tls_connection_get_peer_certificate (G_TLS_CONNECTION (tls));
+      g_autofree char *got = peer ? sm_tls_certificate_spki_sha256 (peer, NULL) : NULL;
+      g_autofree char *want = g_base64_encode (g_bytes_get_data (config->pin_sha256, NULL),
+                                               g_bytes_get_size (config->pin_sha256));
+      if (got == NULL || strcmp (got, want) != 0)
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                       _("The certificate of %s:%u does not match [upstream] pin_sha256 (it has "
+                         "%s). If the provider changed its key, ask your administrator for the "
+                         "new pin."),
+                       host, port, got ? got : "?");
+          return NULL;
+        }
+    }
+  return g_steal_pointer (&tls);
+}
+
+static gboolean
+generate_local_certificate (const char *path, GError **error)
+{
+  gnutls_x509_privkey_t key = NULL;
+  gnutls_x509_crt_t crt = NULL;
+  gnutls_datum_t cert_pem = { NULL, 0 }, key_pem = { NULL, 0 };
+  guint8 serial[16];
+  const guint8 ip4[4] = { 127, 0, 0, 1 };
+  const guint8 ip6[16] = { [15] = 1 };
+  time_t now = time (NULL);
+  g_autoptr(GString) out = NULL;
+  gboolean ok = FALSE;
+  int r = GNUTLS_E_RANDOM_FAILED;
+
+  if (getrandom (serial, sizeof serial, 0) != sizeof serial)
+    goto fail;
+  serial[0] &= 0x7f; /* a positive INTEGER (RFC 5280 §4.1.2.2) */
+  if ((r = gnutls_x509_privkey_init (&key)) < 0 ||
+      (r = gnutls_x509_privkey_generate (key, GNUTLS_PK_ECDSA,
+                                         GNUTLS_CURVE_TO_BITS (GNUTLS_ECC_CURVE_SECP256R1), 0)) < 0 ||
+      (r = gnutls_x509_crt_init (&crt)) < 0 || (r = gnutls_x509_crt_set_version (crt, 3)) < 0 ||
+      (r = gnutls_x509_crt_set_serial (crt, serial, sizeof serial)) < 0 ||
+      (r = gnutls_x509_crt_set_activation_time (crt, now - 3600)) < 0 ||
+      (r = gnutls_x509_crt_set_expiration_time (crt, now + (time_t) SM_TLS_LOCAL_CERT_DAYS * 86400)) < 0 ||
+      (r = gnutls_x509_crt_set_dn_by_oid (crt, GNUTLS_OID_X520_COMMON_NAME, 0, "localhost", 9)) < 0 ||
+      (r = gnutls_x509_crt_set_dn_by_oid (crt, GNUTLS_OID_X520_ORGANIZATION_NAME, 0,
+                                          "SecureMail local proxy", 22)) < 0 ||
+      (r = gnutls_x509_crt_set_subject_alt_name (crt, GNUTLS_SAN_DNSNAME, "localhost", 9, GNUTLS_FSAN_APPEND)) < 0 ||
+      (r = gnutls_x509_crt_set_subject_alt_name (crt, GNUTLS_SAN_IPADDRESS, ip4, 4, GNUTLS_FSAN_APPEND)) < 0 ||
+      (r = gnutls_x509_crt_set_subject_alt_name (crt, GNUTLS_SAN_IPADDRESS, ip6, 16, GNUTLS_FSAN_APPEND)) < 0 ||
+      (r = gnutls_x509_crt_set_key (crt, key)) < 0 ||
+      (r = gnutls_x509_crt_set_basic_constraints (crt, 0, -1)) < 0 ||
+      (r = gnutls_x509_crt_set_key_usage (crt, GNUTLS_KEY_DIGITAL_SIGNATURE)) < 0 ||
+      (r = gnutls_x509_crt_set_key_purpose_oid (crt, GNUTLS_KP_TLS_WWW_SERVER, 0)) < 0 ||
+      (r = gnutls_x509_crt_sign2 (crt, crt, key, GNUTLS_DIG_SHA256, 0)) < 0 ||
+      (r = gnutls_x509_crt_export2 (crt, GNUTLS_X509_FMT_PEM, &cert_pem)) < 0 ||
+      (r = gnutls_x509_privkey_export2_pkcs8 (key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &key_pem)) < 0)
+    goto fail;
+
+  out = g_string_new_len ((const char *) cert_pem.data, cert_pem.size);
+  g_string_append_len (out, (const char *) key_pem.data, key_pem.size);
+  /* g_file_set_contents_full() writes a temporary file with the final mode
+   * and renames it, so the key is never readable by others, even briefly. */
+  ok = g_file_set_contents_full (path, out->str, out->len, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+  explicit_bzero (out->str, out->len);
+  explicit_bzero (key_pem.data, key_pem.size);
+  goto done;
+fail:
+  g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("Cannot create the local TLS certificate: %s"),
+               gnutls_strerror (r));
+done:
+  gnutls_free (cert_pem.data);
+  gnutls_free (key_pem.data);
+  if (crt)
+    gnutls_x509_crt_deinit (crt);
+  if (key)
+    gnutls_x509_privkey_deinit (key);
+  return ok;
+}
+
+GTlsCertificate *
+sm_tls_local_certificate (const char *data_dir, GError **error)
+{
+  g_autofree char *path = g_build_filename (data_dir, SM_TLS_LOCAL_CERT_FILE, NULL);
+
+  if (g_mkdir_with_parents (data_dir, 0700) != 0)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED, _("Cannot create %s: %s"), data_dir,
+                   g_strerror (errno));
+      return NULL;
+    }
+  if (!g_file_test (path, G_FILE_TEST_EXISTS) && !generate_local_certificate (path, error))
+    return NULL;
+  return g_tls_certificate_new_from_file (path, error);
+}

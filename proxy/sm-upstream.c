@@ -1,0 +1,730 @@
+/* sm-upstream.c: verified connections to the provider's IMAP and SMTP. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "sm-error.h"
+#include "sm-imap-parser.h"
+#include "sm-line-reader.h"
+#include "sm-tls.h"
+#include "sm-upstream.h"
+
+GSocketConnection *
+sm_upstream_connect (const SmConfig *config, const SmEndpoint *endpoint, GCancellable *cancellable,
+                     GError **error)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new ();
+  g_autoptr(GError) local = NULL;
+  GSocketConnection *conn;
+
+  if (!sm_config_check_upstream_allowed (config, endpoint->host, error))
+    return NULL;
+  g_socket_client_set_timeout (client, SM_UPSTREAM_CONNECT_TIMEOUT_S);
+  /* TLS is done by us, after the connect, so that nothing GIO does by itself
+   * could skip our verification. */
+  g_socket_client_set_tls (client, FALSE);
+  /* Desktop proxy settings are for the web; a mail connection through an
+   * unexpected SOCKS/HTTP proxy would surprise the administrator. */
+  g_socket_client_set_enable_proxy (client, FALSE);
+  conn = g_socket_client_connect_to_host (client, endpoint->host, endpoint->port, cancellable, &local);
+  if (conn == NULL)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE,
+                   _("Cannot reach the provider at %s:%u: %s. Check the network connection; if it "
+                     "works, the provider may be down."),
+                   endpoint->host, endpoint->port, local->message);
+      return NULL;
+    }
+  g_socket_set_timeout (g_socket_connection_get_socket (conn), SM_UPSTREAM_IO_TIMEOUT_S);
+  return conn;
+}
+
+static gboolean
+write_all (GIOStream *stream, const char *data, gsize len, GCancellable *cancellable, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+
+  if (!g_output_stream_write_all (g_io_stream_get_output_stream (stream), data, len, NULL,
+                                  cancellable, &local))
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE, _("Connection to the provider failed: %s"),
+                   local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- IMAP ---------------------------------------------------------------- */
+
+void
+sm_imap_upstream_free (SmImapUpstream *upstream)
+{
+  if (upstream == NULL)
+    return;
+  g_clear_object (&upstream->stream);
+  g_clear_object (&upstream->socket);
+  g_clear_pointer (&upstream->pending, g_bytes_unref);
+  g_free (upstream->capabilities);
+  g_free (upstream->greeting);
+  g_free (upstream);
+}
+
+/* Extracts the list of "* CAPABILITY a b c" or of a "[CAPABILITY a b c]"
+ * code (RFC 9051 §7.2.2). */
+static char *
+capabilities_of (const SmImapResponse *resp)
+{
+  if (resp->code != NULL && g_ascii_strncasecmp (resp->code, "CAPABILITY ", 11) == 0)
+    return g_strdup (resp->code + 11);
+  if (resp->kind == SM_IMAP_RESPONSE_UNTAGGED && g_strcmp0 (resp->keyword, "CAPABILITY") == 0 &&
+      resp->text != NULL)
+    return g_strdup (resp->text);
+  return NULL;
+}
+
+static gboolean
+has_capability (const char *caps, const char *name)
+{
+  g_auto(GStrv) list = caps ? g_strsplit (caps, " ", -1) : NULL;
+  for (guint i = 0; list && list[i]; i++)
+    if (g_ascii_strcasecmp (list[i], name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Reads responses until the tagged one for @tag; collects capabilities seen
+ * on the way into *caps.  Returns the tagged status, or NONE on error.
+ * *text receives the tagged response's text for messages. */
+static SmImapStatus
+read_tagged (SmLineReader *reader, const char *tag, char **caps, char **text,
+             GCancellable *cancellable, GError **error)
+{
+  for (;;)
+    {
+      g_autofree char *line = sm_line_reader_read_line (reader, SM_UPSTREAM_MAX_LINE, cancellable, error);
+      g_auto(SmImapResponse) resp = { 0 };
+      char *found;
+      gsize len;
+
+      if (line == NULL)
+        return SM_IMAP_STATUS_NONE;
+      len = strlen (line);
+      sm_imap_response_classify ((const guint8 *) line, len, &resp);
+      if ((found = capabilities_of (&resp)) != NULL && caps != NULL)
+        {
+          g_free (*caps);
+          *caps = found;
+        }
+      else
+        g_free (found);
+
+      /* Skip a literal announced at the end of the line (RFC 9051 §4.3). */
+      if (len > 2 && line[len - 1] == '}')
+        {
+          const char *brace = strrchr (line, '{');
+          guint64 n = brace ? g_ascii_strtoull (brace + 1, NULL, 10) : 0;
+          g_autoptr(GBytes) skipped = NULL;
+          if (n > SM_UPSTREAM_MAX_HANDSHAKE_LITERAL)
+            {
+              g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
+                                   _("The provider sent an unexpected large literal"));
+              return SM_IMAP_STATUS_NONE;
+            }
+          if (n > 0 && (skipped = sm_line_reader_read_bytes (reader, n, cancellable, error)) == NULL)
+            return SM_IMAP_STATUS_NONE;
+        }
+      if (resp.kind == SM_IMAP_RESPONSE_UNTAGGED && resp.status == SM_IMAP_STATUS_BYE)
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE, _("The provider closed the session: %s"),
+                       resp.text ? resp.text : "");
+          return SM_IMAP_STATUS_NONE;
+        }
+      if (resp.kind == SM_IMAP_RESPONSE_TAGGED && g_strcmp0 (resp.tag, tag) == 0)
+        {
+          if (text)
+            *text = g_strdup (resp.text ? resp.text : "");
+          return resp.status;
+        }
+    }
+}
+
+/* IMAP quoted string (RFC 9051 §4.3): only 7-bit text without CR/LF; \ and "
+ * escaped.  Returns NULL when the value cannot be quoted. */
+static char *
+imap_quote (const char *value)
+{
+  GString *s = g_string_new ("\"");
+  for (const char *p = value; *p; p++)
+    {
+      if ((guchar) *p >= 0x80 || *p == '\r' || *p == '\n')
+        {
+          explicit_bzero (s->str, s->len);
+          g_string_free (s, TRUE);
+          return NULL;
+        }
+      if (*p == '"' || *p == '\\')
+        g_string_append_c (s, '\\');
+      g_string_append_c (s, *p);
+    }
+  g_string_append_c (s, '"');
+  return g_string_free (s, FALSE);
+}
+
+static void
+wipe_free (char *s)
+{
+  if (s)
+    {
+      explicit_bzero (s, strlen (s));
+      g_free (s);
+    }
+}
+
+static gboolean
+imap_login (GIOStream *stream, SmLineReader *reader, const SmConfig *config, const char *password,
+            const char *caps, char **caps_out, GCancellable *cancellable, GError **error)
+{
+  g_autofree char *text = NULL;
+  SmImapStatus st;
+
+  if (has_capability (caps, "AUTH=PLAIN"))
+    {
+      /* RFC 4616: authzid NUL authcid NUL passwd, base64; sent after the "+"
+       * so that no SASL-IR support is needed. */
+      gsize ulen = strlen (config->username), plen = strlen (password);
+      gsize rawlen = 2 + ulen + plen;
+      char *raw = g_malloc0 (rawlen);
+      char *b64, *cmd;
+      g_autofree char *cont = NULL;
+      gboolean ok;
+
+      memcpy (raw + 1, config->username, ulen);
+      memcpy (raw + 2 + ulen, password, plen);
+      b64 = g_base64_encode ((const guchar *) raw, rawlen);
+      explicit_bzero (raw, rawlen);
+      g_free (raw);
+      if (!write_all (stream, "smp2 AUTHENTICATE PLAIN\r\n", 25, cancellable, error))
+        {
+          wipe_free (b64);
+          return FALSE;
+        }
+      cont = sm_line_reader_read_line (reader, SM_UPSTREAM_MAX_LINE, cancellable, error);
+      if (cont == NULL || cont[0] != '+')
+        {
+          wipe_free (b64);
+          if (cont != NULL)
+            g_set_error (error, SM_ERROR, SM_ERROR_PROTOCOL,
+                         _("The provider refused AUTHENTICATE PLAIN: %s"), cont);
+          return FALSE;
+        }
+      cmd = g_strconcat (b64, "\r\n", NULL);
+      wipe_free (b64);
+      ok = write_all (stream, cmd, strlen (cmd), cancellable, error);
+      wipe_free (cmd);
+      if (!ok)
+        return FALSE;
+    }
+  else if (!has_capability (caps, "LOGINDISABLED"))
+    {
+      char *user = imap_quote (config->username);
+      char *pass = imap_quote (password);
+      char *cmd;
+      gboolean ok;
+
+      if (user == NULL || pass == NULL)
+        {
+          wipe_free (user);
+          wipe_free (pass);
+          g_set_error_literal (error, SM_ERROR, SM_ERROR_AUTH,
+                               _("The provider offers only LOGIN, which cannot carry this user name "
+                                 "or password (non-ASCII characters)"));
+          return FALSE;
+        }
+      cmd = g_strdup_printf ("smp2 LOGIN %s %s\r\n", user, pass);
+      wipe_free (user);
+      wipe_free (pass);
+      ok = write_all (stream, cmd, strlen (cmd), cancellable, error);
+      wipe_free (cmd);
+      if (!ok)
+        return FALSE;
+    }
+  else
+    {
+      g_set_error_literal (error, SM_ERROR, SM_ERROR_AUTH,
+                           _("The provider offers no password login (LOGINDISABLED and no "
+                             "AUTH=PLAIN); set [upstream] auth to what your provider requires"));
+      return FALSE;
+    }
+
+  st = read_tagged (reader, "smp2", caps_out, &text, cancellable, error);
+  if (st == SM_IMAP_STATUS_NONE)
+    return FALSE;
+  if (st != SM_IMAP_STATUS_OK)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+                   _("The provider refused the login for %s (%s). Store the right password with "
+                     "“securemail account set-password”."),
+                   config->username, text);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+SmImapUpstream *
+sm_imap_upstream_open (const SmConfig *config, const char *password, GCancellable *cancellable,
+                       GError **error)
+{
+  g_autoptr(SmImapUpstream) up = g_new0 (SmImapUpstream, 1);
+  g_autoptr(SmLineReader) reader = NULL;
+  g_autofree char *caps = NULL;
+  g_autofree char *greeting = NULL;
+  g_autofree char *text = NULL;
+  g_auto(SmImapResponse) resp = { 0 };
+  GIOStream *stream;
+
+  up->socket = sm_upstream_connect (config, &config->imap, cancellable, error);
+  if (up->socket == NULL)
+    return NULL;
+
+  if (config->imap.implicit_tls)
+    {
+      up->stream = sm_tls_client_handshake (G_IO_STREAM (up->socket), config, config->imap.host,
+                                            config->imap.port, cancellable, error);
+      if (up->stream == NULL)
+        return NULL;
+    }
+  stream = up->stream ? up->stream : G_IO_STREAM (up->socket);
+  reader = sm_line_reader_new (g_io_stream_get_input_stream (stream));
+
+  greeting = sm_line_reader_read_line (reader, SM_UPSTREAM_MAX_LINE, cancellable, error);
+  if (greeting == NULL)
+    return NULL;
+  sm_imap_response_classify ((const guint8 *) greeting, strlen (greeting), &resp);
+  if (resp.kind != SM_IMAP_RESPONSE_UNTAGGED || resp.status != SM_IMAP_STATUS_OK)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE,
+                   _("The provider at %s did not greet as an IMAP server (%s)"),
+                   config->imap.url, resp.status == SM_IMAP_STATUS_PREAUTH ? "PREAUTH" : greeting);
+      return NULL;
+    }
+  up->greeting = g_strdup (resp.text ? resp.text : "");
+
+  if (!config->imap.implicit_tls)
+    {
+      /* RFC 9051 §6.2.1.  STARTTLS must be offered: anything else would send
+       * the password in clear, so it is a refusal, never a downgrade. */
+      if (!write_all (stream, "smp0 CAPABILITY\r\n", 17, cancellable, error) ||
+          read_tagged (reader, "smp0", &caps, NULL, cancellable, error) == SM_IMAP_STATUS_NONE)
+        return NULL;
+      if (!has_capability (caps, "STARTTLS"))
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                       _("The provider at %s does not offer STARTTLS; SecureMail never sends a "
+                         "password unencrypted. Use imaps:// or ask the provider."),
+                       config->imap.url);
+          return NULL;
+        }
+      if (!write_all (stream, "smp1 STARTTLS\r\n", 15, cancellable, error))
+        return NULL;
+      if (read_tagged (reader, "smp1", NULL, &text, cancellable, error) != SM_IMAP_STATUS_OK)
+        {
+          if (error && *error == NULL)
+            g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("The provider refused STARTTLS: %s"), text);
+          return NULL;
+        }
+      up->stream = sm_tls_client_handshake (G_IO_STREAM (up->socket), config, config->imap.host,
+                                            config->imap.port, cancellable, error);
+      if (up->stream == NULL ||
+          !sm_line_reader_set_stream (reader, g_io_stream_get_input_stream (up->stream), error))
+        return NULL;
+      stream = up->stream;
+      g_clear_pointer (&caps, g_free);
+    }
+
+  /* Capabilities may differ after TLS (RFC 9051 §6.2.1): ask again. */
+  if (!write_all (stream, "smp3 CAPABILITY\r\n", 17, cancellable, error) ||
+      read_tagged (reader, "smp3", &caps, NULL, cancellable, error) == SM_IMAP_STATUS_NONE)
+    return NULL;
+  if (!imap_login (stream, reader, config, password, caps, &up->capabilities, cancellable, error))
+    return NULL;
+  if (up->capabilities == NULL || has_capability (up->capabilities, "AUTH=PLAIN"))
+    {
+      /* No [CAPABILITY] code after login, or the pre-login list: ask. */
+      g_clear_pointer (&up->capabilities, g_free);
+      if (!write_all (stream, "smp4 CAPABILITY\r\n", 17, cancellable, error) ||
+          read_tagged (reader, "smp4", &up->capabilities, NULL, cancellable, error) == SM_IMAP_STATUS_NONE)
+        return NULL;
+    }
+  up->pending = sm_line_reader_steal_buffer (reader);
+  g_socket_set_timeout (g_socket_connection_get_socket (up->socket), 0);
+  return g_steal_pointer (&up);
+}
+
+/* ---- SMTP ---------------------------------------------------------------- */
+
+struct _SmSmtpClient {
+  GSocketConnection *socket;
+  GIOStream *stream;
+  SmLineReader *reader;
+  char **extensions;      /* EHLO keywords, upper-cased, with parameters */
+};
+
+void
+sm_smtp_reply_free (SmSmtpReply *reply)
+{
+  if (reply == NULL)
+    return;
+  g_free (reply->enhanced);
+  g_free (reply->text);
+  g_free (reply);
+}
+
+/* Reads one possibly multi-line reply (RFC 5321 §4.2.1).  Returns it, with
+ * the lines after the first joined into *lines when asked. */
+static SmSmtpReply *
+read_reply (SmSmtpClient *c, GPtrArray *lines, GCancellable *cancellable, GError **error)
+{
+  for (;;)
+    {
+      g_autofree char *line = sm_line_reader_read_line (c->reader, SM_UPSTREAM_MAX_LINE, cancellable, error);
+      gsize len;
+      if (line == NULL)
+        return NULL;
+      len = strlen (line);
+      if (len < 3 || !g_ascii_isdigit (line[0]) || !g_ascii_isdigit (line[1]) ||
+          !g_ascii_isdigit (line[2]) || (len > 3 && line[3] != ' ' && line[3] != '-'))
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_PROTOCOL, _("The provider sent a malformed SMTP reply"));
+          return NULL;
+        }
+      if (lines != NULL)
+        g_ptr_array_add (lines, g_strdup (len > 4 ? line + 4 : ""));
+      if (len == 3 || line[3] == ' ')
+        {
+          SmSmtpReply *reply = g_new0 (SmSmtpReply, 1);
+          const char *text = len > 4 ? line + 4 : "";
+          reply->code = (guint) g_ascii_strtoull (line, NULL, 10);
+          /* RFC 3463 enhanced code: class.subject.detail */
+          if (g_ascii_isdigit (text[0]) && text[1] == '.')
+            {
+              const char *sp = strchr (text, ' ');
+              gsize n = sp ? (gsize) (sp - text) : strlen (text);
+              reply->enhanced = g_strndup (text, n);
+              text = sp ? sp + 1 : "";
+            }
+          reply->text = g_strdup (text);
+          return reply;
+        }
+    }
+}
+
+static SmSmtpReply *
+command (SmSmtpClient *c, const char *line, GCancellable *cancellable, GError **error)
+{
+  if (!write_all (c->stream, line, strlen (line), cancellable, error))
+    return NULL;
+  return read_reply (c, NULL, cancellable, error);
+}
+
+static gboolean
+ehlo (SmSmtpClient *c, GCancellable *cancellable, GError **error)
+{
+  g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(SmSmtpReply) reply = NULL;
+
+  /* "localhost" rather than our host name: the name says nothing useful to
+   * the provider and would leak the machine's name into every Received:. */
+  if (!write_all (c->stream, "EHLO localhost\r\n", 16, cancellable, error) ||
+      (reply = read_reply (c, lines, cancellable, error)) == NULL)
+    return FALSE;
+  if (reply->code != 250)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_PROTOCOL, _("The provider refused EHLO: %u %s"),
+                   reply->code, reply->text);
+      return FALSE;
+    }
+  g_strfreev (c->extensions);
+  g_ptr_array_remove_index (lines, 0); /* the greeting line */
+  for (guint i = 0; i < lines->len; i++)
+    {
+      char *up = g_ascii_strup (lines->pdata[i], -1);
+      g_free (lines->pdata[i]);
+      lines->pdata[i] = up;
+    }
+  g_ptr_array_add (lines, NULL);
+  c->extensions = (char **) g_ptr_array_free (g_steal_pointer (&lines), FALSE);
+  return TRUE;
+}
+
+gboolean
+sm_smtp_client_has_extension (SmSmtpClient *client, const char *ext)
+{
+  gsize n = strlen (ext);
+  for (guint i = 0; client->extensions && client->extensions[i]; i++)
+    if (g_ascii_strncasecmp (client->extensions[i], ext, n) == 0 &&
+        (client->extensions[i][n] == '\0' || client->extensions[i][n] == ' '))
+      return TRUE;
+  return FALSE;
+}
+
+static const char *
+extension_params (SmSmtpClient *client, const char *ext)
+{
+  gsize n = strlen (ext);
+  for (guint i = 0; client->extensions && client->extensions[i]; i++)
+    if (g_ascii_strncasecmp (client->extensions[i], ext, n) == 0 && client->extensions[i][n] == ' ')
+      return client->extensions[i] + n + 1;
+  return NULL;
+}
+
+static gboolean
+smtp_auth (SmSmtpClient *c, const SmConfig *config, const char *password, GCancellable *cancellable,
+           GError **error)
+{
+  const char *mechs = extension_params (c, "AUTH");
+  g_autoptr(SmSmtpReply) reply = NULL;
+  g_auto(GStrv) list = g_strsplit (mechs ? mechs : "", " ", -1);
+  gboolean plain = FALSE, login = FALSE;
+
+  for (guint i = 0; list[i]; i++)
+    {
+      plain |= g_ascii_strcasecmp (list[i], "PLAIN") == 0;
+      login |= g_ascii_strcasecmp (list[i], "LOGIN") == 0;
+    }
+  if (plain)
+    {
+      gsize ulen = strlen (config->username), plen = strlen (password);
+      gsize rawlen = 2 + ulen + plen;
+      char *raw = g_malloc0 (rawlen);
+      char *b64, *cmd;
+      memcpy (raw + 1, config->username, ulen);
+      memcpy (raw + 2 + ulen, password, plen);
+      b64 = g_base64_encode ((const guchar *) raw, rawlen);
+      explicit_bzero (raw, rawlen);
+      g_free (raw);
+      cmd = g_strdup_printf ("AUTH PLAIN %s\r\n", b64);
+      wipe_free (b64);
+      reply = command (c, cmd, cancellable, error);
+      wipe_free (cmd);
+    }
+  else if (login)
+    {
+      g_autoptr(SmSmtpReply) r1 = command (c, "AUTH LOGIN\r\n", cancellable, error);
+      char *u, *p, *cmd;
+      if (r1 == NULL)
+        return FALSE;
+      if (r1->code == 334)
+        {
+          g_autoptr(SmSmtpReply) r2 = NULL;
+          u = g_base64_encode ((const guchar *) config->username, strlen (config->username));
+          cmd = g_strconcat (u, "\r\n", NULL);
+          g_free (u);
+          r2 = command (c, cmd, cancellable, error);
+          g_free (cmd);
+          if (r2 == NULL)
+            return FALSE;
+          if (r2->code == 334)
+            {
+              p = g_base64_encode ((const guchar *) password, strlen (password));
+              cmd = g_strconcat (p, "\r\n", NULL);
+              wipe_free (p);
+              reply = command (c, cmd, cancellable, error);
+              wipe_free (cmd);
+            }
+          else
+            reply = g_steal_pointer (&r2);
+        }
+      else
+        reply = g_steal_pointer (&r1);
+    }
+  else
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+                   _("The provider's SMTP server at %s offers no password login (AUTH PLAIN or "
+                     "LOGIN)"),
+                   config->smtp.url);
+      return FALSE;
+    }
+  if (reply == NULL)
+    return FALSE;
+  if (reply->code != 235)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+                   _("The provider refused the SMTP login for %s (%u %s). Store the right password "
+                     "with “securemail account set-password”."),
+                   config->username, reply->code, reply->text);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+SmSmtpClient *
+sm_smtp_client_open (const SmConfig *config, const char *password, GCancellable *cancellable,
+                     GError **error)
+{
+  g_autoptr(SmSmtpClient) c = g_new0 (SmSmtpClient, 1);
+  g_autoptr(SmSmtpReply) greeting = NULL;
+
+  c->socket = sm_upstream_connect (config, &config->smtp, cancellable, error);
+  if (c->socket == NULL)
+    return NULL;
+  if (config->smtp.implicit_tls)
+    {
+      c->stream = sm_tls_client_handshake (G_IO_STREAM (c->socket), config, config->smtp.host,
+                                           config->smtp.port, cancellable, error);
+      if (c->stream == NULL)
+        return NULL;
+    }
+  else
+    c->stream = g_object_ref (G_IO_STREAM (c->socket));
+  c->reader = sm_line_reader_new (g_io_stream_get_input_stream (c->stream));
+
+  greeting = read_reply (c, NULL, cancellable, error);
+  if (greeting == NULL)
+    return NULL;
+  if (greeting->code != 220)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE, _("The provider's SMTP server is not ready: %u %s"),
+                   greeting->code, greeting->text);
+      return NULL;
+    }
+  if (!ehlo (c, cancellable, error))
+    return NULL;
+  if (!config->smtp.implicit_tls)
+    {
+      g_autoptr(SmSmtpReply) r = NULL;
+      GIOStream *tls;
+      /* RFC 3207: without STARTTLS the password would go in clear: refuse. */
+      if (!sm_smtp_client_has_extension (c, "STARTTLS"))
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                       _("The provider at %s does not offer STARTTLS; SecureMail never sends a "
+                         "password unencrypted. Use smtps:// or ask the provider."),
+                       config->smtp.url);
+          return NULL;
+        }
+      r = command (c, "STARTTLS\r\n", cancellable, error);
+      if (r == NULL)
+        return NULL;
+      if (r->code != 220)
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("The provider refused STARTTLS: %u %s"),
+                       r->code, r->text);
+          return NULL;
+        }
+      tls = sm_tls_client_handshake (G_IO_STREAM (c->socket), config, config->smtp.host,
+                                     config->smtp.port, cancellable, error);
+      if (tls == NULL)
+        return NULL;
+      g_object_unref (c->stream);
+      c->stream = tls;
+      if (!sm_line_reader_set_stream (c->reader, g_io_stream_get_input_stream (tls), error))
+        return NULL;
+      if (!ehlo (c, cancellable, error))
+        return NULL;
+    }
+  if (!smtp_auth (c, config, password, cancellable, error))
+    return NULL;
+  return g_steal_pointer (&c);
+}
+
+void
+sm_smtp_client_free (SmSmtpClient *client)
+{
+  if (client == NULL)
+    return;
+  g_clear_pointer (&client->reader, sm_line_reader_free);
+  g_clear_object (&client->stream);
+  g_clear_object (&client->socket);
+  g_strfreev (client->extensions);
+  g_free (client);
+}
+
+void
+sm_smtp_client_quit (SmSmtpClient *client)
+{
+  g_autoptr(SmSmtpReply) r = command (client, "QUIT\r\n", NULL, NULL);
+}
+
+static gboolean
+refused (SmSmtpClient *c, SmSmtpReply *reply, SmSmtpReply **refusal, GCancellable *cancellable,
+         GError **error)
+{
+  g_autoptr(SmSmtpReply) rset = NULL;
+
+  g_set_error (error, SM_ERROR, SM_ERROR_FAILED, _("The provider refused the message: %u %s"),
+               reply->code, reply->text);
+  if (refusal)
+    *refusal = reply;
+  else
+    sm_smtp_reply_free (reply);
+  /* Leave the session clean for the next message (RFC 5321 §4.1.1.5). */
+  rset = command (c, "RSET\r\n", cancellable, NULL);
+  return FALSE;
+}
+
+gboolean
+sm_smtp_client_send (SmSmtpClient *c, const char *sender, const char * const *recipients,
+                     GBytes *message, SmSmtpReply **refusal, GCancellable *cancellable,
+                     GError **error)
+{
+  g_autofree char *mail = NULL;
+  g_autoptr(GString) body = NULL;
+  SmSmtpReply *reply;
+  gsize len;
+  const char *data = g_bytes_get_data (message, &len);
+  const char *p, *end;
+
+  if (refusal)
+    *refusal = NULL;
+  if (sm_smtp_client_has_extension (c, "SIZE"))
+    mail = g_strdup_printf ("MAIL FROM:<%s> SIZE=%" G_GSIZE_FORMAT "%s\r\n", sender, len,
+                            sm_smtp_client_has_extension (c, "8BITMIME") ? " BODY=8BITMIME" : "");
+  else
+    mail = g_strdup_printf ("MAIL FROM:<%s>\r\n", sender);
+  if ((reply = command (c, mail, cancellable, error)) == NULL)
+    return FALSE;
+  if (reply->code / 100 != 2)
+    return refused (c, reply, refusal, cancellable, error);
+  sm_smtp_reply_free (reply);
+
+  for (guint i = 0; recipients[i]; i++)
+    {
+      g_autofree char *rcpt = g_strdup_printf ("RCPT TO:<%s>\r\n", recipients[i]);
+      if ((reply = command (c, rcpt, cancellable, error)) == NULL)
+        return FALSE;
+      if (reply->code / 100 != 2)
+        return refused (c, reply, refusal, cancellable, error);
+      sm_smtp_reply_free (reply);
+    }
+
+  if ((reply = command (c, "DATA\r\n", cancellable, error)) == NULL)
+    return FALSE;
+  if (reply->code != 354)
+    return refused (c, reply, refusal, cancellable, error);
+  sm_smtp_reply_free (reply);
+
+  /* Dot-stuffing (RFC 5321 §4.5.2) and CRLF line ends throughout. */
+  body = g_string_sized_new (len + len / 64 + 8);
+  for (p = data, end = data + len; p < end;)
+    {
+      const char *lf = memchr (p, '\n', end - p);
+      gsize n = lf ? (gsize) (lf - p) : (gsize) (end - p);
+      gsize content = (n > 0 && p[n - 1] == '\r') ? n - 1 : n;
+      if (content > 0 && p[0] == '.')
+        g_string_append_c (body, '.');
+      g_string_append_len (body, p, content);
+      g_string_append (body, "\r\n");
+      p += n + (lf ? 1 : 0);
+    }
+  g_string_append (body, ".\r\n");
+  if (!write_all (c->stream, body->str, body->len, cancellable, error))
+    return FALSE;
+  if ((reply = read_reply (c, NULL, cancellable, error)) == NULL)
+    return FALSE;
+  if (reply->code / 100 != 2)
+    return refused (c, reply, refusal, cancellable, error);
+  sm_smtp_reply_free (reply);
+  return TRUE;
+}

@@ -1,0 +1,79 @@
+/* sm-upstream.h: the proxy's connections to the provider.
+ *
+ * Every connection is checked against [policy] allowed_upstreams, uses
+ * implicit TLS or a STARTTLS that the provider must offer (never a
+ * downgrade), and is verified by sm_tls_client_handshake().  These calls
+ * block; the sessions run them in GTask worker threads.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "sm-config.h"
+
+G_BEGIN_DECLS
+
+#define SM_UPSTREAM_CONNECT_TIMEOUT_S 20     /* TCP connect */
+#define SM_UPSTREAM_IO_TIMEOUT_S      60     /* each read/write while logging in or submitting */
+#define SM_UPSTREAM_MAX_LINE          (64 * 1024)
+#define SM_UPSTREAM_MAX_HANDSHAKE_LITERAL (64 * 1024)  /* literals the proxy reads itself at login */
+
+typedef struct {
+  GSocketConnection *socket;  /* the TCP connection under the TLS stream */
+  GIOStream *stream;          /* the verified TLS stream */
+  GBytes *pending;            /* bytes already read after login; deliver before reading more */
+  char *capabilities;         /* the provider's capabilities after login, space separated */
+  char *greeting;             /* the provider's greeting text, for status/doctor */
+} SmImapUpstream;
+
+void sm_imap_upstream_free (SmImapUpstream *upstream);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImapUpstream, sm_imap_upstream_free)
+
+/* Connects to [upstream] imap, establishes verified TLS, logs in as
+ * [upstream] username with @password.  Errors: SM_ERROR_POLICY,
+ * SM_ERROR_UNAVAILABLE (cannot connect), SM_ERROR_TLS, SM_ERROR_AUTH (the
+ * provider refused the login), SM_ERROR_PROTOCOL.  Messages are fit to show
+ * a user.  On success the socket has no timeout (IDLE may last 29 minutes). */
+SmImapUpstream *sm_imap_upstream_open (const SmConfig *config, const char *password,
+                                       GCancellable *cancellable, GError **error);
+
+/* Opens the TCP connection to @endpoint after the policy check, with
+ * SM_UPSTREAM_CONNECT_TIMEOUT_S and SM_UPSTREAM_IO_TIMEOUT_S set. */
+GSocketConnection *sm_upstream_connect (const SmConfig *config, const SmEndpoint *endpoint,
+                                        GCancellable *cancellable, GError **error);
+
+/* ---- SMTP submission ----------------------------------------------------- */
+
+typedef struct {
+  guint code;                 /* 250, 550, ... */
+  char *enhanced;             /* "5.7.1" or NULL */
+  char *text;                 /* the text of the last line, without code */
+} SmSmtpReply;
+
+void sm_smtp_reply_free (SmSmtpReply *reply);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSmtpReply, sm_smtp_reply_free)
+
+typedef struct _SmSmtpClient SmSmtpClient;
+
+/* Connects to [upstream] smtp with verified TLS and authenticates. */
+SmSmtpClient *sm_smtp_client_open (const SmConfig *config, const char *password,
+                                   GCancellable *cancellable, GError **error);
+void          sm_smtp_client_free (SmSmtpClient *client);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSmtpClient, sm_smtp_client_free)
+
+/* TRUE when the provider announced the EHLO keyword @ext (e.g. "DSN"). */
+gboolean sm_smtp_client_has_extension (SmSmtpClient *client, const char *ext);
+
+/* Submits one message (CRLF lines, not dot-stuffed) to all @recipients.
+ * Returns TRUE when the provider accepted it for every recipient.  When the
+ * provider refused (any 4xx/5xx), returns FALSE with SM_ERROR_FAILED, the
+ * transaction reset, and *refusal set to the provider's reply (the first
+ * refused recipient's, if any); on a connection problem *refusal stays NULL. */
+gboolean sm_smtp_client_send (SmSmtpClient *client, const char *sender,
+                              const char * const *recipients, GBytes *message,
+                              SmSmtpReply **refusal, GCancellable *cancellable, GError **error);
+
+/* Sends QUIT (best effort). */
+void sm_smtp_client_quit (SmSmtpClient *client);
+
+G_END_DECLS
