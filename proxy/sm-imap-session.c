@@ -157,8 +157,8 @@ finish_close (SmImapSession *self)
 
   g_clear_pointer (&self->to_client, sm_stream_writer_free);
   g_clear_pointer (&self->to_upstream, sm_stream_writer_free);
-  if (self->client)
-    g_io_stream_close (self->client, NULL, NULL);
+  if (self->connection)
+    sm_socket_linger_close (self->connection);
   if (self->upstream)
     g_io_stream_close (self->upstream->stream, NULL, NULL);
   sm_server_session_closed (self->server, G_OBJECT (self));

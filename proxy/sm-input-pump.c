@@ -157,3 +157,70 @@ sm_input_pump_set_stream (SmInputPump *pump, GInputStream *stream)
   sm_input_pump_stop (pump);
   g_set_object (&pump->stream, stream);
 }
+
+typedef struct {
+  GSocketConnection *connection;
+  GSource *read_source;
+  guint timeout_id;
+  gsize discarded;
+} Linger;
+
+static void
+linger_finish (Linger *l)
+{
+  g_clear_handle_id (&l->timeout_id, g_source_remove);
+  if (l->read_source)
+    {
+      g_source_destroy (l->read_source);
+      g_clear_pointer (&l->read_source, g_source_unref);
+    }
+  g_socket_close (g_socket_connection_get_socket (l->connection), NULL);
+  g_object_unref (l->connection);
+  g_free (l);
+}
+
+static gboolean
+linger_timeout (gpointer user_data)
+{
+  Linger *l = user_data;
+  l->timeout_id = 0;
+  linger_finish (l);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+linger_readable (GSocket *socket, GIOCondition condition, gpointer user_data)
+{
+  Linger *l = user_data;
+  g_autoptr(GError) error = NULL;
+  gssize n = g_socket_receive_with_blocking (socket, (char *) shared_buffer, sizeof shared_buffer, FALSE, NULL, &error);
+
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return G_SOURCE_CONTINUE;
+  if (n > 0 && (l->discarded += (gsize) n) < SM_LINGER_MAX_BYTES)
+    return G_SOURCE_CONTINUE;
+  g_clear_pointer (&l->read_source, g_source_unref);   /* returning REMOVE destroys it */
+  linger_finish (l);
+  return G_SOURCE_REMOVE;
+}
+
+void
+sm_socket_linger_close (GSocketConnection *connection)
+{
+  GSocket *socket = g_socket_connection_get_socket (connection);
+  Linger *l;
+
+  if (g_socket_is_closed (socket))
+    return;
+  if (!g_socket_shutdown (socket, FALSE, TRUE, NULL))
+    {
+      g_socket_close (socket, NULL);
+      return;
+    }
+  l = g_new0 (Linger, 1);
+  l->connection = g_object_ref (connection);
+  l->read_source = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+  g_source_set_callback (l->read_source, G_SOURCE_FUNC (linger_readable), l, NULL);
+  g_source_attach (l->read_source, NULL);
+  l->timeout_id = g_timeout_add (SM_LINGER_TIMEOUT_MS, linger_timeout, l);
+}

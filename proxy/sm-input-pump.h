@@ -42,4 +42,15 @@ void     sm_input_pump_push (SmInputPump *pump, const guint8 *data, gsize len);
 /* Reads from another stream from now on (after STARTTLS). */
 void     sm_input_pump_set_stream (SmInputPump *pump, GInputStream *stream);
 
+
+#define SM_LINGER_TIMEOUT_MS 2000               /* how long a closing socket keeps reading */
+#define SM_LINGER_MAX_BYTES  (4 * 1024 * 1024)  /* and how much it reads before giving up */
+
+/* Closes @connection gracefully: shuts down the sending side (so what was
+ * written, a BYE or a 421, is delivered) and discards input for a while
+ * before closing.  Closing at once with unread input would make the kernel
+ * send a reset, and the peer could lose the final reply (RFC 9051 §7.1.5,
+ * RFC 5321 §3.8).  Takes its own reference. */
+void sm_socket_linger_close (GSocketConnection *connection);
+
 G_END_DECLS

@@ -142,8 +142,8 @@ finish_close (SmSmtpSession *self)
   g_autoptr(SmSmtpSession) keep = g_object_ref (self);
 
   g_clear_pointer (&self->to_client, sm_stream_writer_free);
-  if (self->client)
-    g_io_stream_close (self->client, NULL, NULL);
+  if (self->connection)
+    sm_socket_linger_close (self->connection);
   sm_server_session_closed (self->server, G_OBJECT (self));
 }
 

@@ -1,0 +1,404 @@
+/* sm-test-harness.c: the real proxy against the real mail stack. */
+#include "sm-test-harness.h"
+
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <string.h>
+
+#define CLIENT_TIMEOUT_S 15
+
+const char *
+sm_test_env (const char *name)
+{
+  const char *v = g_getenv (name);
+  g_assert_nonnull (v);
+  return v;
+}
+
+guint16
+sm_test_env_port (const char *name)
+{
+  guint64 v = g_ascii_strtoull (sm_test_env (name), NULL, 10);
+  g_assert_cmpuint (v, >, 0);
+  g_assert_cmpuint (v, <, 65536);
+  return (guint16) v;
+}
+
+gboolean
+sm_test_require_stack (void)
+{
+  if (g_getenv ("SM_TEST_STACK") == NULL || g_getenv ("SM_TEST_CA") == NULL)
+    {
+      g_test_skip ("the test mail stack is not running (use tests/run-all.sh)");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+guint16
+sm_test_free_port (void)
+{
+  g_autoptr(GSocket) s = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr(GInetAddress) lo = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) sa = g_inet_socket_address_new (lo, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  guint16 port;
+
+  g_assert_true (g_socket_bind (s, sa, TRUE, NULL));
+  bound = g_socket_get_local_address (s, NULL);
+  port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  g_socket_close (s, NULL);
+  return port;
+}
+
+char *
+sm_test_upstream_section (const char *user)
+{
+  return g_strdup_printf ("[upstream]\n"
+                          "imap = imaps://localhost:%s\n"
+                          "smtp = smtp://localhost:%s\n"
+                          "username = %s\n"
+                          "ca_file = %s\n",
+                          sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_PORT"), user,
+                          sm_test_env ("SM_TEST_CA"));
+}
+
+int
+sm_test_run (const char * const *argv, const char * const *envp, const char *input, char **out, char **err)
+{
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                                                 G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                                                 G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_autoptr(GSubprocess) p = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *o = NULL;
+  g_autofree char *e = NULL;
+
+  for (guint i = 0; envp && envp[i]; i++)
+    {
+      g_auto(GStrv) kv = g_strsplit (envp[i], "=", 2);
+      g_subprocess_launcher_setenv (l, kv[0], kv[1] ? kv[1] : "", TRUE);
+    }
+  p = g_subprocess_launcher_spawnv (l, argv, &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8 (p, input, NULL, &o, &e, &error);
+  g_assert_no_error (error);
+  if (g_test_verbose ())
+    g_printerr ("$ %s -> %d\n%s%s", argv[0], g_subprocess_get_exit_status (p), o ? o : "", e ? e : "");
+  if (out)
+    *out = g_steal_pointer (&o);
+  if (err)
+    *err = g_steal_pointer (&e);
+  return g_subprocess_get_if_exited (p) ? g_subprocess_get_exit_status (p) : -1;
+}
+
+static char **
+proxy_env (SmTestProxy *proxy)
+{
+  GPtrArray *env = g_ptr_array_new ();
+  g_ptr_array_add (env, g_strdup_printf ("SECUREMAIL_CONFIG=%s", proxy->config_path));
+  g_ptr_array_add (env, g_strdup_printf ("SECUREMAIL_POLICY=%s", proxy->policy_path));
+  g_ptr_array_add (env, g_strdup_printf ("XDG_DATA_HOME=%s", proxy->data_home));
+  g_ptr_array_add (env, NULL);
+  return (char **) g_ptr_array_free (env, FALSE);
+}
+
+static int
+run_va (SmTestProxy *proxy, const char *prog, const char *input, char **out, char **err, va_list ap)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_auto(GStrv) env = proxy ? proxy_env (proxy) : NULL;
+
+  g_ptr_array_add (argv, (gpointer) prog);
+  for (const char *a = va_arg (ap, const char *); a != NULL; a = va_arg (ap, const char *))
+    g_ptr_array_add (argv, (gpointer) a);
+  g_ptr_array_add (argv, NULL);
+  return sm_test_run ((const char * const *) argv->pdata, (const char * const *) env, input, out, err);
+}
+
+int
+sm_test_cli (SmTestProxy *proxy, const char *input, char **out, char **err, ...)
+{
+  va_list ap;
+  int r;
+
+  va_start (ap, err);
+  r = run_va (proxy, sm_test_env ("SM_CLI"), input, out, err, ap);
+  va_end (ap);
+  return r;
+}
+
+int
+sm_test_python (SmTestProxy *proxy, const char *script, char **out, char **err, ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_auto(GStrv) env = proxy ? proxy_env (proxy) : NULL;
+  va_list ap;
+
+  /* Debian's python3: pyenv's on PATH lacks the Debian modules. */
+  g_ptr_array_add (argv, (gpointer) "/usr/bin/python3");
+  g_ptr_array_add (argv, (gpointer) "-c");
+  g_ptr_array_add (argv, (gpointer) script);
+  va_start (ap, err);
+  for (const char *a = va_arg (ap, const char *); a != NULL; a = va_arg (ap, const char *))
+    g_ptr_array_add (argv, (gpointer) a);
+  va_end (ap);
+  g_ptr_array_add (argv, NULL);
+  return sm_test_run ((const char * const *) argv->pdata, (const char * const *) env, NULL, out, err);
+}
+
+static gboolean
+port_accepts (guint16 port)
+{
+  g_autoptr(GSocketClient) c = g_socket_client_new ();
+  g_autoptr(GSocketConnection) conn = g_socket_client_connect_to_host (c, "127.0.0.1", port, NULL, NULL);
+  return conn != NULL;
+}
+
+SmTestProxy *
+sm_test_proxy_start (const char *address, const char *upstream_section, const char *provider_password,
+                     const char *extra)
+{
+  SmTestProxy *proxy = g_new0 (SmTestProxy, 1);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocessLauncher) l = NULL;
+  g_autofree char *config = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_auto(GStrv) env = NULL;
+  gint64 deadline;
+
+  proxy->dir = g_dir_make_tmp ("sm-proxy-XXXXXX", &error);
+  g_assert_no_error (error);
+  proxy->config_path = g_build_filename (proxy->dir, "securemail.conf", NULL);
+  proxy->policy_path = g_build_filename (proxy->dir, "policy.conf", NULL);
+  proxy->log_path = g_build_filename (proxy->dir, "proxy.log", NULL);
+  proxy->data_home = g_build_filename (proxy->dir, "data", NULL);
+  proxy->address = g_strdup (address);
+  proxy->imap_port = sm_test_free_port ();
+  proxy->smtp_port = sm_test_free_port ();
+  config = g_strdup_printf ("[account]\naddress = %s\n\n%s\n[listen]\nimap = 127.0.0.1:%u\nsmtp = 127.0.0.1:%u\n%s",
+                            address, upstream_section, proxy->imap_port, proxy->smtp_port, extra ? extra : "");
+  g_assert_true (g_file_set_contents (proxy->config_path, config, -1, NULL));
+
+  if (provider_password != NULL)
+    {
+      g_autofree char *input = g_strdup_printf ("%s\n", provider_password);
+      int rc = sm_test_cli (proxy, input, NULL, &err, "account", "set-password", "--stdin", NULL);
+      g_assert_cmpstr (err, ==, "");
+      g_assert_cmpint (rc, ==, 0);
+      g_clear_pointer (&err, g_free);
+    }
+  g_assert_cmpint (sm_test_cli (proxy, NULL, &out, &err, "account", "local-password", NULL), ==, 0);
+  g_strstrip (out);
+  g_assert_cmpuint (strlen (out), ==, 24);
+  proxy->local_password = g_steal_pointer (&out);
+
+  l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  env = proxy_env (proxy);
+  for (guint i = 0; env[i]; i++)
+    {
+      g_auto(GStrv) kv = g_strsplit (env[i], "=", 2);
+      g_subprocess_launcher_setenv (l, kv[0], kv[1], TRUE);
+    }
+  g_subprocess_launcher_set_stderr_file_path (l, proxy->log_path);
+  g_subprocess_launcher_set_stdout_file_path (l, proxy->log_path);
+  proxy->process = g_subprocess_launcher_spawn (l, &error, sm_test_env ("SM_PROXY"), "--verbose", NULL);
+  g_assert_no_error (error);
+
+  deadline = g_get_monotonic_time () + SM_TEST_START_TIMEOUT_MS * 1000;
+  while (!(port_accepts (proxy->imap_port) && port_accepts (proxy->smtp_port)))
+    {
+      if (g_get_monotonic_time () > deadline)
+        {
+          g_autofree char *log = NULL;
+          g_file_get_contents (proxy->log_path, &log, NULL, NULL);
+          g_error ("securemail-proxy did not start listening:\n%s", log ? log : "");
+        }
+      g_usleep (20 * 1000);
+    }
+  return proxy;
+}
+
+void
+sm_test_proxy_stop (SmTestProxy *proxy)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (proxy->process == NULL)
+    return;
+  if (!g_subprocess_get_identifier (proxy->process))
+    {
+      g_clear_object (&proxy->process);
+      return;
+    }
+  g_subprocess_send_signal (proxy->process, SIGTERM);
+  g_subprocess_wait (proxy->process, NULL, &error);
+  g_assert_no_error (error);
+  if (!g_subprocess_get_if_exited (proxy->process) || g_subprocess_get_exit_status (proxy->process) != 0)
+    {
+      g_autofree char *log = NULL;
+      g_file_get_contents (proxy->log_path, &log, NULL, NULL);
+      g_error ("securemail-proxy did not exit cleanly:\n%s", log ? log : "");
+    }
+  g_clear_object (&proxy->process);
+}
+
+static void
+rm_rf (const char *path)
+{
+  g_autoptr(GFile) f = g_file_new_for_path (path);
+  g_autoptr(GFileEnumerator) e = g_file_enumerate_children (f, G_FILE_ATTRIBUTE_STANDARD_NAME, G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, NULL);
+  GFileInfo *info;
+
+  while (e && (info = g_file_enumerator_next_file (e, NULL, NULL)) != NULL)
+    {
+      g_autofree char *child = g_build_filename (path, g_file_info_get_name (info), NULL);
+      if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
+        rm_rf (child);
+      else
+        g_unlink (child);
+      g_object_unref (info);
+    }
+  g_rmdir (path);
+}
+
+void
+sm_test_proxy_free (SmTestProxy *proxy)
+{
+  if (proxy == NULL)
+    return;
+  if (proxy->process)
+    sm_test_proxy_stop (proxy);
+  if (g_getenv ("SM_TEST_KEEP") == NULL)
+    rm_rf (proxy->dir);
+  g_free (proxy->dir);
+  g_free (proxy->config_path);
+  g_free (proxy->policy_path);
+  g_free (proxy->log_path);
+  g_free (proxy->data_home);
+  g_free (proxy->address);
+  g_free (proxy->local_password);
+  g_free (proxy);
+}
+
+SmTestClient *
+sm_test_client_connect (guint16 port)
+{
+  SmTestClient *c = g_new0 (SmTestClient, 1);
+  g_autoptr(GSocketClient) sc = g_socket_client_new ();
+  g_autoptr(GError) error = NULL;
+
+  c->conn = g_socket_client_connect_to_host (sc, "127.0.0.1", port, NULL, &error);
+  g_assert_no_error (error);
+  g_socket_set_timeout (g_socket_connection_get_socket (c->conn), CLIENT_TIMEOUT_S);
+  c->in = g_data_input_stream_new (g_io_stream_get_input_stream (G_IO_STREAM (c->conn)));
+  g_data_input_stream_set_newline_type (c->in, G_DATA_STREAM_NEWLINE_TYPE_CR_LF);
+  c->out = g_io_stream_get_output_stream (G_IO_STREAM (c->conn));
+  return c;
+}
+
+void
+sm_test_client_free (SmTestClient *c)
+{
+  if (c == NULL)
+    return;
+  g_clear_object (&c->in);
+  if (c->conn)
+    g_io_stream_close (G_IO_STREAM (c->conn), NULL, NULL);
+  g_clear_object (&c->conn);
+  g_free (c);
+}
+
+void
+sm_test_client_send (SmTestClient *c, const char *data)
+{
+  g_autoptr(GError) error = NULL;
+  g_output_stream_write_all (c->out, data, strlen (data), NULL, NULL, &error);
+  g_assert_no_error (error);
+}
+
+char *
+sm_test_client_line (SmTestClient *c)
+{
+  char *line = g_data_input_stream_read_line (c->in, NULL, NULL, NULL);
+  if (g_test_verbose () && line)
+    g_printerr ("S: %s\n", line);
+  return line;
+}
+
+char *
+sm_test_client_until (SmTestClient *c, const char *prefix)
+{
+  for (;;)
+    {
+      char *line = sm_test_client_line (c);
+      if (line == NULL || g_str_has_prefix (line, prefix))
+        return line;
+      g_free (line);
+    }
+}
+
+gboolean
+sm_test_client_wait_closed (SmTestClient *c, guint timeout_ms)
+{
+  GSocket *s = g_socket_connection_get_socket (c->conn);
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  guint8 buf[4096];
+
+  g_socket_set_timeout (s, 0);
+  g_socket_set_blocking (s, FALSE);
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(GError) error = NULL;
+      gssize n;
+      /* The data stream may hold buffered bytes: drop them first. */
+      gsize avail = g_buffered_input_stream_get_available (G_BUFFERED_INPUT_STREAM (c->in));
+      if (avail > 0)
+        {
+          g_input_stream_skip (G_INPUT_STREAM (c->in), avail, NULL, NULL);
+          continue;
+        }
+      n = g_socket_receive (s, (char *) buf, sizeof buf, NULL, &error);
+      if (n == 0)
+        return TRUE;
+      if (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return TRUE;   /* reset counts as closed */
+      if (n < 0)
+        g_usleep (10 * 1000);
+    }
+  return FALSE;
+}
+
+static gboolean
+dir_contains (const char *dir, const char *needle)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      g_autofree char *contents = NULL;
+      if (g_file_get_contents (path, &contents, NULL, NULL) && strstr (contents, needle) != NULL)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+gboolean
+sm_test_maildir_wait (const char *user, const char *needle, guint timeout_ms)
+{
+  g_autofree char *new_dir = g_build_filename (sm_test_env ("SM_TEST_MAILDIR"), user, "Maildir", "new", NULL);
+  g_autofree char *cur_dir = g_build_filename (sm_test_env ("SM_TEST_MAILDIR"), user, "Maildir", "cur", NULL);
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+
+  do
+    {
+      if (dir_contains (new_dir, needle) || dir_contains (cur_dir, needle))
+        return TRUE;
+      g_usleep (50 * 1000);
+    }
+  while (g_get_monotonic_time () < deadline);
+  return FALSE;
+}

@@ -1,0 +1,92 @@
+/* sm-test-harness.h: running the real securemail-proxy against the real test
+ * mail stack (tests/stack/mailstack.sh) from GLib tests.
+ *
+ * The stack's ports and CA come from the SM_TEST_* environment that
+ * tests/run-all.sh exports; without it every test that needs it skips.  The
+ * keyring is the private gnome-keyring that tests/stack/keyring-run.sh starts
+ * around each test binary.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define SM_TEST_START_TIMEOUT_MS 10000
+
+typedef struct {
+  char *dir;              /* per-proxy directory: config, log */
+  char *config_path;
+  char *policy_path;
+  char *log_path;
+  char *data_home;        /* XDG_DATA_HOME given to the proxy */
+  char *address;
+  char *local_password;
+  guint16 imap_port;
+  guint16 smtp_port;
+  GSubprocess *process;
+} SmTestProxy;
+
+/* TRUE when the mail stack's environment is present; otherwise marks the
+ * test skipped and returns FALSE. */
+gboolean sm_test_require_stack (void);
+
+/* The stack's values. */
+const char *sm_test_env (const char *name);
+guint16     sm_test_env_port (const char *name);
+
+/* A free TCP port on 127.0.0.1 (bound and released). */
+guint16 sm_test_free_port (void);
+
+/* A default [upstream] section for @user of the stack: IMAPS and submission
+ * with STARTTLS, ca_file = the test CA.  Returns a new string. */
+char *sm_test_upstream_section (const char *user);
+
+/* Writes a config for @address with @upstream_section (and @extra lines,
+ * may be NULL), stores @provider_password with the real CLI, fetches the
+ * local password with the CLI, starts the proxy and waits until both
+ * listeners accept connections.  Fails the test on any problem. */
+SmTestProxy *sm_test_proxy_start (const char *address, const char *upstream_section,
+                                  const char *provider_password, const char *extra);
+
+/* SIGTERM, wait, and check it exited 0 (unless it already died). */
+void sm_test_proxy_stop (SmTestProxy *proxy);
+void sm_test_proxy_free (SmTestProxy *proxy);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmTestProxy, sm_test_proxy_free)
+
+/* Runs argv (NULL-terminated) with @input on stdin and extra environment
+ * @envp ("NAME=value", may be NULL); returns the exit status and the
+ * outputs.  A program that cannot be started fails the test. */
+int sm_test_run (const char * const *argv, const char * const *envp, const char *input,
+                 char **out, char **err);
+
+/* Runs the securemail CLI with the proxy's config. */
+int sm_test_cli (SmTestProxy *proxy, const char *input, char **out, char **err, ...) G_GNUC_NULL_TERMINATED;
+
+/* Runs /usr/bin/python3 -c @script with @args; stdout/stderr returned. */
+int sm_test_python (SmTestProxy *proxy, const char *script, char **out, char **err, ...) G_GNUC_NULL_TERMINATED;
+
+/* A blocking line-oriented TCP client for raw protocol tests. */
+typedef struct {
+  GSocketConnection *conn;
+  GDataInputStream *in;
+  GOutputStream *out;
+} SmTestClient;
+
+SmTestClient *sm_test_client_connect (guint16 port);
+void          sm_test_client_free (SmTestClient *client);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmTestClient, sm_test_client_free)
+void          sm_test_client_send (SmTestClient *client, const char *data);
+/* The next line without CRLF, or NULL at end of stream / timeout. */
+char         *sm_test_client_line (SmTestClient *client);
+/* Reads lines until one starts with @prefix; returns it (or NULL at EOF). */
+char         *sm_test_client_until (SmTestClient *client, const char *prefix);
+/* TRUE when the server closes the connection within @timeout_ms, reading
+ * and discarding whatever comes before. */
+gboolean      sm_test_client_wait_closed (SmTestClient *client, guint timeout_ms);
+
+/* Whether a file under the stack's maildir of @user contains @needle, polled
+ * for up to @timeout_ms (delivery is asynchronous). */
+gboolean sm_test_maildir_wait (const char *user, const char *needle, guint timeout_ms);
+
+G_END_DECLS
