@@ -1,0 +1,192 @@
+/* sm-gnupg-tool.c: running gpg, gpgsm, gpgconf and gpg-preset-passphrase. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gi18n.h>
+#include <glib-unix.h>
+#include <gpgme.h>
+
+#include "sm-certstore-error.h"
+#include "sm-gnupg-tool.h"
+
+char *
+sm_gnupg_tool_path (const char *name,
+                    GError    **error)
+{
+  const char *dirinfo_key = NULL;
+  const char *path;
+
+  g_return_val_if_fail (name != NULL, NULL);
+
+  gpgme_check_version (NULL);
+  if (g_str_equal (name, "gpg"))
+    dirinfo_key = "gpg-name";
+  else if (g_str_equal (name, "gpgsm"))
+    dirinfo_key = "gpgsm-name";
+  else if (g_str_equal (name, "gpgconf"))
+    dirinfo_key = "gpgconf-name";
+
+  if (dirinfo_key != NULL)
+    path = gpgme_get_dirinfo (dirinfo_key);
+  else
+    {
+      const char *libexecdir = gpgme_get_dirinfo ("libexecdir");
+      g_autofree char *candidate = NULL;
+
+      candidate = g_build_filename (libexecdir ? libexecdir : "/usr/lib/gnupg", name, NULL);
+      if (g_file_test (candidate, G_FILE_TEST_IS_EXECUTABLE))
+        return g_steal_pointer (&candidate);
+      path = NULL;
+    }
+
+  if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_EXECUTABLE))
+    {
+      g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_ENGINE,
+                   _("The GnuPG program “%s” was not found; install the `gnupg`, `gpgsm` and `gnupg-agent` packages"),
+                   name);
+      return NULL;
+    }
+  return g_strdup (path);
+}
+
+static char *
+last_line (const char *text)
+{
+  g_auto(GStrv) lines = NULL;
+
+  if (text == NULL)
+    return g_strdup ("");
+  lines = g_strsplit (text, "\n", -1);
+  for (int i = (int) g_strv_length (lines) - 1; i >= 0; i--)
+    {
+      g_strstrip (lines[i]);
+      if (lines[i][0] != '\0')
+        return g_strdup (lines[i]);
+    }
+  return g_strdup ("");
+}
+
+gboolean
+sm_gnupg_tool_run (const char        *home,
+                   const char        *name,
+                   const char *const *args,
+                   GBytes            *stdin_data,
+                   const char        *passphrase,
+                   GBytes           **stdout_data,
+                   char             **stderr_text,
+                   GError           **error)
+{
+  g_autofree char *path = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) proc = NULL;
+  g_autoptr(GBytes) out = NULL;
+  g_autoptr(GBytes) err_bytes = NULL;
+  g_autoptr(GBytes) empty = NULL;
+  g_autofree char *err_text = NULL;
+  /* stdin is always a pipe: with no data it reads EOF at once, so a child
+   * never consumes the CLI's own stdin (where a recovery code may wait). */
+  GSubprocessFlags flags = G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                           | G_SUBPROCESS_FLAGS_STDERR_PIPE;
+
+  g_return_val_if_fail (home != NULL, FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  path = sm_gnupg_tool_path (name, error);
+  if (path == NULL)
+    return FALSE;
+
+  g_ptr_array_add (argv, path);
+  for (guint i = 0; args != NULL && args[i] != NULL; i++)
+    g_ptr_array_add (argv, (gpointer) args[i]);
+  g_ptr_array_add (argv, NULL);
+
+  launcher = g_subprocess_launcher_new (flags);
+  g_subprocess_launcher_setenv (launcher, "GNUPGHOME", home, TRUE);
+  /* We classify some of GnuPG's messages; keep them untranslated. */
+  g_subprocess_launcher_setenv (launcher, "LC_ALL", "C", TRUE);
+  g_subprocess_launcher_unsetenv (launcher, "LANGUAGE");
+
+  if (passphrase != NULL)
+    {
+      int fds[2];
+      gsize len = strlen (passphrase);
+
+      if (!g_unix_open_pipe (fds, FD_CLOEXEC, error))
+        return FALSE;
+      /* A pipe holds at least 4 KiB; passphrases are far shorter, so this
+       * write cannot block. */
+      if (len >= 4096 || write (fds[1], passphrase, len) != (ssize_t) len)
+        {
+          close (fds[0]);
+          close (fds[1]);
+          g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_FAILED,
+                       _("Could not hand the passphrase to %s"), name);
+          return FALSE;
+        }
+      close (fds[1]);
+      g_subprocess_launcher_take_fd (launcher, fds[0], 3);
+    }
+
+  proc = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata, error);
+  if (proc == NULL)
+    return FALSE;
+
+  if (stdin_data == NULL)
+    stdin_data = empty = g_bytes_new_static ("", 0);
+  if (!g_subprocess_communicate (proc, stdin_data, NULL, &out, &err_bytes, error))
+    return FALSE;
+
+  if (err_bytes != NULL)
+    err_text = g_strndup (g_bytes_get_data (err_bytes, NULL), g_bytes_get_size (err_bytes));
+
+  if (!g_subprocess_get_if_exited (proc) || g_subprocess_get_exit_status (proc) != 0)
+    {
+      g_autofree char *line = last_line (err_text);
+
+      g_debug ("%s %s failed: %s", name, args && args[0] ? args[0] : "", err_text ? err_text : "");
+      g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_FAILED,
+                   _("%s failed: %s"), name, line);
+      if (stderr_text != NULL)
+        *stderr_text = g_steal_pointer (&err_text);
+      return FALSE;
+    }
+
+  if (out != NULL && g_bytes_get_size (out) > SM_GNUPG_TOOL_MAX_OUTPUT)
+    {
+      g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_FAILED,
+                   _("%s produced more than %d MiB of output"), name,
+                   SM_GNUPG_TOOL_MAX_OUTPUT / (1024 * 1024));
+      return FALSE;
+    }
+
+  if (stdout_data != NULL)
+    *stdout_data = out ? g_steal_pointer (&out) : g_bytes_new (NULL, 0);
+  if (stderr_text != NULL)
+    *stderr_text = g_steal_pointer (&err_text);
+  return TRUE;
+}
+
+void
+sm_gnupg_tool_kill_agent (const char *home)
+{
+  const char *args[] = { "--kill", "all", NULL };
+  g_autoptr(GError) error = NULL;
+
+  if (!sm_gnupg_tool_run (home, "gpgconf", args, NULL, NULL, NULL, NULL, &error))
+    g_debug ("Stopping gpg-agent of %s: %s", home, error->message);
+}
+
+gboolean
+sm_gnupg_tool_reload_agent (const char *home,
+                            GError    **error)
+{
+  const char *args[] = { "--reload", "gpg-agent", NULL };
+
+  return sm_gnupg_tool_run (home, "gpgconf", args, NULL, NULL, NULL, NULL, error);
+}
