@@ -12,34 +12,7 @@
 
 #include "sm-error.h"
 #include "sm-tls.h"
-
-typedef struct {
-  GList *anchors;              /* GTlsCertificate*, from ca_file */
-  GSocketConnectable *identity;
-  GTlsCertificateFlags errors; /* what the system store said, for the message */
-} VerifyData;
-
-/* Called by GIO only when the system trust store rejected the peer.  We then
- * accept it only if it chains to one of the configured ca_file anchors with no
- * other problem (expiry, name mismatch, revocation...). */
-static gboolean
-on_accept_certificate (GTlsConnection *conn, GTlsCertificate *peer, GTlsCertificateFlags errors,
-                       gpointer user_data)
-{
-  VerifyData *data = user_data;
-
-  data->errors = errors;
-  for (GList *l = data->anchors; l != NULL; l = l->next)
-    {
-      GTlsCertificateFlags flags = g_tls_certificate_verify (peer, data->identity, l->data);
-      if (flags == 0)
-        return TRUE;
-      /* Keep the most telling reason: a bad name or expiry beats "unknown CA". */
-      if ((flags & ~G_TLS_CERTIFICATE_UNKNOWN_CA) != 0)
-        data->errors = flags;
-    }
-  return FALSE;
-}
+#include "sm-trust-database.h"
 
 static char *
 describe_flags (GTlsCertificateFlags flags)
@@ -110,36 +83,26 @@ sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *ho
   g_autoptr(GError) local = NULL;
   g_autoptr(GIOStream) tls = NULL;
   g_autoptr(GSocketConnectable) identity = g_network_address_new (host, port);
-  VerifyData data = { NULL, identity, 0 };
-  gboolean ok;
+  g_autoptr(GTlsDatabase) database = sm_trust_database_get_shared (config->ca_file, error);
+  GTlsBackend *backend = g_tls_backend_get_default ();
 
-  tls = g_tls_client_connection_new (base, identity, &local);
+  if (database == NULL)
+    return NULL;
+  /* The database is given at construction: see sm-trust-database.h. */
+  tls = g_initable_new (g_tls_backend_get_client_connection_type (backend), NULL, &local,
+                        "base-io-stream", base, "server-identity", identity, "database", database, NULL);
   if (tls == NULL)
     {
       g_set_error (error, SM_ERROR, SM_ERROR_TLS,
                    _("TLS is not available (%s). Install glib-networking."), local->message);
       return NULL;
     }
-  if (config->ca_file != NULL)
-    {
-      data.anchors = g_tls_certificate_list_new_from_file (config->ca_file, &local);
-      if (data.anchors == NULL)
-        {
-          g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("Cannot read [upstream] ca_file %s: %s"),
-                       config->ca_file, local ? local->message : _("no certificate in it"));
-          return NULL;
-        }
-    }
-  g_signal_connect (tls, "accept-certificate", G_CALLBACK (on_accept_certificate), &data);
-  ok = g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, &local);
-  g_signal_handlers_disconnect_by_data (tls, &data);
-  g_list_free_full (data.anchors, g_object_unref);
-
-  if (!ok)
+  if (!g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, &local))
     {
       if (g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE))
         {
-          g_autofree char *why = describe_flags (data.errors);
+          g_autofree char *why = describe_flags (
+              g_tls_connection_get_peer_certificate_errors (G_TLS_CONNECTION (tls)));
           g_set_error (error, SM_ERROR, SM_ERROR_TLS,
                        _("The certificate of %s:%u was refused: %s. If your provider uses a "
                          "private authority, set [upstream] ca_file to its certificate; otherwise "
