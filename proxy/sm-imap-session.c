@@ -171,7 +171,8 @@ on_client_drained (SmStreamWriter *writer, const GError *error, gpointer user_da
 
   if (self->state == ST_CLOSING)
     {
-      finish_close (self);
+      if (sm_stream_writer_pending (writer) == 0)
+        finish_close (self);
       return;
     }
   /* Back-pressure: the upstream side waits while the client is slow. */
@@ -880,7 +881,8 @@ on_client_drained_dispatch (SmStreamWriter *writer, const GError *error, gpointe
 
   if (self->state == ST_STARTTLS)
     {
-      on_client_drained_starttls (self);
+      if (sm_stream_writer_pending (writer) == 0)
+        on_client_drained_starttls (self);
       return;
     }
   on_client_drained (writer, error, user_data);

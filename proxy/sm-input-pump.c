@@ -88,18 +88,31 @@ on_readable (GObject *stream, gpointer user_data)
   SmInputPump *pump = user_data;
   g_autoptr(GObject) keep = g_object_ref (pump->owner);
   g_autoptr(GError) error = NULL;
-  gssize n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream), shared_buffer,
-                                                       sizeof shared_buffer, NULL, &error);
+  gsize filled = 0;
+  gssize n;
 
-  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-    return G_SOURCE_CONTINUE;
-  if (n <= 0)
+  /* A TLS stream returns one record (at most 16 KB) per read: gather what is
+   * there into one chunk so the owner relays it in one write. */
+  for (;;)
     {
+      n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream), shared_buffer + filled,
+                                                    sizeof shared_buffer - filled, NULL, &error);
+      if (n <= 0)
+        break;
+      filled += (gsize) n;
+      if (filled == sizeof shared_buffer)
+        break;
+    }
+  if (filled == 0)
+    {
+      if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return G_SOURCE_CONTINUE;
       sm_input_pump_stop (pump);
       pump->eof (pump->owner, error);
       return G_SOURCE_REMOVE;
     }
-  feed (pump, shared_buffer, (gsize) n);
+  /* An end of stream or error after some data is seen at the next read. */
+  feed (pump, shared_buffer, filled);
   if (pump->source != NULL && (pump->backlog != NULL || pump->paused (pump->owner)))
     {
       sm_input_pump_stop (pump);

@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "sm-error.h"
 #include "sm-imap-session.h"
@@ -92,6 +94,7 @@ on_imap_incoming (GSocketService *service, GSocketConnection *connection, GObjec
       refuse_busy (connection, "* BYE [UNAVAILABLE] Too many connections to SecureMail\r\n");
       return TRUE;
     }
+  g_socket_set_option (g_socket_connection_get_socket (connection), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   session = sm_imap_session_new (self, connection);
   g_hash_table_add (self->sessions, session);
   self->n_imap++;

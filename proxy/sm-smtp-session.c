@@ -173,9 +173,15 @@ on_drained (SmStreamWriter *writer, const GError *error, gpointer user_data)
   SmSmtpSession *self = user_data;
 
   if (self->state == ST_CLOSING)
-    finish_close (self);
+    {
+      if (sm_stream_writer_pending (writer) == 0)
+        finish_close (self);
+    }
   else if (self->state == ST_STARTTLS)
-    begin_tls (self);
+    {
+      if (sm_stream_writer_pending (writer) == 0)
+        begin_tls (self);
+    }
   else
     sm_input_pump_resume (self->pump);
 }

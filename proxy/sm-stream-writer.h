@@ -1,4 +1,4 @@
-/* sm-stream-writer.h: ordered asynchronous writes to one output stream.
+/* sm-stream-writer.h: ordered non-blocking writes to one output stream.
  *
  * A session relays bytes as they arrive and must never block the main loop
  * nor reorder them; the writer queues GBytes, writes one at a time, and
@@ -13,14 +13,22 @@ G_BEGIN_DECLS
 
 typedef struct _SmStreamWriter SmStreamWriter;
 
-/* @on_drained runs when the queue becomes empty after a write, @on_error
+/* After a write completes with at most this many bytes still queued, the
+ * owner is told (on_drained) so it can read more: refilling before the queue
+ * runs dry keeps both sockets busy. */
+#define SM_STREAM_WRITER_LOW_WATER (128 * 1024)
+
+/* @on_drained runs after a write when at most SM_STREAM_WRITER_LOW_WATER
+ * bytes remain queued (check sm_stream_writer_pending() == 0 for "all
+ * written"), @on_error
  * once when a write fails (the writer then drops everything queued).
  * Neither holds a reference on @user_data: free the writer first. */
 typedef void (*SmStreamWriterFunc) (SmStreamWriter *writer, const GError *error, gpointer user_data);
 
 SmStreamWriter *sm_stream_writer_new (GOutputStream *stream, SmStreamWriterFunc on_drained,
                                       SmStreamWriterFunc on_error, gpointer user_data);
-/* Cancels pending writes; no callback runs after this. */
+/* @stream must be pollable (sockets and TLS streams are).  Cancels pending
+ * writes on free; no callback runs after that. */
 void sm_stream_writer_free (SmStreamWriter *writer);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmStreamWriter, sm_stream_writer_free)
 

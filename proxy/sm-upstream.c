@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 #include "sm-error.h"
@@ -37,6 +39,9 @@ sm_upstream_connect (const SmConfig *config, const SmEndpoint *endpoint, GCancel
       return NULL;
     }
   g_socket_set_timeout (g_socket_connection_get_socket (conn), SM_UPSTREAM_IO_TIMEOUT_S);
+  /* The relay writes whole chunks; Nagle's algorithm would only hold back
+   * the last small piece of each response (and with delayed ACKs, 40 ms). */
+  g_socket_set_option (g_socket_connection_get_socket (conn), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   return conn;
 }
 
