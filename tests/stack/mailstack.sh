@@ -143,6 +143,11 @@ mail_gid = nogroup
 mail_location = maildir:$D/dovecot/mail/%u/Maildir
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# The benchmarks hold 200+ sessions of one user from 127.0.0.1; Dovecot's
+# defaults (10 per user and IP, 100 processes per service) would refuse them.
+mail_max_userip_connections = 1000
+default_process_limit = 1000
+default_client_limit = 4000
 auth_username_format = %Ln
 auth_failure_delay = 0
 ssl = yes

@@ -1,0 +1,43 @@
+#!/bin/bash
+# bench/run.sh [BUILD_DIR]: the proxy benchmarks (issue 2), printing ratios
+# against a baseline measured in the same run.  Needs root (the mail stack);
+# starts and stops its own stack, keyring and proxy.
+#   fetch:    2,000 x 50 KB UID FETCH, direct to Dovecot vs through the proxy
+#   sessions: RSS per idle session with 200 concurrent sessions
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$ROOT/build}
+[ -x "$BUILD/proxy/securemail-proxy" ] || { echo "bench: build first (meson setup $BUILD && ninja -C $BUILD)" >&2; exit 1; }
+T=$(mktemp -d /tmp/sm-bench.XXXXXX); chmod 755 "$T"
+cleanup() { bash "$ROOT/tests/stack/mailstack.sh" stop "$T/mail" >/dev/null 2>&1 || true; rm -rf "$T"; }
+trap cleanup EXIT
+# Ports apart from the test stack's defaults, so a running test stack is not disturbed.
+export SM_STACK_IMAP_PORT=20143 SM_STACK_IMAPS_PORT=20993 SM_STACK_LMTP_PORT=20024 SM_STACK_SMTP_PORT=20025 SM_STACK_SUBMISSION_PORT=20587
+bash "$ROOT/tests/stack/mailstack.sh" start "$T/mail" >/dev/null
+eval "$(bash "$ROOT/tests/stack/mailstack.sh" env "$T/mail")"
+export BUILD ROOT T
+env -u DBUS_SESSION_BUS_ADDRESS dbus-run-session -- bash "$ROOT/tests/stack/keyring-run.sh" bash -c '
+  set -euo pipefail
+  cat > "$T/bench.conf" <<C
+[account]
+address = carol@example.test
+[upstream]
+imap = imaps://localhost:$SM_TEST_IMAPS_PORT
+smtp = smtp://localhost:$SM_TEST_SUBMISSION_PORT
+username = carol
+ca_file = $SM_TEST_CA
+[listen]
+imap = 127.0.0.1:21143
+smtp = 127.0.0.1:21025
+C
+  export SECUREMAIL_CONFIG=$T/bench.conf SECUREMAIL_POLICY=$T/none.conf
+  echo pass | "$BUILD/proxy/securemail" account set-password --stdin >/dev/null
+  LP=$("$BUILD/proxy/securemail" account local-password)
+  "$BUILD/proxy/securemail-proxy" 2>"$T/proxy.log" &
+  PP=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/21143) 2>/dev/null && break; sleep 0.05; done
+  COMMON="--proxy-port 21143 --proxy-pid $PP --imaps-port $SM_TEST_IMAPS_PORT --imap-port $SM_TEST_IMAP_PORT --ca $SM_TEST_CA --local-password $LP"
+  /usr/bin/python3 "$ROOT/bench/imap_bench.py" fetch $COMMON ${BENCH_FETCH_ARGS:-}
+  /usr/bin/python3 "$ROOT/bench/imap_bench.py" sessions $COMMON ${BENCH_SESSION_ARGS:-}
+  kill $PP; wait $PP || true
+'
