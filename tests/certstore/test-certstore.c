@@ -276,6 +276,18 @@ find_info (GPtrArray *infos, const char *address)
   return NULL;
 }
 
+/* Like find_info(), but the key must be there (g_error() is noreturn, so
+ * the compiler knows the result is not NULL). */
+static SmKeyInfo *
+need_info (GPtrArray *infos, const char *address)
+{
+  SmKeyInfo *info = find_info (infos, address);
+
+  if (info == NULL)
+    g_error ("no key for %s", address);
+  return info;
+}
+
 static SmKeyInfo *
 import_p12 (SmCertstore *s, const char *file)
 {
@@ -559,8 +571,7 @@ test_smime_encrypt_decrypt (Fixture *f, gconstpointer data)
   imported = sm_certstore_import_certs (alice, bob_cert, NULL, &error);
   g_assert_no_error (error);
   /* gpgsm also reports the (unchanged) issuer it found for the chain. */
-  g_assert_nonnull (find_info (imported, "bob@example.test"));
-  g_assert_false (find_info (imported, "bob@example.test")->secret);
+  g_assert_false (need_info (imported, "bob@example.test")->secret);
 
   lookup = sm_certstore_lookup_recipients (alice, SM_PROTOCOL_SMIME, addresses, &error);
   g_assert_no_error (error);
@@ -595,7 +606,8 @@ test_openpgp_encrypt_decrypt_collect (Fixture *f, gconstpointer data)
   g_autoptr(SmKeyInfo) collected = NULL;
   g_autoptr(SmRecipientLookup) lookup = NULL;
   g_autoptr(GBytes) cipher = NULL;
-  g_autoptr(GBytes) secret_blob = g_bytes_new_static ("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nxx\n", 42);
+  static const char secret_text[] = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nxx\n";
+  g_autoptr(GBytes) secret_blob = g_bytes_new_static (secret_text, sizeof secret_text - 1);
   g_autofree char *plain = NULL;
   const char *addresses[] = { "Bob@Example.test", NULL };
 
@@ -716,10 +728,9 @@ test_smime_expired_revoked (Fixture *f, gconstpointer data)
 
   list = sm_certstore_list_certs (s, &error);
   g_assert_no_error (error);
-  info = find_info (list, "carol@example.test");
-  g_assert_nonnull (info);
+  info = need_info (list, "carol@example.test");
   g_assert_cmpint (info->status, ==, SM_KEY_STATUS_EXPIRED);
-  info = find_info (list, "dave@example.test");
+  info = need_info (list, "dave@example.test");
   /* Before the CRL: nothing says revoked, and the listing says so. */
   g_assert_cmpint (info->status, ==, SM_KEY_STATUS_VALID);
   g_assert_cmpint (info->revocation, ==, SM_REVOCATION_NOT_CHECKED);
@@ -727,7 +738,8 @@ test_smime_expired_revoked (Fixture *f, gconstpointer data)
 
   /* A CRL from a CA we do not have is refused with advice. */
   {
-    g_autoptr(GBytes) bogus = g_bytes_new_static ("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n", 57);
+    static const char bogus_crl[] = "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n";
+    g_autoptr(GBytes) bogus = g_bytes_new_static (bogus_crl, sizeof bogus_crl - 1);
     g_assert_null (sm_certstore_import_certs (s, bogus, NULL, &error));
     g_assert_nonnull (error);
     g_clear_error (&error);
@@ -740,11 +752,11 @@ test_smime_expired_revoked (Fixture *f, gconstpointer data)
 
   list = sm_certstore_list_certs (s, &error);
   g_assert_no_error (error);
-  info = find_info (list, "dave@example.test");
+  info = need_info (list, "dave@example.test");
   g_assert_cmpint (info->status, ==, SM_KEY_STATUS_REVOKED);
   g_assert_cmpint (info->revocation, ==, SM_REVOCATION_REVOKED);
   g_assert_nonnull (strstr (info->status_detail, "revoked"));
-  info = find_info (list, "carol@example.test");
+  info = need_info (list, "carol@example.test");
   g_assert_cmpint (info->status, ==, SM_KEY_STATUS_EXPIRED);
   g_assert_cmpint (sm_certstore_check_revocation (s, dave_fpr, &detail, &error), ==, SM_REVOCATION_REVOKED);
   g_assert_no_error (error);
@@ -1012,8 +1024,13 @@ test_backup_roundtrip (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_cmpuint (own->len, ==, 2);
   g_assert_nonnull (find_fpr (own, b.pgp_fpr));
-  g_assert_nonnull (find_fpr (own, b.cms_fpr));
-  g_assert_cmpint (((SmKeyInfo *) find_fpr (own, b.cms_fpr))->status, ==, SM_KEY_STATUS_VALID);
+  {
+    SmKeyInfo *cms = find_fpr (own, b.cms_fpr);
+
+    if (cms == NULL)
+      g_error ("S/MIME key not restored");
+    g_assert_cmpint (cms->status, ==, SM_KEY_STATUS_VALID);
+  }
   certs = sm_certstore_list_certs (fresh, &error);
   for (guint i = 0; i < certs->len; i++)
     anchor |= ((SmKeyInfo *) certs->pdata[i])->is_anchor;
