@@ -1411,7 +1411,13 @@ import_own_p12 (SmCertstore *self,
                    _("The PKCS#12 file's certificate does not match its private key; ask the issuer for a new .p12 file"));
       return NULL;
     }
-  return infos_for_fprs (self, SM_PROTOCOL_SMIME, fprs, error);
+  /* The bundle's CA certificates were imported too, but they are not ours. */
+  infos = infos_for_fprs (self, SM_PROTOCOL_SMIME, fprs, error);
+  if (infos != NULL)
+    for (guint i = infos->len; i > 0; i--)
+      if (!((SmKeyInfo *) infos->pdata[i - 1])->secret)
+        g_ptr_array_remove_index (infos, i - 1);
+  return g_steal_pointer (&infos);
 }
 
 /* A throw-away signature proves the passphrase before we keep anything. */

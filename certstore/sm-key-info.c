@@ -1,6 +1,8 @@
 /* sm-key-info.c: snapshots of GPGME keys. */
 #include "config.h"
 
+#include <string.h>
+
 #include <glib/gi18n.h>
 
 #include "sm-key-info.h"
@@ -111,6 +113,57 @@ collect_addresses (gpgme_key_t key,
     }
 }
 
+/* gpgsm prints RDNs it has no name for as "OID=#HEX"; the one everybody
+ * has, emailAddress (PKCS#9, 1.2.840.113549.1.9.1), reads better as
+ * "EMail=alice@example.test". Other RDNs are left as they are. */
+static char *
+pretty_dn (const char *dn)
+{
+  static const char oid[] = "1.2.840.113549.1.9.1=#";
+  GString *out;
+  const char *p;
+
+  if (dn == NULL)
+    return NULL;
+  out = g_string_new (NULL);
+  p = dn;
+  for (;;)
+    {
+      const char *hit = strstr (p, oid);
+      const char *hex;
+      GString *value;
+
+      if (hit == NULL)
+        break;
+      g_string_append_len (out, p, hit - p);
+      hex = hit + strlen (oid);
+      value = g_string_new (NULL);
+      while (g_ascii_isxdigit (hex[0]) && g_ascii_isxdigit (hex[1]))
+        {
+          char c = (char) (g_ascii_xdigit_value (hex[0]) * 16 + g_ascii_xdigit_value (hex[1]));
+
+          /* Printable ASCII only: anything else stays in hex form. */
+          if (c < 0x20 || c > 0x7e || c == ',')
+            break;
+          g_string_append_c (value, c);
+          hex += 2;
+        }
+      if (*hex == '\0' || *hex == ',')
+        {
+          g_string_append_printf (out, "EMail=%s", value->str);
+          p = hex;
+        }
+      else
+        {
+          g_string_append (out, oid);
+          p = hit + strlen (oid);
+        }
+      g_string_free (value, TRUE);
+    }
+  g_string_append (out, p);
+  return g_string_free (out, FALSE);
+}
+
 SmKeyInfo *
 sm_key_info_new_from_gpgme (gpgme_key_t key,
                             gint64      now)
@@ -127,7 +180,9 @@ sm_key_info_new_from_gpgme (gpgme_key_t key,
   info->protocol = key->protocol == GPGME_PROTOCOL_CMS ? SM_PROTOCOL_SMIME : SM_PROTOCOL_OPENPGP;
   info->fingerprint = g_strdup (primary->fpr);
   info->keygrip = g_strdup (primary->keygrip);
-  info->user_id = g_strdup (key->uids ? key->uids->uid : NULL);
+  info->user_id = key->protocol == GPGME_PROTOCOL_CMS
+                  ? pretty_dn (key->uids ? key->uids->uid : NULL)
+                  : g_strdup (key->uids ? key->uids->uid : NULL);
   info->secret = key->secret;
   info->can_sign = key->can_sign;
   info->can_encrypt = key->can_encrypt;
@@ -138,7 +193,7 @@ sm_key_info_new_from_gpgme (gpgme_key_t key,
 
   if (key->protocol == GPGME_PROTOCOL_CMS)
     {
-      info->issuer = g_strdup (key->issuer_name);
+      info->issuer = pretty_dn (key->issuer_name);
       info->serial = g_strdup (key->issuer_serial);
       info->chain_id = g_strdup (key->chain_id);
     }
