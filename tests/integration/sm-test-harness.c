@@ -402,3 +402,173 @@ sm_test_maildir_wait (const char *user, const char *needle, guint timeout_ms)
   while (g_get_monotonic_time () < deadline);
   return FALSE;
 }
+
+/* ---- appended helpers (SMTP, maildir contents, raw reads) ---------------- */
+
+char *
+sm_test_smtp_reply (SmTestClient *c, GPtrArray *lines)
+{
+  for (;;)
+    {
+      char *line = sm_test_client_line (c);
+      if (line == NULL)
+        return NULL;
+      /* "250-..." continues, "250 ..." or a bare "250" ends (RFC 5321 §4.2.1). */
+      if (strlen (line) >= 4 && line[3] == '-')
+        {
+          if (lines)
+            g_ptr_array_add (lines, line);
+          else
+            g_free (line);
+          continue;
+        }
+      return line;
+    }
+}
+
+static char *
+dir_find (const char *dir, const char *needle)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      char *contents = NULL;
+      if (g_file_get_contents (path, &contents, NULL, NULL) && strstr (contents, needle) != NULL)
+        return contents;
+      g_free (contents);
+    }
+  return NULL;
+}
+
+char *
+sm_test_maildir_read (const char *user, const char *needle, guint timeout_ms)
+{
+  g_autofree char *new_dir = g_build_filename (sm_test_env ("SM_TEST_MAILDIR"), user, "Maildir", "new", NULL);
+  g_autofree char *cur_dir = g_build_filename (sm_test_env ("SM_TEST_MAILDIR"), user, "Maildir", "cur", NULL);
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+
+  do
+    {
+      char *found = dir_find (new_dir, needle);
+      if (found == NULL)
+        found = dir_find (cur_dir, needle);
+      if (found != NULL)
+        return found;
+      g_usleep (50 * 1000);
+    }
+  while (g_get_monotonic_time () < deadline);
+  return NULL;
+}
+
+gboolean
+sm_test_client_read_to_close (SmTestClient *c, guint timeout_ms, GByteArray *data)
+{
+  GSocket *s = g_socket_connection_get_socket (c->conn);
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  guint8 buf[4096];
+
+  g_socket_set_timeout (s, 0);
+  g_socket_set_blocking (s, FALSE);
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(GError) error = NULL;
+      gssize n;
+      gsize avail = g_buffered_input_stream_get_available (G_BUFFERED_INPUT_STREAM (c->in));
+      if (avail > 0)
+        {
+          gsize got = 0;
+          g_input_stream_read_all (G_INPUT_STREAM (c->in), buf, MIN (avail, sizeof buf), &got, NULL, NULL);
+          if (data)
+            g_byte_array_append (data, buf, (guint) got);
+          continue;
+        }
+      n = g_socket_receive (s, (char *) buf, sizeof buf, NULL, &error);
+      if (n == 0)
+        return TRUE;
+      if (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return TRUE;   /* reset counts as closed */
+      if (n > 0 && data)
+        g_byte_array_append (data, buf, (guint) n);
+      if (n < 0)
+        g_usleep (10 * 1000);
+    }
+  return FALSE;
+}
+
+char *
+sm_test_smtp_expect (SmTestClient *c, const char *prefix)
+{
+  char *line = sm_test_smtp_reply (c, NULL);
+
+  if (line == NULL)
+    g_error ("expected the SMTP reply “%s...”, got the end of the stream", prefix);
+  if (!g_str_has_prefix (line, prefix))
+    g_error ("expected the SMTP reply “%s...”, got “%s”", prefix, line);
+  return line;
+}
+
+char *
+sm_test_smtp_command (SmTestClient *c, const char *cmd, const char *prefix)
+{
+  g_autofree char *full = g_strconcat (cmd, "\r\n", NULL);
+
+  sm_test_client_send (c, full);
+  return sm_test_smtp_expect (c, prefix);
+}
+
+char *
+sm_test_sasl_plain (const char *user, const char *password)
+{
+  gsize ulen = strlen (user), plen = strlen (password);
+  g_autofree char *raw = g_malloc0 (ulen + plen + 2);
+
+  memcpy (raw + 1, user, ulen);
+  memcpy (raw + 2 + ulen, password, plen);
+  return g_base64_encode ((guchar *) raw, ulen + plen + 2);
+}
+
+SmTestClient *
+sm_test_smtp_open (SmTestProxy *proxy, gboolean login)
+{
+  SmTestClient *c = sm_test_client_connect (proxy->smtp_port);
+  g_autoptr(GPtrArray) ehlo = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *last = NULL;
+
+  g_free (sm_test_smtp_expect (c, "220 "));
+  sm_test_client_send (c, "EHLO client.example\r\n");
+  last = sm_test_smtp_reply (c, ehlo);
+  g_assert_nonnull (last);
+  g_assert_true (g_str_has_prefix (last, "250 "));
+  if (login)
+    {
+      g_autofree char *b64 = sm_test_sasl_plain (proxy->address, proxy->local_password);
+      g_autofree char *cmd = g_strdup_printf ("AUTH PLAIN %s", b64);
+      g_free (sm_test_smtp_command (c, cmd, "235 "));
+    }
+  return c;
+}
+
+char *
+sm_test_smtp_data (SmTestClient *c, const char *message)
+{
+  g_auto(GStrv) lines = g_strsplit (message, "\r\n", -1);
+  g_autoptr(GString) wire = g_string_new (NULL);
+  guint n = g_strv_length (lines);
+
+  /* The last element is what follows the final CRLF (normally empty). */
+  for (guint i = 0; i < n; i++)
+    {
+      if (i + 1 == n && *lines[i] == '\0')
+        break;
+      if (lines[i][0] == '.')
+        g_string_append_c (wire, '.');   /* RFC 5321 §4.5.2 */
+      g_string_append (wire, lines[i]);
+      g_string_append (wire, "\r\n");
+    }
+  g_string_append (wire, ".\r\n");
+  sm_test_client_send (c, wire->str);
+  return sm_test_smtp_reply (c, NULL);
+}

@@ -90,3 +90,37 @@ gboolean      sm_test_client_wait_closed (SmTestClient *client, guint timeout_ms
 gboolean sm_test_maildir_wait (const char *user, const char *needle, guint timeout_ms);
 
 G_END_DECLS
+
+/* ---- appended helpers (SMTP, maildir contents, raw reads) ---------------- */
+
+G_BEGIN_DECLS
+
+/* Reads one SMTP reply (RFC 5321 §4.2.1), all its lines; returns the last
+ * line ("250 2.0.0 ..."), or NULL at end of stream / timeout.  The earlier
+ * lines of a multi-line reply are appended to @lines when given. */
+char *sm_test_smtp_reply (SmTestClient *client, GPtrArray *lines);
+
+/* The contents of the file in @user's maildir that contains @needle, polled
+ * like sm_test_maildir_wait(); NULL if none appeared in time. */
+char *sm_test_maildir_read (const char *user, const char *needle, guint timeout_ms);
+
+/* Reads everything the server sends until it closes the connection (TRUE)
+ * or @timeout_ms pass (FALSE); the bytes, buffered ones included, go to
+ * @data when given. */
+gboolean sm_test_client_read_to_close (SmTestClient *client, guint timeout_ms, GByteArray *data);
+
+/* Reads one SMTP reply and fails the test unless it starts with @prefix;
+ * returns its last line. */
+char *sm_test_smtp_expect (SmTestClient *client, const char *prefix);
+/* Sends @cmd (without CRLF) and sm_test_smtp_expect()s @prefix. */
+char *sm_test_smtp_command (SmTestClient *client, const char *cmd, const char *prefix);
+/* base64 of the RFC 4616 PLAIN response "\0user\0password". */
+char *sm_test_sasl_plain (const char *user, const char *password);
+/* Connects to the proxy's SMTP listener, reads the greeting and says EHLO;
+ * with @login also AUTH PLAIN with the local password (expects 235). */
+SmTestClient *sm_test_smtp_open (SmTestProxy *proxy, gboolean login);
+/* Sends @message (CRLF lines) dot-stuffed, then the final dot; returns the
+ * reply to it (NULL at end of stream). */
+char *sm_test_smtp_data (SmTestClient *client, const char *message);
+
+G_END_DECLS
