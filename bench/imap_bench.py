@@ -12,17 +12,17 @@ import argparse, imaplib, os, ssl, sys, time
 
 def direct(args):
     ctx = ssl.create_default_context(cafile=args.ca)
-    m = imaplib.IMAP4_SSL("localhost", args.imaps_port, ssl_context=ctx)
+    m = imaplib.IMAP4_SSL("localhost", args.imaps_port, ssl_context=ctx, timeout=args.timeout)
     m.login(args.user, "pass")
     return m
 
 def direct_plain(args):
-    m = imaplib.IMAP4("127.0.0.1", args.imap_port)
+    m = imaplib.IMAP4("127.0.0.1", args.imap_port, timeout=args.timeout)
     m.login(args.user, "pass")
     return m
 
 def via_proxy(args):
-    m = imaplib.IMAP4("127.0.0.1", args.proxy_port)
+    m = imaplib.IMAP4("127.0.0.1", args.proxy_port, timeout=args.timeout)
     m.login(args.address, args.local_password)
     return m
 
@@ -129,6 +129,7 @@ def main():
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sessions", type=int, default=200)
+    p.add_argument("--timeout", type=float, default=60, help="seconds before a stalled read fails the run")
     args = p.parse_args()
     args.proxy_pid = args.proxy_pid
     if args.what == "fetch":

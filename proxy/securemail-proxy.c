@@ -33,6 +33,16 @@ on_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* SIGUSR1: the state of every session in the log, for the helpdesk and
+ * for debugging a stalled client (never content or secrets). */
+static gboolean
+on_usr1 (gpointer user_data)
+{
+  App *app = user_data;
+  sm_server_log_sessions (app->server);
+  return G_SOURCE_CONTINUE;
+}
+
 static void
 on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
 {
@@ -113,6 +123,7 @@ main (int argc, char **argv)
   app.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGTERM, on_signal, &app);
   g_unix_signal_add (SIGINT, on_signal, &app);
+  g_unix_signal_add (SIGUSR1, on_usr1, &app);
 
   bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
   if (bus != NULL)

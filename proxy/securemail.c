@@ -11,12 +11,13 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "sm-certstore-cli.h"
 #include "sm-config.h"
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
 #include "sm-doctor.h"
 #include "sm-error.h"
-#include "sm-secrets.h"
+#include "sm-keyring.h"
 
 #define EXIT_USAGE       2
 #define EXIT_NOT_RUNNING 3
@@ -66,13 +67,13 @@ load_config_or_die (int *code)
 
 /* Reads a secret from stdin (one line; the trailing newline dropped), with
  * echo off when it is a terminal.  Returns it in memory that is wiped on
- * free (sm_secret_free()). */
+ * free (sm_keyring_free()). */
 static char *
 read_secret (const char *prompt, GError **error)
 {
   gboolean tty = isatty (STDIN_FILENO);
   struct termios old, quiet;
-  char *buf = g_malloc0 (SM_SECRET_MAX_LEN + 2);
+  char *buf = g_malloc0 (SM_KEYRING_MAX_SECRET_LEN + 2);
   gsize len;
 
   if (tty)
@@ -83,7 +84,7 @@ read_secret (const char *prompt, GError **error)
       quiet.c_lflag &= ~(tcflag_t) ECHO;
       tcsetattr (STDIN_FILENO, TCSAFLUSH, &quiet);
     }
-  if (fgets (buf, SM_SECRET_MAX_LEN + 2, stdin) == NULL)
+  if (fgets (buf, SM_KEYRING_MAX_SECRET_LEN + 2, stdin) == NULL)
     buf[0] = '\0';
   if (tty)
     {
@@ -91,12 +92,12 @@ read_secret (const char *prompt, GError **error)
       g_printerr ("\n");
     }
   len = strlen (buf);
-  if (len > SM_SECRET_MAX_LEN)
+  if (len > SM_KEYRING_MAX_SECRET_LEN)
     {
       explicit_bzero (buf, len);
       g_free (buf);
       g_set_error (error, SM_ERROR, SM_ERROR_TOO_BIG, _("The password is longer than %d characters"),
-                   SM_SECRET_MAX_LEN);
+                   SM_KEYRING_MAX_SECRET_LEN);
       return NULL;
     }
   while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
@@ -133,7 +134,7 @@ cmd_account (int argc, char **argv)
       pw = read_secret (_("Provider password: "), &error);
       if (pw == NULL)
         return die (1, _("%s; nothing was stored"), error->message);
-      ok = sm_secret_store (SM_SECRET_UPSTREAM_PASSWORD, config->address, pw, &error);
+      ok = sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, config->address, pw, &error);
       explicit_bzero (pw, strlen (pw));
       g_free (pw);
       if (!ok)
@@ -147,13 +148,13 @@ cmd_account (int argc, char **argv)
       char *pw;
       if (argc > 2 && !reset)
         return die (EXIT_USAGE, _("unknown option %s; did you mean --reset?"), argv[2]);
-      pw = sm_secret_local_password (config->address, reset, &error);
+      pw = sm_keyring_local_password (config->address, reset, &error);
       if (pw == NULL)
         return die (1, "%s", error->message);
       /* The one place the local password is shown: the user types it into
        * the mail client. */
       g_print ("%s\n", pw);
-      sm_secret_free (pw);
+      sm_keyring_free (pw);
       return 0;
     }
   return die (EXIT_USAGE, _("unknown account command “%s”; use set-password or local-password"), argv[1]);
@@ -388,7 +389,10 @@ usage (void)
                 "  status                             running? locked? provider reachable? queue size\n"
                 "  doctor                             numbered checks, each with a fix\n"
                 "  client-config thunderbird|outlook|generic\n"
-                "                                     exact settings for a mail client\n"));
+                "                                     exact settings for a mail client\n"
+                "  keys list|generate|import FILE|export FILE|backup FILE|restore FILE\n"
+                "                                     your own keys; backup writes an encrypted bundle\n"
+                "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"));
 }
 
 int
@@ -434,6 +438,18 @@ main (int argc, char **argv)
     return cmd_doctor ();
   if (strcmp (cmd, "client-config") == 0)
     return cmd_client_config ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "keys") == 0 || strcmp (cmd, "certs") == 0)
+    {
+      /* certstore's commands read the same settings and take --json. */
+      if (opt_config != NULL)
+        g_setenv ("SECUREMAIL_CONFIG", opt_config, TRUE);
+      if (opt_json)
+        g_ptr_array_add (args, (gpointer) "--json");
+      g_ptr_array_add (args, NULL);
+      if (cmd[0] == 'k')
+        return sm_keys_cli_run ((int) args->len - 1, (char **) args->pdata);
+      return sm_certs_cli_run ((int) args->len - 1, (char **) args->pdata);
+    }
   usage ();
   return die (EXIT_USAGE, _("unknown command “%s”; see the list above"), cmd);
 }

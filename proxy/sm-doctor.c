@@ -8,7 +8,7 @@
 #include "sm-dbus-service.h"
 #include "sm-doctor.h"
 #include "sm-error.h"
-#include "sm-secrets.h"
+#include "sm-keyring.h"
 #include "sm-tls.h"
 #include "sm-upstream.h"
 
@@ -139,7 +139,7 @@ sm_doctor_run (const char *config_path)
   /* Keyring and the local password. */
   {
     g_autoptr(GError) e = NULL;
-    char *local = sm_secret_lookup (SM_SECRET_LOCAL_PASSWORD, config->address, &e);
+    char *local = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, config->address, &e);
     if (local == NULL && !g_error_matches (e, SM_ERROR, SM_ERROR_NO_SECRET))
       {
         fail (c_keyring, e->message,
@@ -159,9 +159,9 @@ sm_doctor_run (const char *config_path)
                   "your mail client."));
         else
           pass (c_local, _("present"));
-        sm_secret_free (local);
+        sm_keyring_free (local);
         g_clear_error (&e);
-        password = sm_secret_lookup (SM_SECRET_UPSTREAM_PASSWORD, config->address, &e);
+        password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, config->address, &e);
         if (password == NULL)
           {
             fail (c_provider, e->message,
@@ -215,7 +215,7 @@ sm_doctor_run (const char *config_path)
         fail (c_smtp, e->message,
               _("Check [upstream] smtp in the settings and the network; if both are right, the "
                 "provider may be down: try again later."));
-      sm_secret_free (password);
+      sm_keyring_free (password);
     }
 
   if (proxy_running ())

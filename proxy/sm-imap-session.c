@@ -8,7 +8,7 @@
 #include "sm-imap-parser.h"
 #include "sm-imap-session.h"
 #include "sm-input-pump.h"
-#include "sm-secrets.h"
+#include "sm-keyring.h"
 #include "sm-stream-writer.h"
 #include "sm-upstream.h"
 
@@ -322,15 +322,15 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   gboolean ok;
   SmImapUpstream *up;
 
-  local_pw = sm_secret_lookup (SM_SECRET_LOCAL_PASSWORD, data->config->address, &error);
+  local_pw = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, data->config->address, &error);
   if (local_pw == NULL)
     {
       g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
       return;
     }
   ok = g_ascii_strcasecmp (data->user, data->config->address) == 0 &&
-       sm_secret_equal (data->password, local_pw);
-  sm_secret_free (local_pw);
+       sm_keyring_equal (data->password, local_pw);
+  sm_keyring_free (local_pw);
   if (!ok)
     {
       /* Slow down guessing (RFC 9051 §11.3 leaves the method to servers). */
@@ -339,14 +339,14 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       return;
     }
 
-  provider_pw = sm_secret_lookup (SM_SECRET_UPSTREAM_PASSWORD, data->config->address, &error);
+  provider_pw = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, data->config->address, &error);
   if (provider_pw == NULL)
     {
       g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
       return;
     }
   up = sm_imap_upstream_open (data->config, provider_pw, cancellable, &error);
-  sm_secret_free (provider_pw);
+  sm_keyring_free (provider_pw);
   if (up == NULL)
     {
       g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
@@ -904,4 +904,22 @@ sm_imap_session_new (SmServer *server, GSocketConnection *connection)
   reply (self, _("* OK [CAPABILITY %s] SecureMail ready"), capabilities_preauth (self));
   sm_input_pump_resume (self->client_pump);
   return self;
+}
+
+char *
+sm_imap_session_describe (SmImapSession *self)
+{
+  static const char *states[] = { "not-auth", "starttls", "logging-in", "relay", "closing" };
+
+  return g_strdup_printf ("IMAP session %p: %s; client: watching=%d backlog=%" G_GSIZE_FORMAT
+                          " queued=%" G_GSIZE_FORMAT "; provider: watching=%d backlog=%" G_GSIZE_FORMAT
+                          " queued=%" G_GSIZE_FORMAT " in-literal-response=%d",
+                          self, states[self->state],
+                          self->client_pump ? sm_input_pump_is_watching (self->client_pump) : -1,
+                          self->client_pump ? sm_input_pump_backlog (self->client_pump) : 0,
+                          self->to_client ? sm_stream_writer_pending (self->to_client) : 0,
+                          self->upstream_pump ? sm_input_pump_is_watching (self->upstream_pump) : -1,
+                          self->upstream_pump ? sm_input_pump_backlog (self->upstream_pump) : 0,
+                          self->to_upstream ? sm_stream_writer_pending (self->to_upstream) : 0,
+                          self->response_has_literal);
 }

@@ -31,6 +31,10 @@ G_DECLARE_FINAL_TYPE (SmImapSession, sm_imap_session, SM, IMAP_SESSION, GObject)
  * session alive until it calls sm_server_session_closed(). */
 SmImapSession *sm_imap_session_new (SmServer *server, GSocketConnection *connection);
 
+/* One line describing the session's state for diagnostics (no content,
+ * no secrets).  Returns a new string. */
+char *sm_imap_session_describe (SmImapSession *session);
+
 /* Sends BYE (when possible) and closes both sides. */
 void sm_imap_session_close (SmImapSession *session, const char *bye_text);
 

@@ -35,6 +35,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmInputPump, sm_input_pump_free)
 void     sm_input_pump_resume (SmInputPump *pump);
 /* Stops watching (the backlog is kept). */
 void     sm_input_pump_stop (SmInputPump *pump);
+/* TRUE while the pump watches its stream (for diagnostics). */
+gboolean sm_input_pump_is_watching (SmInputPump *pump);
 /* Bytes received but not processed yet. */
 gsize    sm_input_pump_backlog (SmInputPump *pump);
 /* Adds bytes to the front of the stream (data read by someone else). */

@@ -274,3 +274,19 @@ sm_server_get_upstream_ok (SmServer *self)
 {
   return self->upstream_ok;
 }
+
+void
+sm_server_log_sessions (SmServer *self)
+{
+  GHashTableIter iter;
+  gpointer key;
+
+  g_message ("%u IMAP and %u SMTP sessions", self->n_imap, self->n_smtp);
+  g_hash_table_iter_init (&iter, self->sessions);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (SM_IS_IMAP_SESSION (key))
+      {
+        g_autofree char *line = sm_imap_session_describe (SM_IMAP_SESSION (key));
+        g_message ("%s", line);
+      }
+}

@@ -44,6 +44,9 @@ void        sm_server_report_upstream (SmServer *server, gboolean ok, const char
 const char *sm_server_get_last_error (SmServer *server);
 gboolean    sm_server_get_upstream_ok (SmServer *server);   /* TRUE until a failure is seen */
 
+/* Logs one line per live IMAP session (state, queues; never content). */
+void sm_server_log_sessions (SmServer *server);
+
 /* Called by sessions when they end. */
 void sm_server_session_closed (SmServer *server, GObject *session);
 

@@ -6,7 +6,7 @@
 
 #include "sm-error.h"
 #include "sm-input-pump.h"
-#include "sm-secrets.h"
+#include "sm-keyring.h"
 #include "sm-sender-check.h"
 #include "sm-smtp-session.h"
 #include "sm-stream-writer.h"
@@ -243,7 +243,7 @@ auth_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
 {
   AuthData *data = task_data;
   g_autoptr(GError) error = NULL;
-  char *local_pw = sm_secret_lookup (SM_SECRET_LOCAL_PASSWORD, data->config->address, &error);
+  char *local_pw = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, data->config->address, &error);
   gboolean ok;
 
   if (local_pw == NULL)
@@ -252,8 +252,8 @@ auth_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
       return;
     }
   ok = g_ascii_strcasecmp (data->user, data->config->address) == 0 &&
-       sm_secret_equal (data->password, local_pw);
-  sm_secret_free (local_pw);
+       sm_keyring_equal (data->password, local_pw);
+  sm_keyring_free (local_pw);
   if (!ok)
     {
       g_usleep (SM_SERVER_AUTH_FAILURE_DELAY_MS * 1000);
@@ -649,12 +649,12 @@ relay_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   g_autoptr(GError) error = NULL;
   g_autoptr(SmSmtpReply) refusal = NULL;
   g_autoptr(SmSmtpClient) client = NULL;
-  char *password = sm_secret_lookup (SM_SECRET_UPSTREAM_PASSWORD, data->config->address, &error);
+  char *password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, data->config->address, &error);
 
   if (password != NULL)
     {
       client = sm_smtp_client_open (data->config, password, cancellable, &error);
-      sm_secret_free (password);
+      sm_keyring_free (password);
     }
   if (client != NULL &&
       sm_smtp_client_send (client, data->sender, (const char * const *) data->recipients, data->message,

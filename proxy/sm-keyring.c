@@ -1,4 +1,4 @@
-/* sm-secrets.c: the proxy's secrets in the OS keyring (libsecret). */
+/* sm-keyring.c: the proxy's secrets in the OS keyring (libsecret). */
 #include "config.h"
 
 #include <glib/gi18n.h>
@@ -7,7 +7,7 @@
 #include <sys/random.h>
 
 #include "sm-error.h"
-#include "sm-secrets.h"
+#include "sm-keyring.h"
 
 static const SecretSchema sm_schema = {
   "org.securemail.Secret", SECRET_SCHEMA_NONE,
@@ -20,15 +20,15 @@ static const SecretSchema sm_schema = {
 };
 
 static const char *
-kind_name (SmSecretKind kind)
+kind_name (SmKeyringItem kind)
 {
-  return kind == SM_SECRET_UPSTREAM_PASSWORD ? "upstream-password" : "local-password";
+  return kind == SM_KEYRING_UPSTREAM_PASSWORD ? "upstream-password" : "local-password";
 }
 
 static const char *
-kind_label (SmSecretKind kind)
+kind_label (SmKeyringItem kind)
 {
-  return kind == SM_SECRET_UPSTREAM_PASSWORD ? _("SecureMail provider password")
+  return kind == SM_KEYRING_UPSTREAM_PASSWORD ? _("SecureMail provider password")
                                              : _("SecureMail local mail client password");
 }
 
@@ -42,7 +42,7 @@ set_keyring_error (GError **error, GError *cause)
 }
 
 gboolean
-sm_secret_store (SmSecretKind kind, const char *account, const char *secret, GError **error)
+sm_keyring_store (SmKeyringItem kind, const char *account, const char *secret, GError **error)
 {
   g_autoptr(GError) local = NULL;
   g_autofree char *label = g_strdup_printf ("%s (%s)", kind_label (kind), account);
@@ -58,7 +58,7 @@ sm_secret_store (SmSecretKind kind, const char *account, const char *secret, GEr
 }
 
 char *
-sm_secret_lookup (SmSecretKind kind, const char *account, GError **error)
+sm_keyring_lookup (SmKeyringItem kind, const char *account, GError **error)
 {
   g_autoptr(GError) local = NULL;
   char *secret;
@@ -73,7 +73,7 @@ sm_secret_lookup (SmSecretKind kind, const char *account, GError **error)
     }
   if (secret == NULL)
     {
-      if (kind == SM_SECRET_UPSTREAM_PASSWORD)
+      if (kind == SM_KEYRING_UPSTREAM_PASSWORD)
         g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
                      _("No provider password is stored for %s. Run “securemail account "
                        "set-password” to store it."),
@@ -89,7 +89,7 @@ sm_secret_lookup (SmSecretKind kind, const char *account, GError **error)
 }
 
 gboolean
-sm_secret_clear (SmSecretKind kind, const char *account, GError **error)
+sm_keyring_clear (SmKeyringItem kind, const char *account, GError **error)
 {
   g_autoptr(GError) local = NULL;
 
@@ -104,7 +104,7 @@ sm_secret_clear (SmSecretKind kind, const char *account, GError **error)
 }
 
 void
-sm_secret_free (char *secret)
+sm_keyring_free (char *secret)
 {
   /* secret_password_free() wipes and frees non-pageable memory; it also
    * handles ordinary heap strings. */
@@ -121,22 +121,22 @@ generate_password (GError **error)
   static const char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
   const guint n = sizeof alphabet - 1;
   const guint limit = 256 - (256 % n);
-  char *out = g_malloc0 (SM_LOCAL_PASSWORD_CHARS + 1);
+  char *out = g_malloc0 (SM_KEYRING_LOCAL_PASSWORD_CHARS + 1);
   guint filled = 0;
 
-  while (filled < SM_LOCAL_PASSWORD_CHARS)
+  while (filled < SM_KEYRING_LOCAL_PASSWORD_CHARS)
     {
       guint8 buf[64];
       ssize_t got = getrandom (buf, sizeof buf, 0);
       if (got <= 0)
         {
-          explicit_bzero (out, SM_LOCAL_PASSWORD_CHARS);
+          explicit_bzero (out, SM_KEYRING_LOCAL_PASSWORD_CHARS);
           g_free (out);
           g_set_error_literal (error, SM_ERROR, SM_ERROR_FAILED,
                                _("The system's random number generator failed"));
           return NULL;
         }
-      for (ssize_t i = 0; i < got && filled < SM_LOCAL_PASSWORD_CHARS; i++)
+      for (ssize_t i = 0; i < got && filled < SM_KEYRING_LOCAL_PASSWORD_CHARS; i++)
         if (buf[i] < limit)
           out[filled++] = alphabet[buf[i] % n];
       explicit_bzero (buf, sizeof buf);
@@ -145,14 +145,14 @@ generate_password (GError **error)
 }
 
 char *
-sm_secret_local_password (const char *account, gboolean reset, GError **error)
+sm_keyring_local_password (const char *account, gboolean reset, GError **error)
 {
   g_autoptr(GError) local = NULL;
   char *secret = NULL;
 
   if (!reset)
     {
-      secret = sm_secret_lookup (SM_SECRET_LOCAL_PASSWORD, account, &local);
+      secret = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, account, &local);
       if (secret != NULL)
         return secret;
       if (!g_error_matches (local, SM_ERROR, SM_ERROR_NO_SECRET))
@@ -164,7 +164,7 @@ sm_secret_local_password (const char *account, gboolean reset, GError **error)
   secret = generate_password (error);
   if (secret == NULL)
     return NULL;
-  if (!sm_secret_store (SM_SECRET_LOCAL_PASSWORD, account, secret, error))
+  if (!sm_keyring_store (SM_KEYRING_LOCAL_PASSWORD, account, secret, error))
     {
       explicit_bzero (secret, strlen (secret));
       g_free (secret);
@@ -174,7 +174,7 @@ sm_secret_local_password (const char *account, gboolean reset, GError **error)
 }
 
 gboolean
-sm_secret_equal (const char *a, const char *b)
+sm_keyring_equal (const char *a, const char *b)
 {
   gsize la = strlen (a), lb = strlen (b);
   guint8 diff = la != lb;
