@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sm-certstore-cli.h"
+#include "sm-wipe.h"
 #include "sm-config.h"
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
@@ -94,7 +95,7 @@ read_secret (const char *prompt, GError **error)
   len = strlen (buf);
   if (len > SM_KEYRING_MAX_SECRET_LEN)
     {
-      explicit_bzero (buf, len);
+      sm_wipe (buf, len);
       g_free (buf);
       g_set_error (error, SM_ERROR, SM_ERROR_TOO_BIG, _("The password is longer than %d characters"),
                    SM_KEYRING_MAX_SECRET_LEN);
@@ -135,7 +136,7 @@ cmd_account (int argc, char **argv)
       if (pw == NULL)
         return die (1, _("%s; nothing was stored"), error->message);
       ok = sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, config->address, pw, &error);
-      explicit_bzero (pw, strlen (pw));
+      sm_wipe (pw, strlen (pw));
       g_free (pw);
       if (!ok)
         return die (1, "%s", error->message);

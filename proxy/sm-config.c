@@ -515,7 +515,18 @@ config_from_keyfiles (GKeyFile *user, const char *user_name, GKeyFile *policy,
           return NULL;
         }
       if (value != NULL)
-        g_strstrip (value);
+        {
+          /* SPEC.md writes "key = value   # comment"; GKeyFile only knows
+           * whole-line comments.  A '#' after white space starts one (GKeyFile
+           * already removed the white space before a value). */
+          for (char *p = value; *p; p++)
+            if (*p == '#' && (p == value || p[-1] == ' ' || p[-1] == '\t'))
+              {
+                *p = '\0';
+                break;
+              }
+          g_strstrip (value);
+        }
       if (value == NULL || (*value == '\0' && info->required))
         {
           if (info->required)

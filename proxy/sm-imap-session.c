@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sm-error.h"
+#include "sm-wipe.h"
 #include "sm-imap-parser.h"
 #include "sm-imap-session.h"
 #include "sm-input-pump.h"
@@ -87,7 +88,7 @@ sm_imap_session_finalize (GObject *object)
   g_clear_pointer (&self->upstream_scanner, sm_imap_scanner_free);
   if (self->command)
     {
-      explicit_bzero (self->command->data, self->command->len);  /* may hold a password */
+      sm_wipe_byte_array (self->command);  /* may hold a password */
       g_byte_array_unref (self->command);
     }
   g_free (self->sasl_tag);
@@ -154,6 +155,8 @@ static void
 finish_close (SmImapSession *self)
 {
   g_autoptr(SmImapSession) keep = g_object_ref (self);
+
+  (void) keep;   /* held until return: a callback below may drop the last reference */
 
   g_clear_pointer (&self->to_client, sm_stream_writer_free);
   g_clear_pointer (&self->to_upstream, sm_stream_writer_free);
@@ -302,7 +305,7 @@ login_data_free (LoginData *data)
   g_free (data->user);
   if (data->password)
     {
-      explicit_bzero (data->password, strlen (data->password));
+      sm_wipe (data->password, strlen (data->password));
       g_free (data->password);
     }
   g_free (data);
@@ -464,12 +467,12 @@ handle_sasl_plain (SmImapSession *self, const char *tag, const char *b64)
     g_autoptr(GBytes) p = g_bytes_new (passwd, len - n1 - n2 - 2);
     start_login (self, tag, u, p);
   }
-  explicit_bzero (raw, len);
+  sm_wipe (raw, len);
   g_free (raw);
   return;
 bad:
   if (raw)
-    explicit_bzero (raw, len);
+    sm_wipe (raw, len);
   g_free (raw);
   reply (self, _("%s BAD [CLIENTBUG] Malformed AUTHENTICATE PLAIN response"), tag);
 }
@@ -544,7 +547,7 @@ handle_preauth_command (SmImapSession *self, const guint8 *data, gsize len)
           SmImapToken *ir = g_ptr_array_index (cmd->args, 1);
           g_autofree char *b64 = g_strndup (g_bytes_get_data (ir->value, NULL), g_bytes_get_size (ir->value));
           handle_sasl_plain (self, cmd->tag, b64);   /* RFC 4959 SASL-IR */
-          explicit_bzero (b64, strlen (b64));
+          sm_wipe (b64, strlen (b64));
         }
       else
         {
@@ -583,7 +586,7 @@ client_step_preauth (SmImapSession *self, const guint8 *buf, gsize len)
           g_autofree char *name = NULL;
           sm_imap_command_peek (r.data, r.len, &tag, &name);
           reply (self, _("%s BAD [TOOBIG] Literal too large before login"), tag ? tag : "*");
-          explicit_bzero (self->command->data, self->command->len);
+          sm_wipe_byte_array (self->command);
           g_byte_array_set_size (self->command, 0);
         }
       break;
@@ -600,7 +603,7 @@ client_step_preauth (SmImapSession *self, const guint8 *buf, gsize len)
           g_autofree char *line = g_strndup ((const char *) r.data, r.len);
           g_strchomp (line);
           handle_sasl_plain (self, tag, line);
-          explicit_bzero (line, strlen (line));
+          sm_wipe (line, strlen (line));
           break;
         }
       if (self->command->len + r.len <= SM_IMAP_PREAUTH_MAX_COMMAND)
@@ -619,7 +622,7 @@ client_step_preauth (SmImapSession *self, const guint8 *buf, gsize len)
         handle_preauth_command (self, self->command->data, self->command->len);
       if (self->command)
         {
-          explicit_bzero (self->command->data, self->command->len);
+          sm_wipe_byte_array (self->command);
           g_byte_array_set_size (self->command, 0);
         }
       break;

@@ -129,6 +129,8 @@ on_readable (GObject *stream, gpointer user_data)
   SmInputPump *pump = user_data;
   g_autoptr(GObject) keep = g_object_ref (pump->owner);
 
+  (void) keep;   /* held until return: a callback below may drop the last reference */
+
   if (!drain (pump))
     return G_SOURCE_REMOVE;
   if (pump->source != NULL && (pump->backlog != NULL || pump->paused (pump->owner)))
@@ -153,6 +155,8 @@ void
 sm_input_pump_resume (SmInputPump *pump)
 {
   g_autoptr(GObject) keep = g_object_ref (pump->owner);
+
+  (void) keep;   /* held until return: a callback below may drop the last reference */
 
   if (pump->busy)
     return;   /* the running feed() continues by itself */

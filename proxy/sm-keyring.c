@@ -7,6 +7,7 @@
 #include <sys/random.h>
 
 #include "sm-error.h"
+#include "sm-wipe.h"
 #include "sm-keyring.h"
 
 static const SecretSchema sm_schema = {
@@ -130,7 +131,7 @@ generate_password (GError **error)
       ssize_t got = getrandom (buf, sizeof buf, 0);
       if (got <= 0)
         {
-          explicit_bzero (out, SM_KEYRING_LOCAL_PASSWORD_CHARS);
+          sm_wipe (out, SM_KEYRING_LOCAL_PASSWORD_CHARS);
           g_free (out);
           g_set_error_literal (error, SM_ERROR, SM_ERROR_FAILED,
                                _("The system's random number generator failed"));
@@ -139,7 +140,7 @@ generate_password (GError **error)
       for (ssize_t i = 0; i < got && filled < SM_KEYRING_LOCAL_PASSWORD_CHARS; i++)
         if (buf[i] < limit)
           out[filled++] = alphabet[buf[i] % n];
-      explicit_bzero (buf, sizeof buf);
+      sm_wipe (buf, sizeof buf);
     }
   return out;
 }
@@ -166,7 +167,7 @@ sm_keyring_local_password (const char *account, gboolean reset, GError **error)
     return NULL;
   if (!sm_keyring_store (SM_KEYRING_LOCAL_PASSWORD, account, secret, error))
     {
-      explicit_bzero (secret, strlen (secret));
+      sm_wipe (secret, strlen (secret));
       g_free (secret);
       return NULL;
     }

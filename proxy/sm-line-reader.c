@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sm-error.h"
+#include "sm-wipe.h"
 #include "sm-line-reader.h"
 
 struct _SmLineReader {
@@ -28,7 +29,7 @@ sm_line_reader_free (SmLineReader *reader)
     return;
   g_clear_object (&reader->stream);
   /* The buffer may have held a password echo or a login line. */
-  explicit_bzero (reader->buf->data, reader->buf->len);
+  sm_wipe_byte_array (reader->buf);
   g_byte_array_unref (reader->buf);
   g_free (reader);
 }
@@ -64,7 +65,10 @@ sm_line_reader_read_line (SmLineReader *reader, gsize max_len, GCancellable *can
 
   for (;;)
     {
-      guint8 *lf = memchr (reader->buf->data + scanned, '\n', reader->buf->len - scanned);
+      /* An empty GByteArray has no data pointer: memchr() must not see it. */
+      guint8 *lf = reader->buf->len > scanned
+                       ? memchr (reader->buf->data + scanned, '\n', reader->buf->len - scanned)
+                       : NULL;
       if (lf != NULL)
         {
           gsize len = lf - reader->buf->data;

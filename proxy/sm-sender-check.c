@@ -59,7 +59,7 @@ sm_sender_check (const SmConfig *config, const char *envelope_from, const char *
   struct mailimf_fields *fields = NULL;
   size_t index = 0;
   gsize hlen = header_length (message, len);
-  guint from_count = 0, from_addresses = 0;
+  guint from_count = 0, from_addresses = 0, subject_count = 0;
   clistiter *it;
 
   if (hlen > SM_SENDER_CHECK_MAX_HEADER)
@@ -67,8 +67,14 @@ sm_sender_check (const SmConfig *config, const char *envelope_from, const char *
       g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL, _("The message header is too large"));
       return NULL;
     }
-  if (mailimf_fields_parse (message, hlen, &index, &fields) != MAILIMF_NO_ERROR || fields == NULL)
+  /* libetpan stops at the first line it cannot parse and reports success
+   * for what came before; whatever follows (a second From:, a Subject with
+   * the personal tag) would then go unchecked.  The whole header must parse. */
+  if (mailimf_fields_parse (message, hlen, &index, &fields) != MAILIMF_NO_ERROR || fields == NULL ||
+      index != hlen)
     {
+      if (fields != NULL)
+        mailimf_fields_free (fields);
       g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
                            _("The message header cannot be parsed (RFC 5322)"));
       return NULL;
@@ -105,8 +111,16 @@ sm_sender_check (const SmConfig *config, const char *envelope_from, const char *
           }
           break;
         case MAILIMF_FIELD_SUBJECT:
-          if (info->subject == NULL)
-            info->subject = decode_subject (f->fld_data.fld_subject->sbj_value);
+          /* RFC 5322 §3.6: at most one.  Clients show different ones, so a
+           * second could carry the personal tag past this check. */
+          if (++subject_count > 1)
+            {
+              g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
+                                   _("The message has more than one Subject: header"));
+              mailimf_fields_free (fields);
+              return NULL;
+            }
+          info->subject = decode_subject (f->fld_data.fld_subject->sbj_value);
           break;
         case MAILIMF_FIELD_OPTIONAL_FIELD:
           {

@@ -256,7 +256,8 @@ sm_server_report_upstream (SmServer *self, gboolean ok, const char *error_messag
   if (!ok && g_strcmp0 (self->last_error, error_message) != 0)
     {
       g_free (self->last_error);
-      self->last_error = g_strdup (error_message);
+      /* It goes out as a D-Bus string: valid UTF-8 whatever happened. */
+      self->last_error = error_message ? g_utf8_make_valid (error_message, -1) : NULL;
       changed = TRUE;
     }
   if (changed)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sm-error.h"
+#include "sm-wipe.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
 #include "sm-sender-check.h"
@@ -61,7 +62,7 @@ reset_transaction (SmSmtpSession *self)
   g_ptr_array_set_size (self->recipients, 0);
   if (self->message)
     {
-      explicit_bzero (self->message->data, self->message->len);
+      sm_wipe_byte_array (self->message);
       g_clear_pointer (&self->message, g_byte_array_unref);
     }
   self->message_too_big = FALSE;
@@ -81,7 +82,7 @@ sm_smtp_session_finalize (GObject *object)
   g_clear_object (&self->connection);
   if (self->line)
     {
-      explicit_bzero (self->line->data, self->line->len);
+      sm_wipe_byte_array (self->line);
       g_byte_array_unref (self->line);
     }
   g_free (self->login_user);
@@ -140,6 +141,8 @@ static void
 finish_close (SmSmtpSession *self)
 {
   g_autoptr(SmSmtpSession) keep = g_object_ref (self);
+
+  (void) keep;   /* held until return: a callback below may drop the last reference */
 
   g_clear_pointer (&self->to_client, sm_stream_writer_free);
   if (self->connection)
@@ -232,7 +235,7 @@ auth_data_free (AuthData *data)
   g_free (data->user);
   if (data->password)
     {
-      explicit_bzero (data->password, strlen (data->password));
+      sm_wipe (data->password, strlen (data->password));
       g_free (data->password);
     }
   g_free (data);
@@ -329,12 +332,12 @@ auth_plain (SmSmtpSession *self, const char *b64)
       (n1 > 0 && (n1 != n2 || memcmp (raw, raw + n1 + 1, n1) != 0)))
     goto bad;
   start_auth (self, (char *) raw + n1 + 1, n2, (char *) raw + n1 + n2 + 2, len - n1 - n2 - 2);
-  explicit_bzero (raw, len);
+  sm_wipe (raw, len);
   g_free (raw);
   return;
 bad:
   if (raw)
-    explicit_bzero (raw, len);
+    sm_wipe (raw, len);
   g_free (raw);
   reply (self, _("501 5.5.2 Malformed AUTH PLAIN response"));
 }
@@ -345,7 +348,7 @@ b64_decode_line (const char *b64, gsize *len)
   guchar *raw = g_base64_decode (b64, len);
   char *s = g_strndup ((char *) raw, *len);
   if (raw)
-    explicit_bzero (raw, *len);
+    sm_wipe (raw, *len);
   g_free (raw);
   *len = strlen (s);
   return s;
@@ -628,13 +631,15 @@ relay_data_free (RelayData *data)
 
 typedef struct {
   guint code;
-  char *text;    /* full reply line */
+  char *text;              /* full reply line */
+  char *unreachable;       /* why the provider could not be used, or NULL */
 } RelayResult;
 
 static void
 relay_result_free (RelayResult *r)
 {
   g_free (r->text);
+  g_free (r->unreachable);
   g_free (r);
 }
 
@@ -679,6 +684,7 @@ relay_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
        * client keeps the message and retries; nothing is lost. */
       result->code = 451;
       result->text = g_strdup_printf (_("451 4.4.1 Not sent, try again later: %s"), error->message);
+      result->unreachable = g_strdup (error->message);
     }
   if (client != NULL && result->code != 250)
     sm_smtp_client_quit (client);
@@ -694,8 +700,9 @@ on_relay_done (GObject *source, GAsyncResult *res, gpointer user_data)
   if (self->state != ST_CLOSING)
     {
       self->state = ST_COMMAND;
-      sm_server_report_upstream (self->server, result->code != 451,
-                                 result->code == 451 ? result->text + 10 : NULL);
+      /* Only a failure to reach or use the provider says it is down; its
+       * own 4xx/5xx verdicts say it is up. */
+      sm_server_report_upstream (self->server, result->unreachable == NULL, result->unreachable);
       g_message ("SMTP submission finished: %u", result->code);
       reply (self, "%s", result->text);
       reset_transaction (self);
@@ -806,7 +813,7 @@ handle_line (SmSmtpSession *self, char *line, gsize len)
           gsize n;
           char *pw = b64_decode_line (line, &n);
           start_auth (self, self->login_user, strlen (self->login_user), pw, n);
-          explicit_bzero (pw, n);
+          sm_wipe (pw, n);
           g_free (pw);
         }
       g_clear_pointer (&self->login_user, g_free);
@@ -831,7 +838,7 @@ step (GObject *owner, const guint8 *buf, gsize len)
       if (self->line->len + take > limit + 2)
         {
           self->line_too_long = TRUE;
-          explicit_bzero (self->line->data, self->line->len);
+          sm_wipe_byte_array (self->line);
           g_byte_array_set_size (self->line, 0);
         }
       else
@@ -865,7 +872,7 @@ step (GObject *owner, const guint8 *buf, gsize len)
       reply (self, _("500 5.5.2 NUL byte in command"));
     else
       handle_line (self, (char *) self->line->data, n);
-    explicit_bzero (self->line->data, self->line->len);
+    sm_wipe_byte_array (self->line);
     g_byte_array_set_size (self->line, 0);
   }
   return take;

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "sm-error.h"
+#include "sm-wipe.h"
 #include "sm-tls.h"
 #include "sm-trust-database.h"
 
@@ -178,8 +179,8 @@ generate_local_certificate (const char *path, GError **error)
   /* g_file_set_contents_full() writes a temporary file with the final mode
    * and renames it, so the key is never readable by others, even briefly. */
   ok = g_file_set_contents_full (path, out->str, out->len, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
-  explicit_bzero (out->str, out->len);
-  explicit_bzero (key_pem.data, key_pem.size);
+  sm_wipe (out->str, out->len);
+  sm_wipe (key_pem.data, key_pem.size);
   goto done;
 fail:
   g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("Cannot create the local TLS certificate: %s"),

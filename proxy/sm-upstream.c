@@ -7,10 +7,31 @@
 #include <string.h>
 
 #include "sm-error.h"
+#include "sm-wipe.h"
 #include "sm-imap-parser.h"
 #include "sm-line-reader.h"
 #include "sm-tls.h"
 #include "sm-upstream.h"
+
+char *
+sm_upstream_sanitize_text (const char *text)
+{
+  g_autofree char *valid = g_utf8_make_valid (text ? text : "", -1);
+  GString *out = g_string_new (NULL);
+  guint n = 0;
+
+  for (const char *p = valid; *p && n < SM_UPSTREAM_MAX_QUOTED_TEXT; p = g_utf8_next_char (p), n++)
+    {
+      gunichar c = g_utf8_get_char (p);
+      if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+        g_string_append_c (out, '?');
+      else
+        g_string_append_unichar (out, c);
+    }
+  if (n == SM_UPSTREAM_MAX_QUOTED_TEXT && *g_utf8_offset_to_pointer (valid, n))
+    g_string_append (out, "…");
+  return g_string_free (out, FALSE);
+}
 
 GSocketConnection *
 sm_upstream_connect (const SmConfig *config, const SmEndpoint *endpoint, GCancellable *cancellable,
@@ -141,14 +162,14 @@ read_tagged (SmLineReader *reader, const char *tag, char **caps, char **text,
         }
       if (resp.kind == SM_IMAP_RESPONSE_UNTAGGED && resp.status == SM_IMAP_STATUS_BYE)
         {
-          g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE, _("The provider closed the session: %s"),
-                       resp.text ? resp.text : "");
+          g_autofree char *why = sm_upstream_sanitize_text (resp.text);
+          g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE, _("The provider closed the session: %s"), why);
           return SM_IMAP_STATUS_NONE;
         }
       if (resp.kind == SM_IMAP_RESPONSE_TAGGED && g_strcmp0 (resp.tag, tag) == 0)
         {
           if (text)
-            *text = g_strdup (resp.text ? resp.text : "");
+            *text = sm_upstream_sanitize_text (resp.text);
           return resp.status;
         }
     }
@@ -164,7 +185,7 @@ imap_quote (const char *value)
     {
       if ((guchar) *p >= 0x80 || *p == '\r' || *p == '\n')
         {
-          explicit_bzero (s->str, s->len);
+          sm_wipe (s->str, s->len);
           g_string_free (s, TRUE);
           return NULL;
         }
@@ -181,7 +202,7 @@ wipe_free (char *s)
 {
   if (s)
     {
-      explicit_bzero (s, strlen (s));
+      sm_wipe (s, strlen (s));
       g_free (s);
     }
 }
@@ -207,7 +228,7 @@ imap_login (GIOStream *stream, SmLineReader *reader, const SmConfig *config, con
       memcpy (raw + 1, config->username, ulen);
       memcpy (raw + 2 + ulen, password, plen);
       b64 = g_base64_encode ((const guchar *) raw, rawlen);
-      explicit_bzero (raw, rawlen);
+      sm_wipe (raw, rawlen);
       g_free (raw);
       if (!write_all (stream, "smp2 AUTHENTICATE PLAIN\r\n", 25, cancellable, error))
         {
@@ -308,12 +329,13 @@ sm_imap_upstream_open (const SmConfig *config, const char *password, GCancellabl
   sm_imap_response_classify ((const guint8 *) greeting, strlen (greeting), &resp);
   if (resp.kind != SM_IMAP_RESPONSE_UNTAGGED || resp.status != SM_IMAP_STATUS_OK)
     {
+      g_autofree char *shown = sm_upstream_sanitize_text (greeting);
       g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE,
                    _("The provider at %s did not greet as an IMAP server (%s)"),
-                   config->imap.url, resp.status == SM_IMAP_STATUS_PREAUTH ? "PREAUTH" : greeting);
+                   config->imap.url, resp.status == SM_IMAP_STATUS_PREAUTH ? "PREAUTH" : shown);
       return NULL;
     }
-  up->greeting = g_strdup (resp.text ? resp.text : "");
+  up->greeting = sm_upstream_sanitize_text (resp.text);
 
   if (!config->imap.implicit_tls)
     {
@@ -336,6 +358,14 @@ sm_imap_upstream_open (const SmConfig *config, const char *password, GCancellabl
         {
           if (error && *error == NULL)
             g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("The provider refused STARTTLS: %s"), text);
+          return NULL;
+        }
+      /* Bytes after the OK came in clear: refuse before spending a
+       * handshake on a connection that is being tampered with. */
+      if (sm_line_reader_buffered (reader) > 0)
+        {
+          g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
+                               _("The provider sent data before the TLS handshake; refusing it"));
           return NULL;
         }
       up->stream = sm_tls_client_handshake (G_IO_STREAM (up->socket), config, config->imap.host,
@@ -418,7 +448,7 @@ read_reply (SmSmtpClient *c, GPtrArray *lines, GCancellable *cancellable, GError
               reply->enhanced = g_strndup (text, n);
               text = sp ? sp + 1 : "";
             }
-          reply->text = g_strdup (text);
+          reply->text = sm_upstream_sanitize_text (text);
           return reply;
         }
     }
@@ -506,7 +536,7 @@ smtp_auth (SmSmtpClient *c, const SmConfig *config, const char *password, GCance
       memcpy (raw + 1, config->username, ulen);
       memcpy (raw + 2 + ulen, password, plen);
       b64 = g_base64_encode ((const guchar *) raw, rawlen);
-      explicit_bzero (raw, rawlen);
+      sm_wipe (raw, rawlen);
       g_free (raw);
       cmd = g_strdup_printf ("AUTH PLAIN %s\r\n", b64);
       wipe_free (b64);
@@ -616,6 +646,12 @@ sm_smtp_client_open (const SmConfig *config, const char *password, GCancellable 
         {
           g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("The provider refused STARTTLS: %u %s"),
                        r->code, r->text);
+          return NULL;
+        }
+      if (sm_line_reader_buffered (c->reader) > 0)
+        {
+          g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
+                               _("The provider sent data before the TLS handshake; refusing it"));
           return NULL;
         }
       tls = sm_tls_client_handshake (G_IO_STREAM (c->socket), config, config->smtp.host,

@@ -37,6 +37,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImapUpstream, sm_imap_upstream_free)
 SmImapUpstream *sm_imap_upstream_open (const SmConfig *config, const char *password,
                                        GCancellable *cancellable, GError **error);
 
+#define SM_UPSTREAM_MAX_QUOTED_TEXT 300   /* characters of provider text quoted to users */
+
+/* Provider text quoted in a reply, a log or D-Bus status: made valid UTF-8,
+ * control characters replaced, cut to SM_UPSTREAM_MAX_QUOTED_TEXT.  A
+ * provider (or whoever sits in front of it) must not be able to inject
+ * lines into our replies or break the D-Bus string.  Returns a new string. */
+char *sm_upstream_sanitize_text (const char *text);
+
 /* Opens the TCP connection to @endpoint after the policy check, with
  * SM_UPSTREAM_CONNECT_TIMEOUT_S and SM_UPSTREAM_IO_TIMEOUT_S set. */
 GSocketConnection *sm_upstream_connect (const SmConfig *config, const SmEndpoint *endpoint,

@@ -1149,6 +1149,17 @@ cli_result_clear (CliResult *r)
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CliResult, cli_result_clear)
 
+/* A failed command's stderr is the only clue when it fails on a loaded CI
+ * machine: print it before the assertion. */
+static void
+assert_cli_ok (CliResult *r)
+{
+  if (r->status != 0)
+    g_printerr ("CLI failed with status %d\nstdout: %s\nstderr: %s\n", r->status, r->out ? r->out : "",
+                r->err ? r->err : "");
+  g_assert_cmpint (r->status, ==, 0);
+}
+
 static void
 run_cli (Fixture *f, const char *input, CliResult *r, ...)
 {
@@ -1207,26 +1218,26 @@ test_cli (Fixture *f, gconstpointer data)
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "keys", "list", NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "securemail keys generate"));
   }
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "keys", "generate", "--protocol", "openpgp", "--address", "carol@example.test",
              "--name", "Carol", NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "Created OpenPGP key"));
   }
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, "p12pass\n", &r, "keys", "import", p12, NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "Imported your S/MIME key"));
   }
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "keys", "list", "--json", NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "\"protocol\": \"openpgp\""));
     g_assert_nonnull (strstr (r.out, "\"protocol\": \"smime\""));
     g_assert_nonnull (strstr (r.out, "\"carol@example.test\""));
@@ -1235,18 +1246,18 @@ test_cli (Fixture *f, gconstpointer data)
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "certs", "trust", ca, NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
   }
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "certs", "import", bob, NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "bob@example.test"));
   }
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "certs", "list", "--json", NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "\"anchor\": true"));
     g_assert_nonnull (strstr (r.out, "\"bob@example.test\""));
     g_assert_nonnull (strstr (r.out, "\"revocation\": \"not-checked\""));
@@ -1254,14 +1265,14 @@ test_cli (Fixture *f, gconstpointer data)
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "keys", "export", "-", "--protocol", "openpgp", NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "BEGIN PGP PUBLIC KEY BLOCK"));
     g_assert_null (strstr (r.out, "PRIVATE"));
   }
   {
     g_auto(CliResult) r = { 0, };
     run_cli (f, NULL, &r, "keys", "backup", backup, NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_true (g_regex_match (re, r.out, 0, &mi));
     code = g_match_info_fetch (mi, 1);
   }
@@ -1276,7 +1287,7 @@ test_cli (Fixture *f, gconstpointer data)
     g_auto(CliResult) r = { 0, };
     g_autofree char *input = g_strdup_printf ("%s\n", code);
     run_cli (f, input, &r, "keys", "restore", backup, NULL);
-    g_assert_cmpint (r.status, ==, 0);
+    assert_cli_ok (&r);
     g_assert_nonnull (strstr (r.out, "previous key store was kept"));
   }
   /* Errors: exit non-zero, one line on stderr saying what to do. */

@@ -444,6 +444,7 @@ test_untrusted_certificate (void)
   g_assert_nonnull (strstr (out, "[UNAVAILABLE]"));
   g_assert_nonnull (strstr (out, "not signed by a trusted authority"));
 
+  g_clear_pointer (&out, g_free);
   g_assert_cmpint (sm_test_cli (p, NULL, &out, &err, "doctor", "--json", NULL), ==, 1);
   g_assert_nonnull (strstr (out, "\"upstream-imap\""));
   g_assert_nonnull (strstr (out, "ca_file"));

@@ -985,6 +985,11 @@ static const GarbageCase garbage_cases[] = {
     "lorem ipsum\r\n* 1 nonsense (((\r\n)))\r\n\r\n%s WHAT\r\n", FALSE, "closed" },
   { "/proxy/upstream-faults/imap/garbage/capability-bye", "* OK hello\r\n", 0, AT_CAPABILITY,
     "* BYE shutting down\r\n", FALSE, "shutting down" },
+  /* Provider text is quoted to the client and into D-Bus status: control
+   * bytes and invalid UTF-8 must not get through (a bare CR could end the
+   * client's line early; invalid UTF-8 breaks the D-Bus string). */
+  { "/proxy/upstream-faults/imap/garbage/bye-control-bytes", "* OK hello\r\n", 0, AT_CAPABILITY,
+    "* BYE shut\x01" "down\rnow \xff\xfe" " end\r\n", FALSE, "shut?down?now" },
   { "/proxy/upstream-faults/imap/garbage/capability-huge-literal", "* OK hello\r\n", 0, AT_CAPABILITY,
     "* CAPABILITY {999999999}\r\n", FALSE, "literal" },
   { "/proxy/upstream-faults/imap/garbage/authenticate-refused", "* OK hello\r\n", 0, AT_AUTHENTICATE,
@@ -1243,6 +1248,12 @@ test_smtp_refused (Fixture *f, gconstpointer data)
   /* The transaction was reset and the connection ended politely. */
   g_assert_nonnull (strstr (transcript, "RSET\r\n"));
   g_assert_true (g_str_has_suffix (transcript, "QUIT\r\n"));
+  /* The provider answered, so it is reachable, whatever its verdict. */
+  {
+    g_autofree char *out = NULL;
+    g_assert_cmpint (sm_test_cli (f->proxy, NULL, &out, NULL, "status", "--json", NULL), ==, 0);
+    g_assert_nonnull (strstr (out, "\"upstream_reachable\" : true"));
+  }
 }
 
 /* The provider goes away in the middle of DATA, or answers EHLO with
@@ -1288,8 +1299,10 @@ static const Setup smtp_good = { SMTPS (SMTP_OK) };
 static const Setup smtp_bare_lf = { SMTPS (SMTP_OK) };
 static const TlsCase smtp_no_starttls = { { SMTP (SMTP_NO_STARTTLS) }, { "STARTTLS", FALSE } };
 static const TlsCase smtp_starttls_refused = { { SMTP (SMTP_STARTTLS_REFUSED) }, { "STARTTLS", FALSE } };
+/* Refused before the handshake: the injected bytes are seen as soon as
+ * the 220 arrives, so no TLS is started on a tampered connection. */
 static const TlsCase smtp_starttls_injection = { { SMTP (SMTP_STARTTLS_INJECTION) },
-                                                 { "before the TLS handshake", TRUE } };
+                                                 { "before the TLS handshake", FALSE } };
 static const RefusalCase smtp_mail_4xx = { { SMTPS (SMTP_MAIL_4XX) },
                                            { "452 4.3.1 ", "Insufficient system storage" } };
 static const RefusalCase smtp_data_4xx = { { SMTPS (SMTP_DATA_4XX) },

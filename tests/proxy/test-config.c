@@ -712,12 +712,70 @@ test_daemon (FileFixture *f, gconstpointer data)
   g_assert_false (g_file_test (home, G_FILE_TEST_EXISTS));
 }
 
+/* The example of SPEC.md "Config keys", verbatim with its trailing
+ * comments, must load: helpdesks copy it. */
+static void
+test_spec_example (void)
+{
+  const char *spec =
+    "[account]\n"
+    "address = alice@example.test           # the authenticated FROM: address; also the local user name\n"
+    "personal_address = alice@personaluse.example.test   # optional identity for [PERSONAL] mail\n"
+    "display_name = Alice Example\n"
+    "\n"
+    "[upstream]\n"
+    "imap = imaps://imap.example.test:993   # imaps:// = implicit TLS; imap://host:143 = STARTTLS, required\n"
+    "smtp = smtp://smtp.example.test:587    # smtps:// = implicit TLS; smtp://host:587 = STARTTLS, required\n"
+    "username = alice\n"
+    "auth = password                        # password | oauth2 | certificate\n"
+    "ca_file =                              # extra trust anchors (PEM) for the provider's TLS certificate\n"
+    "pin_sha256 =                           # optional base64 SHA-256 of the provider's SubjectPublicKeyInfo\n"
+    "\n"
+    "[listen]\n"
+    "imap = 127.0.0.1:1143\n"
+    "smtp = 127.0.0.1:1025\n"
+    "\n"
+    "[crypto]\n"
+    "protocol = smime                       # smime | openpgp\n"
+    "encrypt = if-possible                  # required | if-possible | never\n"
+    "subject_tags = on                      # trust tags in the Subject, for clients that show nothing else\n"
+    "request_receipts = on\n"
+    "send_receipts = auto                   # auto | never\n"
+    "\n"
+    "[policy]\n"
+    "allowed_upstreams =                    # host globs the proxy may connect to; empty = any\n"
+    "personal_tag = [PERSONAL]\n"
+    "personal_enforce = on                  # [PERSONAL] mail must come from personal_address\n"
+    "\n"
+    "[admin]\n"
+    "contact_email = securemailadmin@business.example\n"
+    "contact_phone = +64 4 000 0000\n";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmConfig) config = sm_config_load_data (spec, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (config);
+  g_assert_cmpstr (config->address, ==, "alice@example.test");
+  g_assert_cmpstr (config->personal_address, ==, "alice@personaluse.example.test");
+  g_assert_cmpstr (config->imap.host, ==, "imap.example.test");
+  g_assert_cmpuint (config->smtp.port, ==, 587);
+  g_assert_false (config->smtp.implicit_tls);
+  g_assert_null (config->ca_file);
+  g_assert_null (config->pin_sha256);
+  g_assert_cmpint (config->auth, ==, SM_AUTH_PASSWORD);
+  g_assert_cmpint (config->encrypt, ==, SM_ENCRYPT_IF_POSSIBLE);
+  g_assert_cmpstr (config->personal_tag, ==, "[PERSONAL]");
+  g_assert_null (config->allowed_upstreams[0]);
+  g_assert_cmpstr (config->contact_phone, ==, "+64 4 000 0000");
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     g_test_add_data_func (cases[i].path, &cases[i], cases[i].check ? test_good : test_bad);
+  g_test_add_func ("/proxy/config/spec-example", test_spec_example);
   g_test_add_func ("/proxy/config/policy/wins-and-locks", test_policy_wins);
   g_test_add_func ("/proxy/config/policy/locks-account", test_policy_locks_account);
   g_test_add_func ("/proxy/config/policy/own-upstream-refused", test_policy_upstream_refused);

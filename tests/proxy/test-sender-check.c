@@ -231,6 +231,20 @@ static const SenderCase cases[] = {
   { "/proxy/sender-check/personal/lf-only",
     .message = "From: alice@example.test\nSubject: [PERSONAL] x\n\nbody\n",
     .error_code = SM_ERROR_POLICY, .error_needles = { "[PERSONAL]" } },
+  /* The whole header must parse: libetpan stops at the first line it cannot
+   * parse, and what follows would go unchecked. */
+  { "/proxy/sender-check/header/from-after-bad-line",
+    .message = "From: alice@example.test" CRLF "X Y: z" CRLF "From: mallory@evil.test" CRLF CRLF "x" CRLF,
+    .error_code = SM_ERROR_PROTOCOL, .error_needles = { "cannot be parsed" } },
+  { "/proxy/sender-check/header/sender-after-bad-line",
+    .message = "From: alice@example.test" CRLF "no colon here" CRLF "Sender: mallory@evil.test" CRLF CRLF "x" CRLF,
+    .error_code = SM_ERROR_PROTOCOL, .error_needles = { "cannot be parsed" } },
+  { "/proxy/sender-check/header/personal-after-bad-line",
+    .message = "From: alice@example.test" CRLF ":x" CRLF "Subject: [PERSONAL] dinner" CRLF CRLF "x" CRLF,
+    .error_code = SM_ERROR_PROTOCOL, .error_needles = { "cannot be parsed" } },
+  { "/proxy/sender-check/header/personal-in-second-subject",
+    .message = "From: alice@example.test" CRLF "Subject: hello" CRLF "Subject: [PERSONAL] dinner" CRLF CRLF "x" CRLF,
+    .error_code = SM_ERROR_PROTOCOL, .error_needles = { "more than one Subject" } },
 };
 
 static SmConfig *
