@@ -102,6 +102,7 @@ main (int argc, char **argv)
   if (verbose)
     g_setenv ("G_MESSAGES_DEBUG", "securemail securemail-imap securemail-certstore", TRUE);
 
+  g_debug ("securemail-proxy %s starting", PACKAGE_VERSION);
   config = sm_config_load (config_path, &error);
   if (config == NULL)
     {

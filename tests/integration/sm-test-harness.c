@@ -186,10 +186,11 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
   proxy->log_path = g_build_filename (proxy->dir, "proxy.log", NULL);
   proxy->data_home = g_build_filename (proxy->dir, "data", NULL);
   proxy->address = g_strdup (address);
-  proxy->imap_port = sm_test_free_port ();
-  proxy->smtp_port = sm_test_free_port ();
-  config = g_strdup_printf ("[account]\naddress = %s\n\n%s\n[listen]\nimap = 127.0.0.1:%u\nsmtp = 127.0.0.1:%u\n%s",
-                            address, upstream_section, proxy->imap_port, proxy->smtp_port, extra ? extra : "");
+  /* Port 0: the proxy binds free ports itself and logs them, so no other
+   * socket of the test (a fake provider bound to port 0) can take a port
+   * between choosing and binding it. */
+  config = g_strdup_printf ("[account]\naddress = %s\n\n%s\n[listen]\nimap = 127.0.0.1:0\nsmtp = 127.0.0.1:0\n%s",
+                            address, upstream_section, extra ? extra : "");
   g_assert_true (g_file_set_contents (proxy->config_path, config, -1, NULL));
 
   if (provider_password != NULL)
@@ -217,17 +218,32 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
   proxy->process = g_subprocess_launcher_spawn (l, &error, sm_test_env ("SM_PROXY"), "--verbose", NULL);
   g_assert_no_error (error);
 
+  /* The proxy logs "Listening: IMAP 127.0.0.1:P, SMTP 127.0.0.1:Q, ..."
+   * once both listeners are bound and it is on the bus. */
   deadline = g_get_monotonic_time () + SM_TEST_START_TIMEOUT_MS * 1000;
-  while (!(port_accepts (proxy->imap_port) && port_accepts (proxy->smtp_port)))
+  for (;;)
     {
-      if (g_get_monotonic_time () > deadline)
+      g_autofree char *log = NULL;
+      const char *at;
+      guint imap = 0, smtp = 0;
+
+      g_file_get_contents (proxy->log_path, &log, NULL, NULL);
+      at = log ? strstr (log, "Listening: IMAP ") : NULL;
+      if (at != NULL && sscanf (at, "Listening: IMAP 127.0.0.1:%u, SMTP 127.0.0.1:%u", &imap, &smtp) == 2 &&
+          imap > 0 && smtp > 0)
         {
-          g_autofree char *log = NULL;
-          g_file_get_contents (proxy->log_path, &log, NULL, NULL);
-          g_error ("securemail-proxy did not start listening:\n%s", log ? log : "");
+          proxy->imap_port = (guint16) imap;
+          proxy->smtp_port = (guint16) smtp;
+          break;
         }
+      if (g_subprocess_get_identifier (proxy->process) == NULL || g_get_monotonic_time () > deadline)
+        g_error ("securemail-proxy did not start listening (%s):\n%s",
+                 g_subprocess_get_identifier (proxy->process) ? "still running" : "it exited",
+                 log ? log : "");
       g_usleep (20 * 1000);
     }
+  g_assert_true (port_accepts (proxy->imap_port));
+  g_assert_true (port_accepts (proxy->smtp_port));
   return proxy;
 }
 

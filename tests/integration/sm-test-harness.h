@@ -12,7 +12,7 @@
 
 G_BEGIN_DECLS
 
-#define SM_TEST_START_TIMEOUT_MS 10000
+#define SM_TEST_START_TIMEOUT_MS 30000   /* a loaded CI machine runs two builds' tests */
 
 typedef struct {
   char *dir;              /* per-proxy directory: config, log */
