@@ -1,0 +1,514 @@
+/* sm-main-window.c: the SecureMail window. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "sm-doctor.h"
+#include "sm-gui-keys.h"
+#include "sm-gui-settings.h"
+#include "sm-gui.h"
+#include "sm-main-window.h"
+#include "sm-support-report.h"
+
+typedef struct {
+  GtkBuilder *builder;
+  GtkWindow *window;
+  char *config_path;
+  SmGuiSettings *settings;
+  GHashTable *entries;    /* "group.key" -> GtkEntry */
+  guint busy;
+} MainWindow;
+
+/* The keys the Settings page shows, in order, with a plain name. */
+static const struct {
+  const char *group;
+  const char *key;
+  const char *label;
+} settings_rows[] = {
+  { "account", "address", N_("E-mail address") },
+  { "account", "display_name", N_("Your name") },
+  { "account", "personal_address", N_("Personal address") },
+  { "upstream", "imap", N_("Incoming server (IMAP)") },
+  { "upstream", "smtp", N_("Outgoing server (SMTP)") },
+  { "upstream", "username", N_("User name at the provider") },
+  { "upstream", "ca_file", N_("Certificate authority file") },
+  { "upstream", "pin_sha256", N_("Certificate pin (SHA-256)") },
+  { "listen", "imap", N_("Local IMAP address") },
+  { "listen", "smtp", N_("Local SMTP address") },
+  { "crypto", "protocol", N_("Encryption standard (smime or openpgp)") },
+  { "crypto", "encrypt", N_("Encrypt (required, if-possible, never)") },
+  { "admin", "contact_email", N_("Administrator e-mail") },
+  { "admin", "contact_phone", N_("Administrator phone") },
+};
+
+static void
+main_window_free (MainWindow *mw)
+{
+  g_clear_object (&mw->builder);
+  g_clear_pointer (&mw->settings, sm_gui_settings_free);
+  g_clear_pointer (&mw->entries, g_hash_table_unref);
+  g_free (mw->config_path);
+  g_free (mw);
+}
+
+static MainWindow *
+get (GtkWindow *window)
+{
+  return g_object_get_data (G_OBJECT (window), "sm-main-window");
+}
+
+static GtkWidget *
+w (MainWindow *mw, const char *id)
+{
+  GObject *o = gtk_builder_get_object (mw->builder, id);
+  g_assert (o != NULL);
+  return GTK_WIDGET (o);
+}
+
+static void
+set_label (MainWindow *mw, const char *id, const char *str)
+{
+  gtk_label_set_text (GTK_LABEL (w (mw, id)), str ? str : "");
+}
+
+static void
+clear_list (GtkWidget *list)
+{
+  g_autoptr(GList) children = gtk_container_get_children (GTK_CONTAINER (list));
+  for (GList *l = children; l; l = l->next)
+    gtk_widget_destroy (l->data);
+}
+
+static GtkWidget *
+wrap_label (const char *str)
+{
+  GtkWidget *l = gtk_label_new (str);
+  gtk_label_set_xalign (GTK_LABEL (l), 0);
+  gtk_label_set_line_wrap (GTK_LABEL (l), TRUE);
+  gtk_label_set_selectable (GTK_LABEL (l), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (l), 90);
+  return l;
+}
+
+/* ---- Settings ------------------------------------------------------------- */
+
+static void
+fill_settings (MainWindow *mw)
+{
+  GtkGrid *grid = GTK_GRID (w (mw, "settings_grid"));
+  g_autoptr(GError) error = NULL;
+
+  clear_list (GTK_WIDGET (grid));
+  g_clear_pointer (&mw->settings, sm_gui_settings_free);
+  g_hash_table_remove_all (mw->entries);
+  mw->settings = sm_gui_settings_load (mw->config_path, &error);
+  if (mw->settings == NULL)
+    {
+      set_label (mw, "settings_result_label", error->message);
+      return;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (settings_rows); i++)
+    {
+      const char *g = settings_rows[i].group, *k = settings_rows[i].key;
+      g_autofree char *name = g_strdup_printf ("%s <small>([%s] %s)</small>", _(settings_rows[i].label), g, k);
+      g_autofree char *value = sm_gui_settings_get (mw->settings, g, k);
+      GtkWidget *label = gtk_label_new (NULL);
+      GtkWidget *entry = gtk_entry_new ();
+
+      gtk_label_set_markup (GTK_LABEL (label), name);
+      gtk_label_set_xalign (GTK_LABEL (label), 0);
+      gtk_entry_set_text (GTK_ENTRY (entry), value ? value : "");
+      gtk_widget_set_hexpand (entry, TRUE);
+      if (sm_gui_settings_is_locked (mw->settings, g, k))
+        {
+          gtk_widget_set_sensitive (entry, FALSE);
+          gtk_widget_set_tooltip_text (entry, _("Set by your administrator"));
+        }
+      gtk_grid_attach (grid, label, 0, (int) i, 1, 1);
+      gtk_grid_attach (grid, entry, 1, (int) i, 1, 1);
+      g_hash_table_insert (mw->entries, g_strdup_printf ("%s.%s", g, k), entry);
+    }
+  gtk_widget_show_all (GTK_WIDGET (grid));
+}
+
+static void
+on_settings_save (GtkButton *button, MainWindow *mw)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (mw->settings == NULL)
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (settings_rows); i++)
+    {
+      g_autofree char *id = g_strdup_printf ("%s.%s", settings_rows[i].group, settings_rows[i].key);
+      GtkEntry *entry = g_hash_table_lookup (mw->entries, id);
+      g_autofree char *v = g_strstrip (g_strdup (gtk_entry_get_text (entry)));
+      sm_gui_settings_set (mw->settings, settings_rows[i].group, settings_rows[i].key, v);
+    }
+  if (sm_gui_settings_save (mw->settings, &error))
+    {
+      g_autofree char *msg = g_strdup_printf (_("Saved %s. Restart securemail-proxy to use the new settings."),
+                                              mw->settings->path);
+      set_label (mw, "settings_result_label", msg);
+    }
+  else
+    {
+      g_autofree char *msg = g_strdup_printf (_("Not saved: %s"), error->message);
+      set_label (mw, "settings_result_label", msg);
+    }
+}
+
+/* ---- Keys and certificates ------------------------------------------------- */
+
+static void
+fill_keys (MainWindow *mw)
+{
+  GtkWidget *list = w (mw, "keys_listbox");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) keys = sm_gui_keys_list (TRUE, &error);
+
+  clear_list (list);
+  if (keys == NULL)
+    gtk_container_add (GTK_CONTAINER (list), wrap_label (error->message));
+  else if (keys->len == 0)
+    gtk_container_add (GTK_CONTAINER (list), wrap_label (_("You have no key yet: make one or import one below.")));
+  for (guint i = 0; keys && i < keys->len; i++)
+    gtk_container_add (GTK_CONTAINER (list), wrap_label (keys->pdata[i]));
+  gtk_widget_show_all (list);
+}
+
+static void
+busy (MainWindow *mw, const char *spinner, gboolean on)
+{
+  mw->busy += on ? 1 : -1;
+  if (on)
+    gtk_spinner_start (GTK_SPINNER (w (mw, spinner)));
+  else
+    gtk_spinner_stop (GTK_SPINNER (w (mw, spinner)));
+}
+
+static void
+show_recovery_code (MainWindow *mw, const char *message, const char *code)
+{
+  GtkWidget *dialog = gtk_message_dialog_new (mw->window, GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
+                                              GTK_MESSAGE_WARNING, GTK_BUTTONS_NONE, "%s",
+                                              _("Write down this recovery code now"));
+  GtkWidget *area = gtk_message_dialog_get_message_area (GTK_MESSAGE_DIALOG (dialog));
+  GtkWidget *label = gtk_label_new (code);
+
+  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog),
+                                            _("%s It is shown only this once and is not stored anywhere. Without "
+                                              "it the backup cannot be opened. Keep it apart from the backup file."),
+                                            message);
+  gtk_label_set_selectable (GTK_LABEL (label), TRUE);
+  gtk_style_context_add_class (gtk_widget_get_style_context (label), "sm-recovery-code");
+  gtk_container_add (GTK_CONTAINER (area), label);
+  gtk_widget_show (label);
+  gtk_dialog_add_button (GTK_DIALOG (dialog), _("I have written it down"), GTK_RESPONSE_ACCEPT);
+  g_signal_connect (dialog, "response", G_CALLBACK (gtk_widget_destroy), NULL);
+  gtk_widget_show (dialog);
+}
+
+static void
+keys_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  MainWindow *mw = get (GTK_WINDOW (source));
+  g_autoptr(GError) error = NULL;
+  char *code = NULL;
+  g_autofree char *msg = sm_gui_job_finish (result, &code, &error);
+
+  if (mw == NULL)
+    {
+      sm_gui_secret_free (code);
+      return;
+    }
+  busy (mw, "keys_spinner", FALSE);
+  set_label (mw, "keys_result_label", msg ? msg : error->message);
+  if (msg != NULL && code != NULL)
+    show_recovery_code (mw, msg, code);
+  sm_gui_secret_free (code);
+  fill_keys (mw);
+}
+
+static void
+start_keys_job (MainWindow *mw, SmGuiJobFunc func, const char * const *args, const char *what)
+{
+  set_label (mw, "keys_result_label", what);
+  busy (mw, "keys_spinner", TRUE);
+  sm_gui_job_start (mw->window, func, args, keys_done, NULL);
+}
+
+static void
+on_keys_generate (GtkButton *button, MainWindow *mw)
+{
+  g_autofree char *address = mw->settings ? sm_gui_settings_get (mw->settings, "account", "address") : NULL;
+  g_autofree char *name = mw->settings ? sm_gui_settings_get (mw->settings, "account", "display_name") : NULL;
+  const char *args[] = { name ? name : address, address, NULL };
+
+  if (address == NULL)
+    {
+      set_label (mw, "keys_result_label", _("Set your e-mail address first (Settings, or SecureMail Setup)."));
+      return;
+    }
+  start_keys_job (mw, sm_gui_keys_generate_openpgp, args, _("Making the key…"));
+}
+
+/* Asks for a file (open or save) and, with @secret_prompt, a password or
+ * code.  Returns the path or NULL; *secret gets the typed text. */
+static char *
+ask_file (MainWindow *mw, const char *title, GtkFileChooserAction action, const char *current_name,
+          const char *secret_prompt, gboolean hide_secret, char **secret)
+{
+  g_autoptr(GtkFileChooserNative) chooser = gtk_file_chooser_native_new (title, mw->window, action, NULL, NULL);
+  g_autofree char *path = NULL;
+  GtkWidget *dialog, *entry;
+
+  if (current_name != NULL)
+    {
+      gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), current_name);
+      gtk_file_chooser_set_do_overwrite_confirmation (GTK_FILE_CHOOSER (chooser), TRUE);
+    }
+  if (gtk_native_dialog_run (GTK_NATIVE_DIALOG (chooser)) != GTK_RESPONSE_ACCEPT)
+    return NULL;
+  path = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (chooser));
+  if (secret_prompt == NULL)
+    return g_steal_pointer (&path);
+
+  dialog = gtk_message_dialog_new (mw->window, GTK_DIALOG_MODAL, GTK_MESSAGE_QUESTION, GTK_BUTTONS_OK_CANCEL, "%s",
+                                   secret_prompt);
+  entry = gtk_entry_new ();
+  gtk_entry_set_visibility (GTK_ENTRY (entry), !hide_secret);
+  gtk_entry_set_activates_default (GTK_ENTRY (entry), TRUE);
+  gtk_dialog_set_default_response (GTK_DIALOG (dialog), GTK_RESPONSE_OK);
+  gtk_container_add (GTK_CONTAINER (gtk_message_dialog_get_message_area (GTK_MESSAGE_DIALOG (dialog))), entry);
+  gtk_widget_show (entry);
+  if (gtk_dialog_run (GTK_DIALOG (dialog)) == GTK_RESPONSE_OK)
+    *secret = g_strdup (gtk_entry_get_text (GTK_ENTRY (entry)));
+  else
+    g_clear_pointer (&path, g_free);
+  gtk_widget_destroy (dialog);
+  return g_steal_pointer (&path);
+}
+
+static void
+on_keys_import (GtkButton *button, MainWindow *mw)
+{
+  char *secret = NULL;
+  g_autofree char *path = ask_file (mw, _("Choose the key file (.p12, .pfx or OpenPGP)"), GTK_FILE_CHOOSER_ACTION_OPEN,
+                                    NULL, _("Type the password of the key file (leave empty if it has none)"), TRUE,
+                                    &secret);
+  if (path != NULL)
+    {
+      const char *args[] = { path, secret ? secret : "", NULL };
+      start_keys_job (mw, sm_gui_keys_import, args, _("Importing…"));
+    }
+  sm_gui_secret_free (secret);
+}
+
+static void
+on_keys_backup (GtkButton *button, MainWindow *mw)
+{
+  g_autofree char *path = ask_file (mw, _("Save the backup"), GTK_FILE_CHOOSER_ACTION_SAVE,
+                                    "securemail-keys-backup.asc", NULL, FALSE, NULL);
+  if (path != NULL)
+    {
+      const char *args[] = { path, NULL };
+      start_keys_job (mw, sm_gui_keys_backup, args, _("Writing the backup…"));
+    }
+}
+
+static void
+on_keys_restore (GtkButton *button, MainWindow *mw)
+{
+  char *code = NULL;
+  g_autofree char *path = ask_file (mw, _("Choose the backup file"), GTK_FILE_CHOOSER_ACTION_OPEN, NULL,
+                                    _("Type the recovery code (36 digits)"), FALSE, &code);
+  if (path != NULL)
+    {
+      const char *args[] = { path, code ? code : "", NULL };
+      start_keys_job (mw, sm_gui_keys_restore, args, _("Restoring…"));
+    }
+  sm_gui_secret_free (code);
+}
+
+/* ---- Diagnostics ----------------------------------------------------------- */
+
+static void
+doctor_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  g_task_return_pointer (task, sm_doctor_run (task_data), (GDestroyNotify) g_ptr_array_unref);
+}
+
+static GtkWidget *
+check_row (const SmCheck *c)
+{
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
+  GtkWidget *head = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 8);
+  const char *mark = c->result == SM_CHECK_PASS ? _("OK") : c->result == SM_CHECK_FAIL ? _("FAILED") : _("SKIPPED");
+  const char *cls = c->result == SM_CHECK_PASS ? "sm-check-pass" : c->result == SM_CHECK_FAIL ? "sm-check-fail" : "sm-check-skip";
+  GtkWidget *state = gtk_label_new (mark);
+  g_autofree char *title = g_strdup_printf ("%u. %s", c->number, c->title);
+
+  gtk_style_context_add_class (gtk_widget_get_style_context (state), cls);
+  gtk_widget_set_size_request (state, 80, -1);
+  gtk_box_pack_start (GTK_BOX (head), state, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (head), wrap_label (title), TRUE, TRUE, 0);
+  gtk_box_pack_start (GTK_BOX (box), head, FALSE, FALSE, 0);
+  if (c->detail)
+    {
+      GtkWidget *d = wrap_label (c->detail);
+      gtk_widget_set_margin_start (d, 88);
+      gtk_box_pack_start (GTK_BOX (box), d, FALSE, FALSE, 0);
+    }
+  if (c->fix)
+    {
+      g_autofree char *f = g_strdup_printf (_("What to do: %s"), c->fix);
+      GtkWidget *d = wrap_label (f);
+      gtk_widget_set_margin_start (d, 88);
+      gtk_box_pack_start (GTK_BOX (box), d, FALSE, FALSE, 0);
+    }
+  gtk_widget_set_margin_top (box, 4);
+  gtk_widget_set_margin_bottom (box, 4);
+  return box;
+}
+
+static void
+doctor_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  MainWindow *mw = get (GTK_WINDOW (source));
+  g_autoptr(GPtrArray) checks = g_task_propagate_pointer (G_TASK (result), NULL);
+  GtkWidget *list;
+
+  if (mw == NULL)
+    return;
+  busy (mw, "checks_spinner", FALSE);
+  gtk_widget_set_sensitive (w (mw, "run_checks_button"), TRUE);
+  list = w (mw, "checks_listbox");
+  clear_list (list);
+  for (guint i = 0; checks && i < checks->len; i++)
+    gtk_container_add (GTK_CONTAINER (list), check_row (checks->pdata[i]));
+  gtk_widget_show_all (list);
+}
+
+void
+sm_main_window_run_checks (GtkWindow *window)
+{
+  MainWindow *mw = get (window);
+  g_autoptr(GTask) task = g_task_new (window, NULL, doctor_done, NULL);
+
+  gtk_widget_set_sensitive (w (mw, "run_checks_button"), FALSE);
+  busy (mw, "checks_spinner", TRUE);
+  g_task_set_task_data (task, g_strdup (mw->config_path), g_free);
+  g_task_run_in_thread (task, doctor_thread);
+}
+
+static void
+on_run_checks (GtkButton *button, MainWindow *mw)
+{
+  sm_main_window_run_checks (mw->window);
+}
+
+static void
+report_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  char **args = task_data;   /* config path (may be ""), out path */
+  GError *error = NULL;
+
+  if (sm_support_report_write (*args[0] ? args[0] : NULL, args[1], &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+report_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  MainWindow *mw = get (GTK_WINDOW (source));
+  char **args = g_task_get_task_data (G_TASK (result));
+  g_autoptr(GError) error = NULL;
+  g_autofree char *msg = NULL;
+
+  if (mw == NULL)
+    return;
+  busy (mw, "checks_spinner", FALSE);
+  if (g_task_propagate_boolean (G_TASK (result), &error))
+    msg = g_strdup_printf (_("Wrote the support report to %s. It holds no passwords or keys: send it to your helpdesk."), args[1]);
+  else
+    msg = g_strdup_printf (_("The support report could not be written: %s"), error->message);
+  set_label (mw, "report_label", msg);
+}
+
+static void
+on_report (GtkButton *button, MainWindow *mw)
+{
+  g_autofree char *path = ask_file (mw, _("Save the support report"), GTK_FILE_CHOOSER_ACTION_SAVE,
+                                    "securemail-support-report.txt", NULL, FALSE, NULL);
+  g_autoptr(GTask) task = NULL;
+  char **args;
+
+  if (path == NULL)
+    return;
+  args = g_new0 (char *, 3);
+  args[0] = g_strdup (mw->config_path ? mw->config_path : "");
+  args[1] = g_steal_pointer (&path);
+  busy (mw, "checks_spinner", TRUE);
+  set_label (mw, "report_label", _("Writing the support report…"));
+  task = g_task_new (mw->window, NULL, report_done, NULL);
+  g_task_set_task_data (task, args, (GDestroyNotify) g_strfreev);
+  g_task_run_in_thread (task, report_thread);
+}
+
+/* ---- the window ------------------------------------------------------------ */
+
+static void
+on_page_changed (GObject *stack, GParamSpec *pspec, MainWindow *mw)
+{
+  const char *name = gtk_stack_get_visible_child_name (GTK_STACK (stack));
+  if (g_strcmp0 (name, "keys") == 0)
+    fill_keys (mw);
+  else if (g_strcmp0 (name, "settings") == 0)
+    fill_settings (mw);
+}
+
+GtkWindow *
+sm_main_window_new (GtkApplication *app, const char *config_path)
+{
+  MainWindow *mw = g_new0 (MainWindow, 1);
+
+  mw->builder = sm_gui_builder_new ("main-window.ui");
+  mw->window = GTK_WINDOW (gtk_builder_get_object (mw->builder, "main_window"));
+  mw->config_path = g_strdup (config_path);
+  mw->entries = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_object_set_data_full (G_OBJECT (mw->window), "sm-main-window", mw, (GDestroyNotify) main_window_free);
+  if (app != NULL)
+    gtk_window_set_application (mw->window, app);
+
+  g_signal_connect (w (mw, "settings_save_button"), "clicked", G_CALLBACK (on_settings_save), mw);
+  g_signal_connect (w (mw, "keys_generate_button"), "clicked", G_CALLBACK (on_keys_generate), mw);
+  g_signal_connect (w (mw, "keys_import_button"), "clicked", G_CALLBACK (on_keys_import), mw);
+  g_signal_connect (w (mw, "keys_backup_button"), "clicked", G_CALLBACK (on_keys_backup), mw);
+  g_signal_connect (w (mw, "keys_restore_button"), "clicked", G_CALLBACK (on_keys_restore), mw);
+  g_signal_connect (w (mw, "run_checks_button"), "clicked", G_CALLBACK (on_run_checks), mw);
+  g_signal_connect (w (mw, "report_button"), "clicked", G_CALLBACK (on_report), mw);
+  g_signal_connect (w (mw, "stack"), "notify::visible-child", G_CALLBACK (on_page_changed), mw);
+  fill_settings (mw);
+  return mw->window;
+}
+
+GtkBuilder *
+sm_main_window_get_builder (GtkWindow *window)
+{
+  return get (window)->builder;
+}
+
+void
+sm_main_window_show_page (GtkWindow *window, const char *page)
+{
+  gtk_stack_set_visible_child_name (GTK_STACK (w (get (window), "stack")), page);
+}
+
+gboolean
+sm_main_window_is_busy (GtkWindow *window)
+{
+  return get (window)->busy > 0;
+}

@@ -1,0 +1,675 @@
+/* sm-setup-assistant.c: securemail-setup. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "sm-error.h"
+#include "sm-gui-client.h"
+#include "sm-gui-keys.h"
+#include "sm-gui-settings.h"
+#include "sm-gui.h"
+#include "sm-keyring.h"
+#include "sm-setup-assistant.h"
+#include "sm-upstream.h"
+
+struct _SmSetupAssistant {
+  GObject parent_instance;
+  GtkBuilder *builder;
+  GtkAssistant *window;
+  SmGuiSettings *settings;
+  char *config_path;
+  GCancellable *cancellable;
+  guint busy;
+  gboolean test_passed;
+  gboolean done;
+};
+
+G_DEFINE_TYPE (SmSetupAssistant, sm_setup_assistant, G_TYPE_OBJECT)
+
+/* Entry id -> config key; the order is the order of the pages. */
+static const struct {
+  const char *entry;
+  const char *group;
+  const char *key;
+} fields[] = {
+  { "address_entry", "account", "address" },
+  { "display_name_entry", "account", "display_name" },
+  { "imap_entry", "upstream", "imap" },
+  { "smtp_entry", "upstream", "smtp" },
+  { "username_entry", "upstream", "username" },
+  { "ca_file_entry", "upstream", "ca_file" },
+};
+
+static GtkWidget *
+w (SmSetupAssistant *self, const char *id)
+{
+  GObject *o = gtk_builder_get_object (self->builder, id);
+  g_assert (o != NULL);
+  return GTK_WIDGET (o);
+}
+
+static const char *
+text (SmSetupAssistant *self, const char *id)
+{
+  return gtk_entry_get_text (GTK_ENTRY (w (self, id)));
+}
+
+static void
+set_label (SmSetupAssistant *self, const char *id, const char *str)
+{
+  gtk_label_set_text (GTK_LABEL (w (self, id)), str ? str : "");
+}
+
+static void
+set_complete (SmSetupAssistant *self, const char *page, gboolean complete)
+{
+  gtk_assistant_set_page_complete (self->window, w (self, page), complete);
+}
+
+/* Copies the (unlocked) entries into the settings; locked keys keep the
+ * administrator's value. */
+static void
+entries_to_settings (SmSetupAssistant *self)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
+    {
+      g_autofree char *v = g_strstrip (g_strdup (text (self, fields[i].entry)));
+      sm_gui_settings_set (self->settings, fields[i].group, fields[i].key, v);
+    }
+}
+
+static gboolean
+address_valid (const char *a)
+{
+  const char *at = strchr (a, '@');
+  return at != NULL && at != a && strchr (at + 1, '.') != NULL && strchr (at + 1, '@') == NULL &&
+         strpbrk (a, " \t<>,;\"") == NULL && at[strlen (at) - 1] != '.';
+}
+
+static void
+invalidate_test (SmSetupAssistant *self)
+{
+  self->test_passed = FALSE;
+  set_complete (self, "page_test", FALSE);
+}
+
+static void
+on_account_changed (SmSetupAssistant *self)
+{
+  const char *a = text (self, "address_entry");
+  gboolean ok = address_valid (a);
+
+  set_label (self, "account_hint", *a == '\0' || ok ? "" : _("This does not look like an e-mail address yet: it needs a name, an @ and a domain, like alice@example.org."));
+  set_complete (self, "page_account", ok);
+  invalidate_test (self);
+}
+
+static void
+on_provider_changed (SmSetupAssistant *self)
+{
+  gboolean ok = *text (self, "imap_entry") && *text (self, "smtp_entry") && *text (self, "username_entry");
+  set_complete (self, "page_provider", ok);
+  set_label (self, "provider_hint", ok ? "" : _("Fill in the incoming server, the outgoing server and the user name."));
+  invalidate_test (self);
+}
+
+static void
+on_password_changed (SmSetupAssistant *self)
+{
+  set_complete (self, "page_password", *text (self, "password_entry") != '\0');
+  invalidate_test (self);
+}
+
+static void
+on_show_password (GtkToggleButton *check, SmSetupAssistant *self)
+{
+  gtk_entry_set_visibility (GTK_ENTRY (w (self, "password_entry")), gtk_toggle_button_get_active (check));
+}
+
+static void
+busy_begin (SmSetupAssistant *self, const char *spinner)
+{
+  self->busy++;
+  gtk_spinner_start (GTK_SPINNER (w (self, spinner)));
+}
+
+static void
+busy_end (SmSetupAssistant *self, const char *spinner)
+{
+  self->busy--;
+  gtk_spinner_stop (GTK_SPINNER (w (self, spinner)));
+}
+
+/* ---- step 5: the connection test (a worker thread) ------------------------ */
+
+typedef struct {
+  SmConfig *config;
+  char *password;
+} TestData;
+
+static void
+test_data_free (TestData *d)
+{
+  sm_config_free (d->config);
+  sm_gui_secret_free (d->password);
+  g_free (d);
+}
+
+static const char *
+fix_for (const GError *e, gboolean imap)
+{
+  if (g_error_matches (e, SM_ERROR, SM_ERROR_TLS))
+    return _("The provider's certificate could not be verified. If your provider uses a private certificate "
+             "authority, type its file in step 3 (ask your administrator). Never turn verification off.");
+  if (g_error_matches (e, SM_ERROR, SM_ERROR_AUTH))
+    return _("The provider refused the login: check the user name (step 3) and the password (step 4).");
+  if (g_error_matches (e, SM_ERROR, SM_ERROR_POLICY))
+    return _("Your administrator does not allow this server. Check the address in step 3 or ask your administrator.");
+  return imap ? _("Check the incoming server address in step 3 and the network; if both are right, the provider "
+                  "may be down: try again later.")
+              : _("Check the outgoing server address in step 3 and the network; if both are right, the provider "
+                  "may be down: try again later.");
+}
+
+static void
+test_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  TestData *d = task_data;
+  GString *out = g_string_new (NULL);
+  g_autoptr(GError) e = NULL;
+  g_autoptr(SmImapUpstream) imap = NULL;
+  g_autoptr(SmSmtpClient) smtp = NULL;
+  gboolean ok = TRUE;
+
+  g_string_append_printf (out, _("1. Settings: OK (account %s).\n"), d->config->address);
+
+  imap = sm_imap_upstream_open (d->config, d->password, cancellable, &e);
+  if (imap != NULL)
+    {
+      g_string_append_printf (out, _("2. Incoming mail (IMAP) at %s: OK. The certificate is verified and the login as %s works.\n"),
+                              d->config->imap.url, d->config->username);
+      g_io_stream_close (imap->stream, NULL, NULL);
+    }
+  else
+    {
+      ok = FALSE;
+      g_string_append_printf (out, _("2. Incoming mail (IMAP) at %s: FAILED. %s\n   What to do: %s\n"),
+                              d->config->imap.url, e->message, fix_for (e, TRUE));
+    }
+  g_clear_error (&e);
+
+  smtp = sm_smtp_client_open (d->config, d->password, cancellable, &e);
+  if (smtp != NULL)
+    {
+      g_string_append_printf (out, _("3. Outgoing mail (SMTP) at %s: OK. The certificate is verified and the login as %s works.\n"),
+                              d->config->smtp.url, d->config->username);
+      sm_smtp_client_quit (smtp);
+    }
+  else
+    {
+      ok = FALSE;
+      g_string_append_printf (out, _("3. Outgoing mail (SMTP) at %s: FAILED. %s\n   What to do: %s\n"),
+                              d->config->smtp.url, e->message, fix_for (e, FALSE));
+    }
+  g_clear_error (&e);
+
+  if (ok)
+    {
+      /* Only a password that works goes to the keyring. */
+      if (sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, d->config->address, d->password, &e))
+        g_string_append (out, _("4. The provider password is saved in the keyring: OK.\n\n"
+                                "Everything works. Press “Next”."));
+      else
+        {
+          ok = FALSE;
+          g_string_append_printf (out, _("4. Saving the password in the keyring: FAILED. %s\n   What to do: log in to "
+                                         "the desktop again so that the keyring is unlocked, then press “Test the "
+                                         "connection” again.\n"),
+                                  e->message);
+        }
+    }
+  else
+    g_string_append (out, _("\nSomething did not work. Fix what the failed line says (use “Back” to change the "
+                            "settings), then press “Test the connection” again."));
+
+  /* "ok" travels as a leading '+' or '-' on the report. */
+  g_string_prepend_c (out, ok ? '+' : '-');
+  g_task_return_pointer (task, g_string_free (out, FALSE), g_free);
+}
+
+static void
+test_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmSetupAssistant *self = SM_SETUP_ASSISTANT (source);
+  g_autofree char *report = g_task_propagate_pointer (G_TASK (result), NULL);
+  gboolean ok = report != NULL && report[0] == '+';
+
+  busy_end (self, "test_spinner");
+  gtk_widget_set_sensitive (w (self, "test_button"), TRUE);
+  set_label (self, "test_result_label", report ? report + 1 : "");
+  self->test_passed = ok;
+  set_complete (self, "page_test", ok);
+}
+
+static void
+on_test_clicked (GtkButton *button, SmSetupAssistant *self)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  SmConfig *config;
+  TestData *d;
+
+  entries_to_settings (self);
+  config = sm_gui_settings_to_config (self->settings, &error);
+  if (config == NULL)
+    {
+      g_autofree char *msg = g_strdup_printf (_("1. Settings: FAILED. %s\n   What to do: use “Back” and correct "
+                                                "that setting."),
+                                              error->message);
+      set_label (self, "test_result_label", msg);
+      return;
+    }
+  d = g_new0 (TestData, 1);
+  d->config = config;
+  d->password = g_strdup (text (self, "password_entry"));
+  set_label (self, "test_result_label", _("Testing… this takes up to a minute."));
+  gtk_widget_set_sensitive (w (self, "test_button"), FALSE);
+  busy_begin (self, "test_spinner");
+  task = g_task_new (self, self->cancellable, test_done, NULL);
+  g_task_set_task_data (task, d, (GDestroyNotify) test_data_free);
+  g_task_run_in_thread (task, test_thread);
+}
+
+/* ---- step 6: keys --------------------------------------------------------- */
+
+static void
+refresh_keys (SmSetupAssistant *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) keys = sm_gui_keys_list (FALSE, &error);
+  g_autoptr(GString) s = g_string_new (NULL);
+
+  if (keys == NULL)
+    g_string_printf (s, _("Your keys cannot be listed: %s"), error->message);
+  else if (keys->len == 0)
+    g_string_append (s, _("You have no key yet."));
+  else
+    {
+      g_string_append (s, _("Your keys:"));
+      for (guint i = 0; i < keys->len; i++)
+        g_string_append_printf (s, "\n• %s", (const char *) keys->pdata[i]);
+    }
+  set_label (self, "keys_list_label", s->str);
+}
+
+static void
+keys_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmSetupAssistant *self = SM_SETUP_ASSISTANT (source);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *msg = sm_gui_job_finish (result, NULL, &error);
+
+  busy_end (self, "keys_spinner");
+  set_label (self, "keys_result_label", msg ? msg : error->message);
+  refresh_keys (self);
+}
+
+static const char *
+display_name (SmSetupAssistant *self)
+{
+  const char *n = text (self, "display_name_entry");
+  return *n ? n : text (self, "address_entry");
+}
+
+static void
+on_generate_openpgp (GtkButton *b, SmSetupAssistant *self)
+{
+  const char *args[] = { display_name (self), text (self, "address_entry"), NULL };
+  set_label (self, "keys_result_label", _("Making the key…"));
+  busy_begin (self, "keys_spinner");
+  sm_gui_job_start (self, sm_gui_keys_generate_openpgp, args, keys_done, NULL);
+}
+
+static void
+on_generate_smime (GtkButton *b, SmSetupAssistant *self)
+{
+  const char *dir = g_get_user_special_dir (G_USER_DIRECTORY_DOCUMENTS);
+  g_autofree char *name = g_strdup_printf ("securemail-request-%s.csr", text (self, "address_entry"));
+  g_autofree char *path = g_build_filename (dir ? dir : g_get_home_dir (), name, NULL);
+  const char *args[] = { display_name (self), text (self, "address_entry"), path, NULL };
+
+  set_label (self, "keys_result_label", _("Making the key and the request…"));
+  busy_begin (self, "keys_spinner");
+  sm_gui_job_start (self, sm_gui_keys_generate_smime, args, keys_done, NULL);
+}
+
+static void
+on_import (GtkButton *b, SmSetupAssistant *self)
+{
+  g_autofree char *path = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (w (self, "p12_chooser")));
+  const char *args[] = { path, text (self, "p12_password_entry"), NULL };
+
+  if (path == NULL)
+    {
+      set_label (self, "keys_result_label", _("First choose the key file with the button above."));
+      return;
+    }
+  set_label (self, "keys_result_label", _("Importing…"));
+  busy_begin (self, "keys_spinner");
+  sm_gui_job_start (self, sm_gui_keys_import, args, keys_done, NULL);
+}
+
+static void
+on_restore (GtkButton *b, SmSetupAssistant *self)
+{
+  g_autofree char *path = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (w (self, "backup_chooser")));
+  const char *args[] = { path, text (self, "recovery_code_entry"), NULL };
+
+  if (path == NULL)
+    {
+      set_label (self, "keys_result_label", _("First choose the backup file with the button above."));
+      return;
+    }
+  set_label (self, "keys_result_label", _("Restoring…"));
+  busy_begin (self, "keys_spinner");
+  sm_gui_job_start (self, sm_gui_keys_restore, args, keys_done, NULL);
+}
+
+/* ---- step 7: the mail client ---------------------------------------------- */
+
+static void
+fill_client_page (SmSetupAssistant *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmConfig) config = NULL;
+  g_autofree char *tb = NULL;
+  g_autofree char *ol = NULL;
+  char *local;
+
+  entries_to_settings (self);
+  config = sm_gui_settings_to_config (self->settings, &error);
+  if (config == NULL)
+    {
+      set_label (self, "thunderbird_label", error->message);
+      return;
+    }
+  tb = sm_gui_client_settings_text (config, "thunderbird");
+  ol = sm_gui_client_settings_text (config, "outlook");
+  set_label (self, "thunderbird_label", tb);
+  set_label (self, "outlook_label", ol);
+  g_clear_error (&error);
+  local = sm_keyring_local_password (config->address, FALSE, &error);
+  if (local != NULL)
+    {
+      g_autofree char *line = g_strdup_printf (_("Password: %s"), local);
+      set_label (self, "local_password_label", line);
+      g_object_set_data_full (G_OBJECT (w (self, "copy_password_button")), "sm-secret", g_strdup (local),
+                              (GDestroyNotify) sm_gui_secret_free);
+      sm_keyring_free (local);
+    }
+  else
+    set_label (self, "local_password_label", error->message);
+}
+
+static void
+on_copy_label (GtkButton *button, SmSetupAssistant *self)
+{
+  const char *label = g_object_get_data (G_OBJECT (button), "sm-label");
+  sm_gui_copy_text (GTK_WIDGET (button), gtk_label_get_text (GTK_LABEL (w (self, label))));
+}
+
+static void
+on_copy_password (GtkButton *button, SmSetupAssistant *self)
+{
+  const char *secret = g_object_get_data (G_OBJECT (button), "sm-secret");
+  if (secret != NULL)
+    sm_gui_copy_text (GTK_WIDGET (button), secret);
+}
+
+gboolean
+sm_setup_assistant_export_autoconfig (SmSetupAssistant *self, const char *path, GError **error)
+{
+  g_autoptr(SmConfig) config = NULL;
+
+  entries_to_settings (self);
+  config = sm_gui_settings_to_config (self->settings, error);
+  if (config == NULL || !sm_gui_write_autoconfig (config, path, error))
+    return FALSE;
+  {
+    g_autofree char *msg = g_strdup_printf (_("Saved %s. In Thunderbird the same settings are also typed in by hand as shown above."), path);
+    set_label (self, "autoconfig_label", msg);
+  }
+  return TRUE;
+}
+
+static void
+on_autoconfig (GtkButton *button, SmSetupAssistant *self)
+{
+  g_autoptr(GtkFileChooserNative) chooser = gtk_file_chooser_native_new (
+      _("Save the Thunderbird settings file"), GTK_WINDOW (self->window), GTK_FILE_CHOOSER_ACTION_SAVE, _("_Save"),
+      _("_Cancel"));
+
+  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), "config-v1.1.xml");
+  gtk_file_chooser_set_do_overwrite_confirmation (GTK_FILE_CHOOSER (chooser), TRUE);
+  if (gtk_native_dialog_run (GTK_NATIVE_DIALOG (chooser)) == GTK_RESPONSE_ACCEPT)
+    {
+      g_autofree char *path = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (chooser));
+      g_autoptr(GError) error = NULL;
+      if (!sm_setup_assistant_export_autoconfig (self, path, &error))
+        set_label (self, "autoconfig_label", error->message);
+    }
+}
+
+/* ---- step 8: finish -------------------------------------------------------- */
+
+static void
+fill_summary (SmSetupAssistant *self)
+{
+  g_autoptr(GString) s = g_string_new (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmConfig) config = NULL;
+  gboolean any_locked = FALSE;
+
+  entries_to_settings (self);
+  config = sm_gui_settings_to_config (self->settings, &error);
+  if (config == NULL)
+    {
+      set_label (self, "summary_label", error->message);
+      set_complete (self, "page_confirm", FALSE);
+      return;
+    }
+  g_string_append_printf (s, _("E-mail address:    %s\n"), config->address);
+  g_string_append_printf (s, _("Incoming server:   %s\n"), config->imap.url);
+  g_string_append_printf (s, _("Outgoing server:   %s\n"), config->smtp.url);
+  g_string_append_printf (s, _("User name:         %s\n"), config->username);
+  g_string_append_printf (s, _("Settings file:     %s\n"), self->settings->path);
+  for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
+    any_locked |= sm_gui_settings_is_locked (self->settings, fields[i].group, fields[i].key);
+  if (any_locked || g_hash_table_size (config->locked) > 0)
+    g_string_append (s, _("Some settings come from your administrator and are not written to your file.\n"));
+  set_label (self, "summary_label", s->str);
+  set_complete (self, "page_confirm", TRUE);
+}
+
+static void
+on_apply (GtkAssistant *assistant, SmSetupAssistant *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) s = g_string_new (NULL);
+  gboolean autostart = gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (w (self, "autostart_check")));
+
+  entries_to_settings (self);
+  if (!sm_gui_settings_save (self->settings, &error))
+    {
+      g_string_printf (s, _("The settings could not be saved: %s\nClose this window and run SecureMail Setup "
+                            "again, or call your helpdesk."),
+                       error->message);
+      set_label (self, "done_label", s->str);
+      return;
+    }
+  g_string_printf (s, _("SecureMail is set up. The settings are saved in %s.\n"), self->settings->path);
+  if (!sm_gui_write_autostart (autostart, &error))
+    g_string_append_printf (s, _("Starting at login could not be turned on: %s\n"), error->message);
+  else if (autostart)
+    g_string_append (s, _("SecureMail starts when you log in.\n"));
+  g_string_append (s, _("\nStart your mail program now with the settings from step 7. The SecureMail icon next "
+                        "to the clock shows whether everything works."));
+  set_label (self, "done_label", s->str);
+  self->done = TRUE;
+}
+
+static void
+on_prepare (GtkAssistant *assistant, GtkWidget *page, SmSetupAssistant *self)
+{
+  if (page == w (self, "page_provider") && *text (self, "username_entry") == '\0' &&
+      gtk_widget_get_sensitive (w (self, "username_entry")))
+    gtk_entry_set_text (GTK_ENTRY (w (self, "username_entry")), text (self, "address_entry"));
+  else if (page == w (self, "page_test") && !self->test_passed && self->busy == 0)
+    set_label (self, "test_result_label", _("Press “Test the connection”."));
+  else if (page == w (self, "page_keys"))
+    refresh_keys (self);
+  else if (page == w (self, "page_client"))
+    fill_client_page (self);
+  else if (page == w (self, "page_confirm"))
+    fill_summary (self);
+}
+
+static void
+on_close (GtkAssistant *assistant, SmSetupAssistant *self)
+{
+  gtk_widget_destroy (GTK_WIDGET (assistant));
+}
+
+/* ---- construction --------------------------------------------------------- */
+
+static void
+sm_setup_assistant_finalize (GObject *object)
+{
+  SmSetupAssistant *self = SM_SETUP_ASSISTANT (object);
+
+  g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
+  g_clear_object (&self->builder);
+  g_clear_pointer (&self->settings, sm_gui_settings_free);
+  g_free (self->config_path);
+  G_OBJECT_CLASS (sm_setup_assistant_parent_class)->finalize (object);
+}
+
+static void
+sm_setup_assistant_class_init (SmSetupAssistantClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = sm_setup_assistant_finalize;
+}
+
+static void
+sm_setup_assistant_init (SmSetupAssistant *self)
+{
+  self->cancellable = g_cancellable_new ();
+}
+
+static void
+connect_changed (SmSetupAssistant *self, const char *entry, GCallback cb)
+{
+  g_signal_connect_swapped (w (self, entry), "changed", cb, self);
+}
+
+SmSetupAssistant *
+sm_setup_assistant_new (GtkApplication *app, const char *config_path)
+{
+  SmSetupAssistant *self = g_object_new (SM_TYPE_SETUP_ASSISTANT, NULL);
+  g_autoptr(GError) error = NULL;
+
+  self->config_path = g_strdup (config_path);
+  self->builder = sm_gui_builder_new ("setup-assistant.ui");
+  self->window = GTK_ASSISTANT (gtk_builder_get_object (self->builder, "assistant"));
+  if (app != NULL)
+    gtk_window_set_application (GTK_WINDOW (self->window), app);
+  g_object_set_data_full (G_OBJECT (self->window), "sm-setup-assistant", g_object_ref (self), g_object_unref);
+
+  self->settings = sm_gui_settings_load (config_path, &error);
+  if (self->settings == NULL)
+    {
+      /* An unreadable file: start from nothing; saving will replace it. */
+      g_warning ("%s", error->message);
+      self->settings = g_new0 (SmGuiSettings, 1);
+      self->settings->path = sm_config_default_path (config_path);
+      self->settings->policy_path = g_strdup (sm_config_policy_path ());
+      self->settings->user = g_key_file_new ();
+      self->settings->policy = g_key_file_new ();
+    }
+
+  /* Prefill from an earlier setup and the policy; lock the admin's keys. */
+  for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
+    {
+      GtkWidget *entry = w (self, fields[i].entry);
+      g_autofree char *v = sm_gui_settings_get (self->settings, fields[i].group, fields[i].key);
+      if (v != NULL)
+        gtk_entry_set_text (GTK_ENTRY (entry), v);
+      if (sm_gui_settings_is_locked (self->settings, fields[i].group, fields[i].key))
+        {
+          gtk_widget_set_sensitive (entry, FALSE);
+          gtk_widget_set_tooltip_text (entry, _("Set by your administrator"));
+        }
+    }
+
+  connect_changed (self, "address_entry", G_CALLBACK (on_account_changed));
+  connect_changed (self, "display_name_entry", G_CALLBACK (on_account_changed));
+  connect_changed (self, "imap_entry", G_CALLBACK (on_provider_changed));
+  connect_changed (self, "smtp_entry", G_CALLBACK (on_provider_changed));
+  connect_changed (self, "username_entry", G_CALLBACK (on_provider_changed));
+  connect_changed (self, "ca_file_entry", G_CALLBACK (on_provider_changed));
+  connect_changed (self, "password_entry", G_CALLBACK (on_password_changed));
+  g_signal_connect (w (self, "show_password_check"), "toggled", G_CALLBACK (on_show_password), self);
+  g_signal_connect (w (self, "test_button"), "clicked", G_CALLBACK (on_test_clicked), self);
+  g_signal_connect (w (self, "generate_openpgp_button"), "clicked", G_CALLBACK (on_generate_openpgp), self);
+  g_signal_connect (w (self, "generate_smime_button"), "clicked", G_CALLBACK (on_generate_smime), self);
+  g_signal_connect (w (self, "import_button"), "clicked", G_CALLBACK (on_import), self);
+  g_signal_connect (w (self, "restore_button"), "clicked", G_CALLBACK (on_restore), self);
+  g_object_set_data (G_OBJECT (w (self, "copy_thunderbird_button")), "sm-label", (gpointer) "thunderbird_label");
+  g_object_set_data (G_OBJECT (w (self, "copy_outlook_button")), "sm-label", (gpointer) "outlook_label");
+  g_signal_connect (w (self, "copy_thunderbird_button"), "clicked", G_CALLBACK (on_copy_label), self);
+  g_signal_connect (w (self, "copy_outlook_button"), "clicked", G_CALLBACK (on_copy_label), self);
+  g_signal_connect (w (self, "copy_password_button"), "clicked", G_CALLBACK (on_copy_password), self);
+  g_signal_connect (w (self, "autoconfig_button"), "clicked", G_CALLBACK (on_autoconfig), self);
+  g_signal_connect (self->window, "prepare", G_CALLBACK (on_prepare), self);
+  g_signal_connect (self->window, "apply", G_CALLBACK (on_apply), self);
+  g_signal_connect (self->window, "close", G_CALLBACK (on_close), self);
+  g_signal_connect (self->window, "cancel", G_CALLBACK (on_close), self);
+
+  on_account_changed (self);
+  on_provider_changed (self);
+  on_password_changed (self);
+  set_label (self, "provider_hint", "");
+  return self;
+}
+
+GtkAssistant *
+sm_setup_assistant_get_window (SmSetupAssistant *self)
+{
+  return self->window;
+}
+
+GtkBuilder *
+sm_setup_assistant_get_builder (SmSetupAssistant *self)
+{
+  return self->builder;
+}
+
+gboolean
+sm_setup_assistant_is_busy (SmSetupAssistant *self)
+{
+  return self->busy > 0;
+}
+
+gboolean
+sm_setup_assistant_test_passed (SmSetupAssistant *self)
+{
+  return self->test_passed;
+}
+
+gboolean
+sm_setup_assistant_is_done (SmSetupAssistant *self)
+{
+  return self->done;
+}
