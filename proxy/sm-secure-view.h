@@ -1,0 +1,108 @@
+/* sm-secure-view.h: the decrypted, verified view of an incoming message.
+ *
+ * The IMAP session fetches a protected message whole, hands it to
+ * sm_secure_view_build() in a worker thread, and answers every FETCH item
+ * from the rebuilt message it returns (issue 4).  The trust status follows
+ * SPEC.md "Trust status of a message" exactly and is computed from GPGME's
+ * result structures only.
+ *
+ * Only a cryptographic layer at the root of the message counts (and the
+ * layers directly inside it, e.g. signed then encrypted): protected parts
+ * nested inside unprotected content are never decrypted into a view, so
+ * attacker-chosen plaintext is never merged with decrypted plaintext (EFAIL
+ * direct exfiltration) and a signed part forwarded inside an unsigned
+ * message is not shown as signed.
+ *
+ * Decrypted content is never logged and never written anywhere but the
+ * returned GBytes.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "sm-certstore.h"
+
+G_BEGIN_DECLS
+
+/* Largest message we decrypt and verify (whole, as fetched). */
+#define SM_SECURE_VIEW_MAX_MESSAGE_SIZE  (64 * 1024 * 1024)
+/* Most cryptographic layers unwrapped from the root (signed inside
+ * encrypted inside signed is the "triple wrap" of RFC 8551 section 3.7). */
+#define SM_SECURE_VIEW_MAX_LAYERS        3
+
+typedef enum {
+  SM_TRUST_UNPROTECTED,
+  SM_TRUST_VERIFIED,
+  SM_TRUST_SIGNED_UNTRUSTED,
+  SM_TRUST_SIGNER_MISMATCH,
+  SM_TRUST_INVALID,
+  SM_TRUST_DECRYPT_FAILED,
+  SM_TRUST_ENCRYPTED_UNSIGNED,
+} SmTrust;
+
+/* The `X-SecureMail-Trust:` value ("verified", ...). */
+const char *sm_trust_header_value (SmTrust trust);
+/* The Subject tag ("[Verified]", ...), or NULL for SM_TRUST_UNPROTECTED. */
+const char *sm_trust_subject_tag  (SmTrust trust);
+
+typedef enum {
+  SM_SECURE_VIEW_FLAGS_NONE = 0,
+  SM_SECURE_VIEW_SUBJECT_TAGS = 1 << 0,   /* [crypto] subject_tags = on */
+} SmSecureViewFlags;
+
+typedef struct {
+  GBytes   *message;            /* the rebuilt RFC 5322 message (CRLF) the client sees */
+  SmTrust   trust;
+  gboolean  encrypted;          /* the root was an encryption layer */
+  gboolean  signed_;            /* a signature layer was found (good or not) */
+  char     *signer;             /* "address (subject DN)" / "address (fingerprint)", or NULL */
+  char     *signer_address;     /* lower-case, or NULL */
+  char     *signer_fingerprint; /* or NULL */
+  SmProtocol protocol;          /* of the outermost layer */
+  char     *from;               /* the single From: address shown (lower-case), or NULL */
+  char     *message_id;         /* without <>, or NULL */
+  gboolean  receipt_requested;  /* Disposition-Notification-To present (RFC 8098) */
+  char     *receipt_to;         /* its address, or NULL */
+  SmKeyInfo *signer_key;        /* the signer's key as collected into the certstore, or NULL */
+  char     *detail;             /* translated, one line: why this status; no message content */
+} SmSecureView;
+
+void sm_secure_view_free (SmSecureView *view);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSecureView, sm_secure_view_free)
+
+/* TRUE when the header section @header (@len bytes, folded fields and any
+ * case allowed) announces a cryptographic layer at the root: an
+ * application/(x-)pkcs7-mime body, or multipart/signed with protocol
+ * application/(x-)pkcs7-signature or application/pgp-signature, or
+ * multipart/encrypted with protocol application/pgp-encrypted.  Cheap: the
+ * IMAP session calls it on BODY.PEEK[HEADER] to decide whether to fetch the
+ * message whole. */
+gboolean      sm_secure_view_is_protected (const char *header,
+                                           gsize       len);
+
+/* Decrypts and verifies @raw (the whole message as fetched) with the keys of
+ * @store and rebuilds it for the client.  @account_address is the user's own
+ * address (receipts are never requested from ourselves).  Blocking: call it
+ * from a worker thread.  Calls into @store are serialised internally, so
+ * several builds may run at once.
+ *
+ * A message that is not protected at the root gets SM_TRUST_UNPROTECTED and
+ * the bytes of sm_secure_view_strip_forged().  Fails only with:
+ *   SM_ERROR_TOO_BIG  past SM_SECURE_VIEW_MAX_MESSAGE_SIZE or a MIME limit;
+ *   SM_ERROR_LOCKED   a key's passphrase is not in gpg-agent: the session
+ *                     answers NO [UNAVAILABLE] and never serves ciphertext;
+ *   SM_ERROR_FAILED   gpg/gpgsm cannot run.
+ * Returns a new view (free with sm_secure_view_free()). */
+SmSecureView *sm_secure_view_build (SmCertstore       *store,
+                                    const char        *account_address,
+                                    GBytes            *raw,
+                                    SmSecureViewFlags  flags,
+                                    GError           **error);
+
+/* For unprotected messages: when @raw carries any X-SecureMail-* field or
+ * a Subject trust tag, returns a copy without them and with
+ * `X-SecureMail-Trust: unprotected`; otherwise a new reference to @raw
+ * itself, byte for byte. */
+GBytes       *sm_secure_view_strip_forged (GBytes *raw);
+
+G_END_DECLS
