@@ -227,6 +227,186 @@ cmd_status (void)
   return 0;
 }
 
+/* ---- securemail queue [list|retry ID|delete ID] ------------------------------ */
+
+static SmDbusProxy1 *
+connect_proxy_or_die (int *code)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmDbusProxy1) proxy = sm_dbus_proxy1_proxy_new_for_bus_sync (
+      G_BUS_TYPE_SESSION, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START | G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES,
+      SM_DBUS_NAME, SM_DBUS_OBJECT_PATH, NULL, &error);
+  g_autofree char *owner = proxy ? g_dbus_proxy_get_name_owner (G_DBUS_PROXY (proxy)) : NULL;
+
+  if (owner == NULL)
+    {
+      *code = die (EXIT_NOT_RUNNING, _("securemail-proxy is not running, and the queue is its job; start it "
+                                       "(it starts with your desktop session)"));
+      return NULL;
+    }
+  return g_steal_pointer (&proxy);
+}
+
+static const char *
+dict_string (GVariantDict *d, const char *key)
+{
+  const char *v = NULL;
+  return g_variant_dict_lookup (d, key, "&s", &v) ? v : "";
+}
+
+static gint64
+dict_int64 (GVariantDict *d, const char *key)
+{
+  gint64 v = 0;
+  g_variant_dict_lookup (d, key, "x", &v);
+  return v;
+}
+
+static char *
+local_time (gint64 unix_s)
+{
+  g_autoptr(GDateTime) t = g_date_time_new_from_unix_local (unix_s);
+  return t ? g_date_time_format (t, "%Y-%m-%d %H:%M:%S") : g_strdup ("?");
+}
+
+static int
+queue_list (SmDbusProxy1 *proxy)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) entries = NULL;
+  GVariantIter iter;
+  GVariant *item;
+
+  if (!sm_dbus_proxy1_call_list_queue_sync (proxy, &entries, NULL, &error))
+    {
+      g_dbus_error_strip_remote_error (error);
+      return die (1, _("cannot read the queue: %s"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_array (b);
+      g_variant_iter_init (&iter, entries);
+      while ((item = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          g_auto(GVariantDict) d = G_VARIANT_DICT_INIT (item);
+          g_autofree const char **rcpts = NULL;
+          guint32 attempts = 0;
+          guint64 size = 0;
+          gboolean report = FALSE;
+          const char *keys[] = { "id", "sender", "state", "last_error", "message_id" };
+
+          json_builder_begin_object (b);
+          for (gsize k = 0; k < G_N_ELEMENTS (keys); k++)
+            {
+              json_builder_set_member_name (b, keys[k]);
+              json_builder_add_string_value (b, dict_string (&d, keys[k]));
+            }
+          json_builder_set_member_name (b, "recipients");
+          json_builder_begin_array (b);
+          if (g_variant_dict_lookup (&d, "recipients", "^a&s", &rcpts))
+            for (guint i = 0; rcpts[i]; i++)
+              json_builder_add_string_value (b, rcpts[i]);
+          json_builder_end_array (b);
+          json_builder_set_member_name (b, "created");
+          json_builder_add_int_value (b, dict_int64 (&d, "created"));
+          json_builder_set_member_name (b, "next_attempt");
+          json_builder_add_int_value (b, dict_int64 (&d, "next_attempt"));
+          g_variant_dict_lookup (&d, "attempts", "u", &attempts);
+          json_builder_set_member_name (b, "attempts");
+          json_builder_add_int_value (b, attempts);
+          g_variant_dict_lookup (&d, "size", "t", &size);
+          json_builder_set_member_name (b, "size");
+          json_builder_add_int_value (b, (gint64) size);
+          g_variant_dict_lookup (&d, "report", "b", &report);
+          json_builder_set_member_name (b, "report");
+          json_builder_add_boolean_value (b, report);
+          json_builder_end_object (b);
+          g_variant_unref (item);
+        }
+      json_builder_end_array (b);
+      print_json (b);
+      return 0;
+    }
+  if (g_variant_n_children (entries) == 0)
+    {
+      g_print (_("The outbound queue is empty.\n"));
+      return 0;
+    }
+  g_variant_iter_init (&iter, entries);
+  while ((item = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_auto(GVariantDict) d = G_VARIANT_DICT_INIT (item);
+      g_autofree const char **rcpts = NULL;
+      g_autofree char *to = NULL;
+      g_autofree char *created = local_time (dict_int64 (&d, "created"));
+      g_autofree char *next = local_time (dict_int64 (&d, "next_attempt"));
+      guint32 attempts = 0;
+      const char *state = dict_string (&d, "state");
+      const char *last = dict_string (&d, "last_error");
+
+      if (g_variant_dict_lookup (&d, "recipients", "^a&s", &rcpts))
+        to = g_strjoinv (", ", (char **) rcpts);
+      g_variant_dict_lookup (&d, "attempts", "u", &attempts);
+      g_print ("%s  %-7s  %s\n", dict_string (&d, "id"), state, created);
+      g_print (_("    To:        %s\n"), to ? to : "");
+      if (*dict_string (&d, "sender") == '\0')
+        g_print (_("    (a delivery report SecureMail made)\n"));
+      g_print (_("    Attempts:  %u\n"), attempts);
+      if (strcmp (state, "queued") == 0)
+        g_print (_("    Next try:  %s\n"), next);
+      if (*last)
+        g_print (_("    Problem:   %s\n"), last);
+      g_variant_unref (item);
+    }
+  return 0;
+}
+
+static int
+cmd_queue (int argc, char **argv)
+{
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *sub = argc > 1 ? argv[1] : "list";
+  gboolean ok;
+  int code = 0;
+
+  if (strcmp (sub, "list") != 0 && strcmp (sub, "retry") != 0 && strcmp (sub, "delete") != 0)
+    return die (EXIT_USAGE, _("unknown queue command “%s”; use list, retry ID or delete ID"), sub);
+  if (strcmp (sub, "list") != 0 && argc != 3)
+    return die (EXIT_USAGE, _("usage: securemail queue %s ID (the IDs are in “securemail queue list”)"), sub);
+  proxy = connect_proxy_or_die (&code);
+  if (proxy == NULL)
+    return code;
+  if (strcmp (sub, "list") == 0)
+    return queue_list (proxy);
+  if (strcmp (sub, "retry") == 0)
+    ok = sm_dbus_proxy1_call_retry_sync (proxy, argv[2], NULL, &error);
+  else
+    ok = sm_dbus_proxy1_call_delete_sync (proxy, argv[2], NULL, &error);
+  if (!ok)
+    {
+      g_dbus_error_strip_remote_error (error);
+      return die (1, _("%s (see “securemail queue list”)"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "id");
+      json_builder_add_string_value (b, argv[2]);
+      json_builder_set_member_name (b, sub[0] == 'r' ? "retried" : "deleted");
+      json_builder_add_boolean_value (b, TRUE);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else if (sub[0] == 'r')
+    g_print (_("Message %s will be sent again now.\n"), argv[2]);
+  else
+    g_print (_("Message %s was removed from the queue; it was not sent.\n"), argv[2]);
+  return 0;
+}
+
 static const char *
 result_word (SmCheckResult r)
 {
@@ -393,7 +573,8 @@ usage (void)
                 "                                     exact settings for a mail client\n"
                 "  keys list|generate|import FILE|export FILE|backup FILE|restore FILE\n"
                 "                                     your own keys; backup writes an encrypted bundle\n"
-                "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"));
+                "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"
+                "  queue [list|retry ID|delete ID]    the outbound queue\n"));
 }
 
 int
@@ -439,6 +620,8 @@ main (int argc, char **argv)
     return cmd_doctor ();
   if (strcmp (cmd, "client-config") == 0)
     return cmd_client_config ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "queue") == 0)
+    return cmd_queue ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "keys") == 0 || strcmp (cmd, "certs") == 0)
     {
       /* certstore's commands read the same settings and take --json. */

@@ -3,12 +3,15 @@
 
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
+#include "sm-relay-worker.h"
 
 struct _SmDbusService {
   GObject parent_instance;
   SmServer *server;
   SmDbusProxy1 *skeleton;
   gulong status_handler;
+  gulong queue_handler;         /* on the relay worker */
+  gulong failed_handler;
 };
 
 G_DEFINE_FINAL_TYPE (SmDbusService, sm_dbus_service, G_TYPE_OBJECT)
@@ -20,6 +23,10 @@ sm_dbus_service_finalize (GObject *object)
 
   if (self->status_handler)
     g_signal_handler_disconnect (self->server, self->status_handler);
+  if (self->queue_handler)
+    g_signal_handler_disconnect (sm_server_get_queue (self->server), self->queue_handler);
+  if (self->failed_handler)
+    g_signal_handler_disconnect (sm_server_get_queue (self->server), self->failed_handler);
   if (self->skeleton)
     g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (self->skeleton));
   g_clear_object (&self->skeleton);
@@ -49,6 +56,90 @@ update (SmDbusService *self)
   sm_dbus_proxy1_set_smtp_sessions (p, sm_server_get_smtp_session_count (self->server));
 }
 
+/* ---- the outbound queue (issue 5) ------------------------------------------ */
+
+static void
+on_queue_changed (SmDbusService *self)
+{
+  SmRelayWorker *queue = sm_server_get_queue (self->server);
+
+  sm_dbus_proxy1_set_queue_size (self->skeleton, sm_spool_get_size (sm_relay_worker_get_spool (queue)));
+  sm_dbus_proxy1_emit_queue_changed (self->skeleton);
+}
+
+static void
+on_delivery_failed (SmDbusService *self, const char *id, const char *reason)
+{
+  g_autofree char *valid = g_utf8_make_valid (reason ? reason : "", -1);
+
+  sm_dbus_proxy1_emit_delivery_failed (self->skeleton, id, valid);
+}
+
+static GVariant *
+entry_to_variant (const SmSpoolEntry *e)
+{
+  GVariantDict d;
+
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "id", "s", e->id);
+  g_variant_dict_insert_value (&d, "sender", g_variant_new_take_string (g_utf8_make_valid (e->sender, -1)));
+  {
+    GVariantBuilder b;
+    g_variant_builder_init (&b, G_VARIANT_TYPE_STRING_ARRAY);
+    for (guint i = 0; e->recipients[i]; i++)
+      g_variant_builder_add_value (&b, g_variant_new_take_string (g_utf8_make_valid (e->recipients[i], -1)));
+    g_variant_dict_insert_value (&d, "recipients", g_variant_builder_end (&b));
+  }
+  g_variant_dict_insert (&d, "created", "x", e->created);
+  g_variant_dict_insert (&d, "next_attempt", "x", e->next_attempt_ms / 1000);
+  g_variant_dict_insert (&d, "attempts", "u", e->attempts);
+  g_variant_dict_insert (&d, "state", "s", sm_spool_state_to_string (e->state));
+  g_variant_dict_insert_value (&d, "last_error",
+                               g_variant_new_take_string (g_utf8_make_valid (e->last_error ? e->last_error : "", -1)));
+  g_variant_dict_insert_value (&d, "message_id",
+                               g_variant_new_take_string (g_utf8_make_valid (e->message_id ? e->message_id : "", -1)));
+  g_variant_dict_insert (&d, "size", "t", e->size);
+  g_variant_dict_insert (&d, "report", "b", e->is_report);
+  return g_variant_dict_end (&d);
+}
+
+static gboolean
+handle_list_queue (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, SmDbusService *self)
+{
+  g_autoptr(GPtrArray) list = sm_spool_list (sm_relay_worker_get_spool (sm_server_get_queue (self->server)));
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    g_variant_builder_add_value (&b, entry_to_variant (list->pdata[i]));
+  sm_dbus_proxy1_complete_list_queue (skeleton, invocation, g_variant_builder_end (&b));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_retry (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const char *id, SmDbusService *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!sm_relay_worker_retry (sm_server_get_queue (self->server), id, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    sm_dbus_proxy1_complete_retry (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_delete (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const char *id, SmDbusService *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!sm_relay_worker_delete (sm_server_get_queue (self->server), id, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    sm_dbus_proxy1_complete_delete (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 SmDbusService *
 sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **error)
 {
@@ -64,6 +155,16 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
   sm_dbus_proxy1_set_imap_listen (self->skeleton, imap);
   sm_dbus_proxy1_set_smtp_listen (self->skeleton, smtp);
   sm_dbus_proxy1_set_queue_size (self->skeleton, 0);
+  if (sm_server_get_queue (server) != NULL)
+    {
+      SmRelayWorker *queue = sm_server_get_queue (server);
+      sm_dbus_proxy1_set_queue_size (self->skeleton, sm_spool_get_size (sm_relay_worker_get_spool (queue)));
+      self->queue_handler = g_signal_connect_swapped (queue, "queue-changed", G_CALLBACK (on_queue_changed), self);
+      self->failed_handler = g_signal_connect_swapped (queue, "delivery-failed", G_CALLBACK (on_delivery_failed), self);
+      g_signal_connect (self->skeleton, "handle-list-queue", G_CALLBACK (handle_list_queue), self);
+      g_signal_connect (self->skeleton, "handle-retry", G_CALLBACK (handle_retry), self);
+      g_signal_connect (self->skeleton, "handle-delete", G_CALLBACK (handle_delete), self);
+    }
   sm_dbus_proxy1_set_locked (self->skeleton, FALSE);
   update (self);
   self->status_handler = g_signal_connect_swapped (server, "status-changed", G_CALLBACK (update), self);

@@ -7,6 +7,7 @@
 
 #include "sm-error.h"
 #include "sm-imap-session.h"
+#include "sm-relay-worker.h"
 #include "sm-server.h"
 #include "sm-smtp-session.h"
 
@@ -24,6 +25,7 @@ struct _SmServer {
   guint n_smtp;
   char *last_error;
   gboolean upstream_ok;
+  SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
 };
 
 enum { SIGNAL_STATUS_CHANGED, N_SIGNALS };
@@ -37,6 +39,7 @@ sm_server_finalize (GObject *object)
   SmServer *self = SM_SERVER (object);
 
   sm_server_stop (self);
+  g_clear_object (&self->queue);
   g_clear_pointer (&self->sessions, g_hash_table_unref);
   g_clear_object (&self->imap_service);
   g_clear_object (&self->smtp_service);
@@ -150,9 +153,40 @@ listen_on (const SmListenAddress *la, const char *what, guint16 *bound_port, GEr
   return g_steal_pointer (&service);
 }
 
+static void
+on_queue_upstream_status (SmRelayWorker *worker, gboolean ok, const char *message, gpointer user_data)
+{
+  sm_server_report_upstream (SM_SERVER (user_data), ok, message);
+}
+
+/* The spool is opened before the listeners: a message must never be
+ * accepted that cannot be kept. */
+static gboolean
+start_queue (SmServer *self, GError **error)
+{
+  g_autofree char *data_dir = sm_config_data_dir ();
+  g_autofree char *dir = g_build_filename (data_dir, "spool", NULL);
+  g_autoptr(SmSpool) spool = sm_spool_new (dir, error);
+
+  if (spool == NULL)
+    return FALSE;
+  self->queue = sm_relay_worker_new (spool, self->config);
+  g_signal_connect (self->queue, "upstream-status", G_CALLBACK (on_queue_upstream_status), self);
+  sm_relay_worker_start (self->queue);
+  return TRUE;
+}
+
+SmRelayWorker *
+sm_server_get_queue (SmServer *self)
+{
+  return self->queue;
+}
+
 gboolean
 sm_server_start (SmServer *self, GError **error)
 {
+  if (self->queue == NULL && !start_queue (self, error))
+    return FALSE;
   self->imap_service = listen_on (&self->config->listen_imap, "imap", &self->imap_port, error);
   if (self->imap_service == NULL)
     return FALSE;
@@ -175,6 +209,9 @@ void
 sm_server_stop (SmServer *self)
 {
   GSocketService *services[] = { self->imap_service, self->smtp_service };
+
+  if (self->queue != NULL)
+    sm_relay_worker_stop (self->queue);
 
   for (guint i = 0; i < G_N_ELEMENTS (services); i++)
     if (services[i] != NULL)

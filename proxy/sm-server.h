@@ -44,6 +44,11 @@ void        sm_server_report_upstream (SmServer *server, gboolean ok, const char
 const char *sm_server_get_last_error (SmServer *server);
 gboolean    sm_server_get_upstream_ok (SmServer *server);   /* TRUE until a failure is seen */
 
+/* The outbound queue (issue 5): the spool in sm_config_data_dir()/spool and
+ * its relay worker, both made by sm_server_start(); NULL before. */
+typedef struct _SmRelayWorker SmRelayWorker;
+SmRelayWorker *sm_server_get_queue (SmServer *server);
+
 /* Logs one line per live IMAP session (state, queues; never content). */
 void sm_server_log_sessions (SmServer *server);
 

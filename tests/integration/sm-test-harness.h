@@ -12,6 +12,7 @@
 
 G_BEGIN_DECLS
 
+#define SM_TEST_LSAN_EXIT_CODE   23      /* LeakSanitizer's default exit code */
 #define SM_TEST_START_TIMEOUT_MS 30000   /* a loaded CI machine runs two builds' tests */
 
 typedef struct {
