@@ -1,0 +1,40 @@
+/* sm-gui-test.h: helpers of the GUI tests: a StatusNotifierWatcher on the
+ * test's session bus, the tray's menu read over com.canonical.dbusmenu, and
+ * screenshots of the Xvfb screen. */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define SM_GUI_TEST_TIMEOUT_MS 15000
+#define SM_TRAY_MENU_PATH "/org/ayatana/NotificationItem/securemail_tray/Menu"
+
+/* Starts status-notifier-watcher and waits for its bus name. */
+GSubprocess *sm_gui_test_start_watcher (void);
+
+/* Starts securemail-tray ($SM_TRAY) with @envp ("NAME=value", may be NULL)
+ * and waits until the watcher lists its StatusNotifierItem; returns the
+ * tray's unique bus name in @bus_name. */
+GSubprocess *sm_gui_test_start_tray (const char * const *envp, char **bus_name);
+
+/* The top-level menu items as "id=label" strings (separators have no
+ * label: "id="). */
+GPtrArray *sm_gui_test_menu_items (const char *bus_name);
+/* The label of the first item, polled until it contains @needle; returns it
+ * (or the last label seen when the time runs out). */
+char *sm_gui_test_wait_status (const char *bus_name, const char *needle, guint timeout_ms);
+/* The dbusmenu id of the item labelled @label, or -1. */
+int sm_gui_test_menu_id (const char *bus_name, const char *label);
+/* Sends a dbusmenu "clicked" event. */
+void sm_gui_test_menu_click (const char *bus_name, int id);
+
+/* Saves the screen's top-left @width x @height (0 = all) as
+ * $SM_SCREENSHOT_DIR/@name.png (skipped without $SM_SCREENSHOT_DIR). */
+void sm_gui_test_screenshot (const char *name, int width, int height);
+
+/* Waits until @process exits (fails the test after @timeout_ms); returns its
+ * exit status. */
+int sm_gui_test_wait_exit (GSubprocess *process, guint timeout_ms);
+
+G_END_DECLS

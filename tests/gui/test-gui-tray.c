@@ -1,0 +1,181 @@
+/* test-gui-tray.c: securemail-tray as a desktop sees it: its
+ * StatusNotifierItem and menu read over D-Bus from a
+ * status-notifier-watcher, following the real securemail-proxy. */
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <string.h>
+
+#include "sm-gui-test.h"
+#include "sm-test-harness.h"
+
+typedef struct {
+  GSubprocess *watcher;
+  GSubprocess *tray;
+  char *bus_name;
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  f->watcher = sm_gui_test_start_watcher ();
+}
+
+static void
+stop (GSubprocess *p)
+{
+  if (p != NULL && g_subprocess_get_identifier (p) != NULL)
+    {
+      g_subprocess_send_signal (p, SIGTERM);
+      g_subprocess_wait (p, NULL, NULL);
+    }
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  stop (f->tray);
+  g_clear_object (&f->tray);
+  stop (f->watcher);
+  g_clear_object (&f->watcher);
+  g_free (f->bus_name);
+}
+
+static gboolean
+has_label (GPtrArray *items, const char *label)
+{
+  for (guint i = 0; i < items->len; i++)
+    if (g_strcmp0 (strchr (items->pdata[i], '=') + 1, label) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* The menu holds the items, and Quit quits. */
+static void
+test_menu_and_quit (Fixture *f, gconstpointer data)
+{
+  const char *env[] = { "LANGUAGE=C", "SECUREMAIL_CONFIG=/nonexistent/securemail.conf", NULL };
+  g_autoptr(GPtrArray) items = NULL;
+  g_autofree char *status = NULL;
+  int quit;
+
+  f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  status = sm_gui_test_wait_status (f->bus_name, "not running", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail is not running");
+  items = sm_gui_test_menu_items (f->bus_name);
+  for (guint i = 0; g_test_verbose () && i < items->len; i++)
+    g_printerr ("menu item %s\n", (const char *) items->pdata[i]);
+  g_assert_true (has_label (items, "Open SecureMail"));
+  g_assert_true (has_label (items, "Setup"));
+  g_assert_true (has_label (items, "Help and contact"));
+  g_assert_true (has_label (items, "Quit"));
+
+  quit = sm_gui_test_menu_id (f->bus_name, "Quit");
+  g_assert_cmpint (quit, >, 0);
+  sm_gui_test_menu_click (f->bus_name, quit);
+  g_assert_cmpint (sm_gui_test_wait_exit (f->tray, SM_GUI_TEST_TIMEOUT_MS), ==, 0);
+}
+
+/* Under LANGUAGE=mi the menu is in te reo Māori where a translation exists. */
+static void
+test_menu_mi (Fixture *f, gconstpointer data)
+{
+  const char *env[] = { "LANG=C.UTF-8", "LC_ALL=", "LANGUAGE=mi", "SECUREMAIL_CONFIG=/nonexistent/securemail.conf", NULL };
+  g_autoptr(GPtrArray) items = NULL;
+
+  g_assert_nonnull (g_getenv ("SECUREMAIL_LOCALEDIR"));
+  f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  g_free (sm_gui_test_wait_status (f->bus_name, "SecureMail", SM_GUI_TEST_TIMEOUT_MS));
+  items = sm_gui_test_menu_items (f->bus_name);
+  g_assert_true (has_label (items, "Puta"));
+  g_assert_true (has_label (items, "Whakatuwhera i SecureMail"));
+  g_assert_true (has_label (items, "Āwhina, whakapā mai"));
+  g_assert_false (has_label (items, "Quit"));
+}
+
+static char *
+tray_env_config (SmTestProxy *proxy)
+{
+  return g_strdup_printf ("SECUREMAIL_CONFIG=%s", proxy->config_path);
+}
+
+/* The status line follows the proxy: connected, then gone. */
+static void
+test_status_connected (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *status = NULL;
+
+  if (!sm_test_require_stack ())
+    return;
+  upstream = sm_test_upstream_section ("alice");
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, "pass", NULL);
+  config_env = tray_env_config (proxy);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
+
+  sm_test_proxy_stop (proxy);
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "not running", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail is not running");
+}
+
+/* Provider down: a client logs in, the proxy cannot reach the provider,
+ * Online turns false and the tray says "unreachable" with the reason. */
+static void
+test_status_unreachable (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autoptr(SmTestClient) client = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *status = NULL;
+  g_autofree char *cmd = NULL;
+  g_autofree char *reply = NULL;
+  guint16 dead_port;
+
+  if (!sm_test_require_stack ())
+    return;
+  dead_port = sm_test_free_port ();   /* nothing listens there */
+  upstream = g_strdup_printf ("[upstream]\nimap = imaps://localhost:%u\nsmtp = smtp://localhost:%u\n"
+                              "username = alice\nca_file = %s\n",
+                              dead_port, dead_port, sm_test_env ("SM_TEST_CA"));
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, "pass", NULL);
+  config_env = tray_env_config (proxy);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");   /* nothing tried yet */
+
+  client = sm_test_client_connect (proxy->imap_port);
+  g_free (sm_test_client_line (client));   /* greeting */
+  cmd = g_strdup_printf ("a LOGIN \"%s\" \"%s\"\r\n", proxy->address, proxy->local_password);
+  sm_test_client_send (client, cmd);
+  reply = sm_test_client_until (client, "a ");
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "a NO"));
+
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "unreachable", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_true (g_str_has_prefix (status, "SecureMail: provider unreachable: "));
+  g_assert_cmpuint (strlen (status), >, strlen ("SecureMail: provider unreachable: "));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/gui/tray/menu-and-quit", Fixture, NULL, fixture_setup, test_menu_and_quit, fixture_teardown);
+  g_test_add ("/gui/tray/menu-mi", Fixture, NULL, fixture_setup, test_menu_mi, fixture_teardown);
+  g_test_add ("/gui/tray/status-connected", Fixture, NULL, fixture_setup, test_status_connected, fixture_teardown);
+  g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
+              fixture_teardown);
+  return g_test_run ();
+}
