@@ -8,6 +8,7 @@
 #include "sm-wipe.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
+#include "sm-outgoing.h"
 #include "sm-relay-worker.h"
 #include "sm-sender-check.h"
 #include "sm-smtp-session.h"
@@ -657,6 +658,29 @@ static void
 relay_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   RelayData *data = task_data;
+
+  /* Issue 4 (proxy/sm-outgoing.c): sign every message, and encrypt it where
+   * keys allow, before it is kept or relayed, so nothing unprotected is
+   * spooled or leaves.  A refusal becomes the client's reply: policy needs
+   * keys that are missing -> 550 5.7.1 naming them; agent locked -> 454
+   * 4.7.0 "unlock SecureMail"; no own key -> 554 5.7.0 (see
+   * sm_outgoing_error_to_smtp()).  NULL store = the user's own, shared. */
+  {
+    g_autoptr(GError) protect_error = NULL;
+    GBytes *protected_msg = sm_outgoing_protect (NULL, data->config, data->sender,
+                                                 (const char * const *) data->recipients, data->message,
+                                                 NULL, &protect_error);
+    if (protected_msg == NULL)
+      {
+        RelayResult *refused = g_new0 (RelayResult, 1);
+
+        refused->text = sm_outgoing_error_to_smtp (protect_error, &refused->code);
+        g_task_return_pointer (task, refused, (GDestroyNotify) relay_result_free);
+        return;
+      }
+    g_bytes_unref (data->message);
+    data->message = protected_msg;
+  }
   RelayResult *result = g_new0 (RelayResult, 1);
   g_autoptr(GError) error = NULL;
   g_autofree char *id = sm_spool_add (data->spool, data->sender, (const char * const *) data->recipients,
