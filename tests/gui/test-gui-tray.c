@@ -168,6 +168,75 @@ test_status_unreachable (Fixture *f, gconstpointer data)
   g_assert_cmpuint (strlen (status), >, strlen ("SecureMail: provider unreachable: "));
 }
 
+/* Without a StatusNotifierWatcher the indicator falls back to a
+ * GtkStatusIcon; in trayer's XEmbed panel a click opens the real menu, which
+ * is what the screenshot shows. */
+static void
+fallback_setup (Fixture *f, gconstpointer data)
+{
+}
+
+static void
+test_fallback_menu_screenshot (Fixture *f, gconstpointer data)
+{
+  const char *language = data;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *upstream = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *name = g_strdup_printf ("tray-menu-%s", language);
+  g_autoptr(GSubprocess) trayer = NULL;
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+  const char *dir = g_getenv ("SM_SCREENSHOT_DIR");
+  /* Find the status icon's window (named after its tooltip, the status
+   * line), click it, and save the top-right corner of the screen. */
+  const char *script =
+      "for i in $(seq 100); do "
+      "  g=$(xwininfo -root -tree | grep '\"SecureMail' | grep -v 'starting' | awk '{print $NF}'); "
+      "  [ -n \"$g\" ] && break; sleep 0.1; done; "
+      "[ -n \"$g\" ] || { echo 'no status icon window' >&2; exit 1; }; "
+      "x=$(echo $g | cut -d+ -f2); y=$(echo $g | cut -d+ -f3); "
+      "xdotool mousemove $((x + 16)) $((y + 15)) click 1 && sleep 1 && "
+      "if [ -n \"$2\" ]; then import -window root -crop 560x220+720+0 +repage -colors 256 -depth 8 \"$2/$1.png\"; fi";
+
+  if (g_find_program_in_path ("trayer") == NULL)
+    {
+      g_test_skip ("trayer is not installed");
+      return;
+    }
+  if (sm_test_require_stack ())
+    {
+      upstream = sm_test_upstream_section ("alice");
+      proxy = sm_test_proxy_start ("alice@example.test", upstream, "pass", NULL);
+      config_env = tray_env_config (proxy);
+    }
+  else
+    config_env = g_strdup ("SECUREMAIL_CONFIG=/nonexistent/securemail.conf");
+
+  trayer = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE, &error,
+                             "trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
+                             "32", "--SetDockType", "true", "--transparent", "false", "--tint", "0x336699", NULL);
+  g_assert_no_error (error);
+  g_usleep (G_USEC_PER_SEC);
+  g_subprocess_launcher_setenv (l, "LANG", "C.UTF-8", TRUE);
+  g_subprocess_launcher_setenv (l, "LANGUAGE", language, TRUE);
+  {
+    g_auto(GStrv) kv = g_strsplit (config_env, "=", 2);
+    g_subprocess_launcher_setenv (l, kv[0], kv[1], TRUE);
+  }
+  f->tray = g_subprocess_launcher_spawn (l, &error, g_getenv ("SM_TRAY"), NULL);
+  g_assert_no_error (error);
+  {
+    const char *argv[] = { "sh", "-c", script, "sh", name, dir ? dir : "", NULL };
+    g_autofree char *err = NULL;
+    int rc = sm_test_run (argv, NULL, NULL, &out, &err);
+    if (rc != 0)
+      g_error ("clicking the status icon failed: %s", err);
+  }
+  stop (trayer);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -176,6 +245,10 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/menu-mi", Fixture, NULL, fixture_setup, test_menu_mi, fixture_teardown);
   g_test_add ("/gui/tray/status-connected", Fixture, NULL, fixture_setup, test_status_connected, fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
+              fixture_teardown);
+  g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,
+              fixture_teardown);
+  g_test_add ("/gui/tray/fallback-menu-screenshot/mi", Fixture, "mi", fallback_setup, test_fallback_menu_screenshot,
               fixture_teardown);
   return g_test_run ();
 }
