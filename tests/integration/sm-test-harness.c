@@ -189,8 +189,12 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
   /* Port 0: the proxy binds free ports itself and logs them, so no other
    * socket of the test (a fake provider bound to port 0) can take a port
    * between choosing and binding it. */
-  config = g_strdup_printf ("[account]\naddress = %s\n\n%s\n[listen]\nimap = 127.0.0.1:0\nsmtp = 127.0.0.1:0\n%s",
-                            address, upstream_section, extra ? extra : "");
+  /* Every message sent is signed (issue 4): the account gets an OpenPGP key
+   * below, unless the test brings its own [crypto] settings. */
+  config = g_strdup_printf ("[account]\naddress = %s\n\n%s\n[listen]\nimap = 127.0.0.1:0\nsmtp = 127.0.0.1:0\n%s%s",
+                            address, upstream_section,
+                            extra && strstr (extra, "[crypto]") ? "" : "[crypto]\nprotocol = openpgp\n",
+                            extra ? extra : "");
   g_assert_true (g_file_set_contents (proxy->config_path, config, -1, NULL));
 
   if (provider_password != NULL)
@@ -199,6 +203,18 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
       int rc = sm_test_cli (proxy, input, NULL, &err, "account", "set-password", "--stdin", NULL);
       g_assert_cmpstr (err, ==, "");
       g_assert_cmpint (rc, ==, 0);
+      g_clear_pointer (&err, g_free);
+    }
+  if (extra == NULL || strstr (extra, "[crypto]") == NULL)
+    {
+      /* A passphrase-protected key costs seconds of key stretching unless
+       * the agent is told otherwise (reference/test-stack.md §5). */
+      g_autofree char *gnupg = g_build_filename (proxy->data_home, "securemail", "gnupg", NULL);
+      g_autofree char *agent_conf = g_build_filename (gnupg, "gpg-agent.conf", NULL);
+      g_assert_cmpint (g_mkdir_with_parents (gnupg, 0700), ==, 0);
+      g_assert_true (g_file_set_contents (agent_conf, "s2k-count 65536\n", -1, NULL));
+      if (sm_test_cli (proxy, NULL, NULL, &err, "keys", "generate", "--protocol", "openpgp", NULL) != 0)
+        g_error ("securemail keys generate failed: %s", err);
       g_clear_pointer (&err, g_free);
     }
   g_assert_cmpint (sm_test_cli (proxy, NULL, &out, &err, "account", "local-password", NULL), ==, 0);
@@ -328,6 +344,17 @@ sm_test_proxy_free (SmTestProxy *proxy)
     return;
   if (proxy->process)
     sm_test_proxy_stop (proxy);
+  {
+    /* The key's gpg-agent (and dirmngr) of this proxy's GnuPG home. */
+    g_autofree char *gnupg = g_build_filename (proxy->data_home, "securemail", "gnupg", NULL);
+    if (g_file_test (gnupg, G_FILE_TEST_IS_DIR))
+      {
+        g_autofree char *env_home = g_strdup_printf ("GNUPGHOME=%s", gnupg);
+        const char *argv[] = { "gpgconf", "--kill", "all", NULL };
+        const char *envp[] = { env_home, NULL };
+        sm_test_run (argv, envp, NULL, NULL, NULL);
+      }
+  }
   if (g_getenv ("SM_TEST_KEEP") == NULL)
     rm_rf (proxy->dir);
   g_free (proxy->dir);

@@ -1125,6 +1125,33 @@ simple_message (void)
                    "hello\r\n.leading dot\r\n..\r\n.\r\nend\r\n");
 }
 
+/* The proxy queues what it accepts (issue 5): "250 2.0.0 Queued as ID". */
+static void
+assert_queued (const char *reply)
+{
+  if (!g_str_has_prefix (reply, "250 2.0.0 Queued as "))
+    g_error ("expected “250 2.0.0 Queued as ID”, got “%s”", reply);
+}
+
+/* Polls `securemail queue list --json` until it contains @a and @b (may be
+ * NULL); fails after PROMPT_MS. */
+static void
+wait_queue_shows (SmTestProxy *p, const char *a, const char *b)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) PROMPT_MS * 1000;
+
+  for (;;)
+    {
+      g_autofree char *out = NULL;
+      g_assert_cmpint (sm_test_cli (p, NULL, &out, NULL, "queue", "list", "--json", NULL), ==, 0);
+      if (strstr (out, a) != NULL && (b == NULL || strstr (out, b) != NULL))
+        return;
+      if (g_get_monotonic_time () > deadline)
+        g_error ("the queue never showed “%s”:\n%s", a, out);
+      g_usleep (50 * 1000);
+    }
+}
+
 /* Submits simple_message() through the proxy; returns the final reply. */
 static char *
 smtp_submit (SmTestProxy *p)
@@ -1156,7 +1183,7 @@ test_smtp_good (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   reply = smtp_submit (f->proxy);
-  g_assert_true (g_str_has_prefix (reply, "250 "));
+  assert_queued (reply);
   fake_wait_finished (f->smtp, 1, PROMPT_MS);
   g_mutex_lock (&f->smtp->lock);
   seen = g_strdup (smtp_data_seen->str);
@@ -1185,7 +1212,8 @@ test_smtp_bare_lf (Fixture *f, gconstpointer data)
   g_free (sm_test_smtp_command (c, "DATA", "354 "));
   sm_test_client_send (c, "From: alice@example.test\nSubject: lf\n\none\ntwo\r\n.\r\n");
   reply = sm_test_smtp_reply (c, NULL);
-  g_assert_true (g_str_has_prefix (reply, "250 "));
+  assert_queued (reply);
+  fake_wait_finished (f->smtp, 1, PROMPT_MS);
   g_mutex_lock (&f->smtp->lock);
   seen = g_strdup (smtp_data_seen->str);
   g_mutex_unlock (&f->smtp->lock);
@@ -1193,7 +1221,8 @@ test_smtp_bare_lf (Fixture *f, gconstpointer data)
 }
 
 /* smtp:// to a provider that offers no STARTTLS, or refuses it, or injects
- * bytes after it: 451 naming STARTTLS/TLS, and no AUTH ever sent. */
+ * bytes after it: the message waits in the queue, whose last error names
+ * STARTTLS/TLS, and no AUTH is ever sent. */
 typedef struct {
   const char *needle;
   gboolean tls_happened;
@@ -1209,10 +1238,8 @@ test_smtp_tls_refused (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   reply = smtp_submit (f->proxy);
-  if (!g_str_has_prefix (reply, "451 4.4.1 "))
-    g_error ("expected 451 4.4.1, got “%s”", reply);
-  if (strstr (reply, e->needle) == NULL)
-    g_error ("“%s” does not mention “%s”", reply, e->needle);
+  assert_queued (reply);
+  wait_queue_shows (f->proxy, e->needle, "\"state\" : \"queued\"");
   fake_wait_finished (f->smtp, 1, PROMPT_MS);
   transcript = fake_transcript (f->smtp);
   g_assert_nonnull (strstr (transcript, "EHLO"));
@@ -1222,8 +1249,10 @@ test_smtp_tls_refused (Fixture *f, gconstpointer data)
   g_assert_cmpint (strstr (transcript, AFTER_TLS_MARK) != NULL, ==, e->tls_happened);
 }
 
-/* The provider refuses at MAIL, at DATA or after the data: its code, enhanced
- * code and text reach the client (4xx stays 4xx: the client retries). */
+/* The provider refuses at MAIL, at DATA or after the data: the message was
+ * queued, and the provider's code, enhanced code and text are the queue's
+ * last error (4xx: queued for a retry; 5xx: failed, and a report to the
+ * sender is attempted through the provider, which refuses it too). */
 typedef struct {
   const char *prefix;
   const char *text;
@@ -1235,15 +1264,16 @@ test_smtp_refused (Fixture *f, gconstpointer data)
   const SmtpRefusalExpect *e = (const SmtpRefusalExpect *) ((const Setup *) data + 1);
   g_autofree char *reply = NULL;
   g_autofree char *transcript = NULL;
+  g_autofree char *said = g_strdup_printf ("%s%s\"", e->prefix, e->text);
+  gboolean permanent = e->prefix[0] == '5';
 
   if (f->proxy == NULL)
     return;
   reply = smtp_submit (f->proxy);
-  if (!g_str_has_prefix (reply, e->prefix))
-    g_error ("expected “%s...”, got “%s”", e->prefix, reply);
-  if (!g_str_has_suffix (reply, e->text))
-    g_error ("“%s” does not pass on “%s”", reply, e->text);
-  fake_wait_finished (f->smtp, 1, PROMPT_MS);
+  assert_queued (reply);
+  wait_queue_shows (f->proxy, said, permanent ? "\"state\" : \"failed\"" : "\"state\" : \"queued\"");
+  /* A 5xx makes a report, sent on a second connection. */
+  fake_wait_finished (f->smtp, permanent ? 2 : 1, PROMPT_MS);
   transcript = fake_transcript (f->smtp);
   /* The transaction was reset and the connection ended politely. */
   g_assert_nonnull (strstr (transcript, "RSET\r\n"));
@@ -1257,7 +1287,7 @@ test_smtp_refused (Fixture *f, gconstpointer data)
 }
 
 /* The provider goes away in the middle of DATA, or answers EHLO with
- * garbage: 451 4.4.1, so the client keeps the message. */
+ * garbage: the message stays queued, and the queue says why. */
 static void
 test_smtp_broken (Fixture *f, gconstpointer data)
 {
@@ -1267,10 +1297,8 @@ test_smtp_broken (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   reply = smtp_submit (f->proxy);
-  if (!g_str_has_prefix (reply, "451 4.4.1 "))
-    g_error ("expected 451 4.4.1, got “%s”", reply);
-  if (strstr (reply, needle) == NULL)
-    g_error ("“%s” does not mention “%s”", reply, needle);
+  assert_queued (reply);
+  wait_queue_shows (f->proxy, needle, "\"state\" : \"queued\"");
 }
 
 /* ---- registration ------------------------------------------------------------ */
