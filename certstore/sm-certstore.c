@@ -119,6 +119,13 @@ sm_certstore_prepare_home (const char *home,
     /* Trust anchors are SecureMail's business (certs trust, the admin
      * policy): the agent must never pop up "Do you trust this root?". */
     "no-allow-mark-trusted",
+    /* Never a graphical prompt: the proxy is a daemon and gpgsm cannot be
+     * told pinentry-mode=error, so with a desktop DISPLAY a locked S/MIME key
+     * opened pinentry-gnome3 and the worker waited a minute for a timeout
+     * (seen in CI under Xvfb).  Passphrases come from the keyring presets
+     * or loopback; the text pinentry fails at once when there is no
+     * terminal, which maps to "run securemail unlock". */
+    "pinentry-program /usr/bin/pinentry-curses",
     NULL
   };
   /* No dirmngr: nothing here fetches from the network. CRLs are checked by
