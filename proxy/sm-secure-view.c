@@ -92,29 +92,38 @@ remove_tags (const char *text)
 {
   GString *s = g_string_new (text);
   gboolean changed = FALSE;
+  gboolean again;
 
-  for (guint t = 0; t < G_N_ELEMENTS (all_tagged); t++)
+  /* Until nothing is left: removing "[Verified]" from
+   * "[Veri[Verified]fied]" makes a new one. */
+  do
     {
-      const char *tag = sm_trust_subject_tag (all_tagged[t]);
-      gsize n = strlen (tag);
-      gsize i = 0;
-
-      while (i + n <= s->len)
+      again = FALSE;
+      for (guint t = 0; t < G_N_ELEMENTS (all_tagged); t++)
         {
-          if (g_ascii_strncasecmp (s->str + i, tag, n) == 0)
-            {
-              gsize cut = n;
+          const char *tag = sm_trust_subject_tag (all_tagged[t]);
+          gsize n = strlen (tag);
+          gsize i = 0;
 
-              /* Take one blank after the tag with it. */
-              if (i + cut < s->len && (s->str[i + cut] == ' ' || s->str[i + cut] == '\t'))
-                cut++;
-              g_string_erase (s, i, cut);
-              changed = TRUE;
+          while (i + n <= s->len)
+            {
+              if (g_ascii_strncasecmp (s->str + i, tag, n) == 0)
+                {
+                  gsize cut = n;
+
+                  /* Take one blank after the tag with it. */
+                  if (i + cut < s->len && (s->str[i + cut] == ' ' || s->str[i + cut] == '\t'))
+                    cut++;
+                  g_string_erase (s, i, cut);
+                  changed = again = TRUE;
+                }
+              else
+                i++;
             }
-          else
-            i++;
         }
     }
+  while (again);
+
   if (!changed)
     {
       g_string_free (s, TRUE);
@@ -322,31 +331,40 @@ sm_secure_view_strip_forged (GBytes *raw)
       return g_bytes_ref (raw);
     }
 
-  /* Keep the message's own line ends in what we add. */
-  {
-    const char *nl = memchr (e.data, '\n', e.len);
+  /* Our line end is that of the empty line ending the header section (or
+   * of its last line), so a second pass adds exactly the same bytes. */
+  if (e.header_len < e.len)
+    eol = e.data[e.header_len] == '\r' ? "\r\n" : "\n";
+  else
+    eol = (e.len >= 2 && e.data[e.len - 1] == '\n' && e.data[e.len - 2] == '\r')
+          || e.len == 0 || e.data[e.len - 1] != '\n' ? "\r\n" : "\n";
 
-    eol = (nl != NULL && nl > e.data && nl[-1] == '\r') ? "\r\n" : "\n";
-  }
+  /* Everything but the forged fields stays as it was, byte for byte,
+   * including lines that are not fields at all. */
   out = g_string_sized_new (e.len + 64);
-  for (guint i = 0; i < e.fields->len; i++)
-    {
-      const SmMimeField *f = entity_field (&e, i);
-      g_autofree char *stripped = NULL;
+  {
+    gsize pos = 0;
 
-      if (is_our_field (&e, f))
-        continue;
-      if (sm_mime_field_is (e.data, f, "Subject") && subject_has_tag (&e, f, &stripped))
-        {
-          append_subject (out, stripped, eol);
+    for (guint i = 0; i < e.fields->len; i++)
+      {
+        const SmMimeField *f = entity_field (&e, i);
+        g_autofree char *stripped = NULL;
+        gboolean ours = is_our_field (&e, f);
+        gboolean tagged = !ours && sm_mime_field_is (e.data, f, "Subject") && subject_has_tag (&e, f, &stripped);
+
+        if (!ours && !tagged)
           continue;
-        }
-      g_string_append_len (out, e.data + f->start, f->len);
-      if (f->len == 0 || e.data[f->start + f->len - 1] != '\n')
-        g_string_append (out, eol);
-    }
+        g_string_append_len (out, e.data + pos, f->start - pos);
+        if (tagged)
+          append_subject (out, stripped, eol);
+        pos = f->start + f->len;
+      }
+    g_string_append_len (out, e.data + pos, e.header_len - pos);
+  }
+  if (out->len > 0 && out->str[out->len - 1] != '\n')
+    g_string_append (out, eol);
   g_string_append_printf (out, "X-SecureMail-Trust: %s%s", sm_trust_header_value (SM_TRUST_UNPROTECTED), eol);
-  if (e.body_start <= e.len && e.body_start > e.header_len)
+  if (e.header_len < e.len)
     g_string_append_len (out, e.data + e.header_len, e.len - e.header_len);
   else
     g_string_append (out, eol);

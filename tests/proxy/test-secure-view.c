@@ -529,6 +529,8 @@ test_strip_forged (void)
     { "Subject: [WARNING: sender mismatch][Encrypted, unsigned] x\r\n\r\n",
       "Subject: x\r\nX-SecureMail-Trust: unprotected\r\n\r\n" },
     { "X-SecureMail-Encrypted: yes\r\n", "X-SecureMail-Trust: unprotected\r\n\r\n" },
+    /* removing one tag must not assemble another */
+    { "Subject: [Veri[VERIFIED]fied] x\r\n\r\n", "Subject: x\r\nX-SecureMail-Trust: unprotected\r\n\r\n" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (strip_cases); i++)
