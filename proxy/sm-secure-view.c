@@ -16,6 +16,7 @@
 #include <glib/gi18n.h>
 #include <libetpan/libetpan.h>
 
+#include "sm-certstore.h"
 #include "sm-error.h"
 #include "sm-mime.h"
 #include "sm-secure-view.h"
@@ -77,7 +78,6 @@ sm_secure_view_free (SmSecureView *view)
   g_free (view->from);
   g_free (view->message_id);
   g_free (view->receipt_to);
-  g_clear_pointer (&view->signer_key, sm_key_info_free);
   g_free (view->detail);
   g_free (view);
 }
@@ -1227,7 +1227,7 @@ sm_secure_view_build (SmCertstore       *store,
   view->trust = trust;
   view->encrypted = b.encrypted;
   view->signed_ = b.signed_;
-  view->protocol = b.protocol;
+  view->protocol = sm_protocol_to_gpgme (b.protocol);
   view->detail = g_strdup (b.detail);
   if (best.address != NULL || best.label != NULL)
     {
@@ -1235,7 +1235,7 @@ sm_secure_view_build (SmCertstore       *store,
       view->signer_fingerprint = g_strdup (best.fpr);
       view->signer = g_strdup_printf ("%s (%s)", best.address ? best.address : _("no address"),
                                       best.label ? best.label : best.fpr);
-      view->signer_key = g_steal_pointer (&best.info);
+      view->signer_collected = best.info != NULL;
     }
   sig_verdict_clear (&best);
 

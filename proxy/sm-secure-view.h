@@ -19,10 +19,14 @@
 #pragma once
 
 #include <gio/gio.h>
-
-#include "sm-certstore.h"
+#include <gpgme.h>
 
 G_BEGIN_DECLS
+
+/* certstore/sm-certstore.h; not included here because certstore's protocol
+ * enum and sm-config.h's share value names, and the IMAP session includes
+ * sm-config.h. */
+typedef struct _SmCertstore SmCertstore;
 
 /* Largest message we decrypt and verify (whole, as fetched). */
 #define SM_SECURE_VIEW_MAX_MESSAGE_SIZE  (64 * 1024 * 1024)
@@ -58,12 +62,13 @@ typedef struct {
   char     *signer;             /* "address (subject DN)" / "address (fingerprint)", or NULL */
   char     *signer_address;     /* lower-case, or NULL */
   char     *signer_fingerprint; /* or NULL */
-  SmProtocol protocol;          /* of the outermost layer */
+  gpgme_protocol_t protocol;    /* of the outermost layer: GPGME_PROTOCOL_CMS or _OpenPGP */
   char     *from;               /* the single From: address shown (lower-case), or NULL */
   char     *message_id;         /* without <>, or NULL */
   gboolean  receipt_requested;  /* Disposition-Notification-To present (RFC 8098) */
   char     *receipt_to;         /* its address, or NULL */
-  SmKeyInfo *signer_key;        /* the signer's key as collected into the certstore, or NULL */
+  gboolean  signer_collected;   /* the signer's key/certificate is in the certstore
+                                 * (sm_certstore_get_key() with signer_fingerprint) */
   char     *detail;             /* translated, one line: why this status; no message content */
 } SmSecureView;
 

@@ -7,6 +7,9 @@
  */
 #include "fuzz-common.h"
 
+/* sm-config.h first: the IMAP session includes both, so this also checks
+ * that sm-secure-view.h stays free of certstore's clashing enum names. */
+#include "sm-config.h"
 #include "sm-mime.h"
 #include "sm-secure-view.h"
 
