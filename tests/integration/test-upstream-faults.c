@@ -1188,8 +1188,12 @@ test_smtp_good (Fixture *f, gconstpointer data)
   g_mutex_lock (&f->smtp->lock);
   seen = g_strdup (smtp_data_seen->str);
   g_mutex_unlock (&f->smtp->lock);
-  g_assert_cmpstr (seen, ==, "From: alice@example.test\r\nTo: bob@example.test\r\nSubject: fake\r\n\r\n"
-                             "hello\r\n..leading dot\r\n...\r\n..\r\nend\r\n.\r\n");
+  /* Signed by the proxy (issue 4), and dot-stuffed again on the wire inside
+   * the signed part; DATA ends with the one terminating dot. */
+  g_assert_nonnull (strstr (seen, "Content-Type: multipart/signed; protocol=\"application/pgp-signature\""));
+  g_assert_nonnull (strstr (seen, "\r\n\r\nhello\r\n..leading dot\r\n...\r\n..\r\nend\r\n"));
+  g_assert_true (g_str_has_suffix (seen, "--\r\n.\r\n"));
+  g_assert_null (strstr (seen, "\r\n.\r\n--"));   /* no unstuffed lone dot before the end */
   transcript = fake_transcript (f->smtp);
   g_assert_nonnull (strstr (transcript, "MAIL FROM:<alice@example.test>"));
   g_assert_nonnull (strstr (transcript, "RCPT TO:<bob@example.test>"));
@@ -1217,7 +1221,11 @@ test_smtp_bare_lf (Fixture *f, gconstpointer data)
   g_mutex_lock (&f->smtp->lock);
   seen = g_strdup (smtp_data_seen->str);
   g_mutex_unlock (&f->smtp->lock);
-  g_assert_cmpstr (seen, ==, "From: alice@example.test\r\nSubject: lf\r\n\r\none\r\ntwo\r\n.\r\n");
+  /* Every line reached the provider with CRLF, inside the signed message. */
+  g_assert_nonnull (strstr (seen, "\r\n\r\none\r\ntwo\r\n"));
+  g_assert_true (g_str_has_suffix (seen, "\r\n.\r\n"));
+  for (const char *p = seen; (p = strchr (p, '\n')) != NULL; p++)
+    g_assert_true (p > seen && p[-1] == '\r');
 }
 
 /* smtp:// to a provider that offers no STARTTLS, or refuses it, or injects
