@@ -84,7 +84,7 @@ postfix_start (void)
   postfix_stopped = 0;
 }
 
-/* A failed assertion aborts the test binary before any teardown: start
+/* A failed assertion ends the test binary before any teardown: start
  * Postfix again from here, so that the tests after this one find it. */
 static void
 on_abort (int sig)
@@ -593,8 +593,11 @@ main (int argc, char **argv)
   if (g_getenv ("SM_TEST_STACK") != NULL)
     {
       g_snprintf (postfix_conf, sizeof postfix_conf, "%s/postfix/etc", g_getenv ("SM_TEST_STACK"));
+      /* g_assert*() aborts; g_error() traps (SIGTRAP); crashes segfault. */
       signal (SIGABRT, on_abort);
+      signal (SIGTRAP, on_abort);
       signal (SIGSEGV, on_abort);
+      signal (SIGBUS, on_abort);
     }
   g_test_add ("/proxy/queue/crash-restart-exactly-once", Fixture, NULL, fixture_setup, test_crash_exactly_once,
               fixture_teardown);
