@@ -52,11 +52,18 @@ ca_file = $SM_TEST_CA
 [listen]
 imap = 127.0.0.1:$([ $U = alice ] && echo 1143 || echo 2143)
 smtp = 127.0.0.1:$([ $U = alice ] && echo 1025 || echo 2025)
+
+[crypto]
+protocol = openpgp
 C
   export SECUREMAIL_CONFIG=$P/securemail.conf SECUREMAIL_POLICY=$P/no-policy.conf
   SM="$BUILD/proxy/securemail"
   echo "\$ securemail account set-password --stdin      (the provider password, into the keyring)"
   echo pass | "$SM" account set-password --stdin
+  if [ "$SM_STEP" = send ]; then
+    echo "\$ securemail keys generate --protocol openpgp   (a signing key; its passphrase goes to the keyring)"
+    "$SM" keys generate --protocol openpgp
+  fi
   LP=$("$SM" account local-password)
   echo "\$ securemail account local-password            -> $LP  (what the mail client uses)"
   "$BUILD/proxy/securemail-proxy" 2> "$P/proxy.log" &
@@ -81,7 +88,8 @@ C
       [ "${N:-0}" -ge 1 ] && break; sleep 0.1
     done
     echo; echo "\$ curl (a real IMAP client) -> bob proxy :$IMAP_PORT, fetch message 1"
-    curl -sS "imap://127.0.0.1:$IMAP_PORT/INBOX;UID=1" -u "$U@example.test:$LP" | tr -d "\r" | grep -E "^(From|To|Subject|Received|$)|SecureMail demo" | head -8
+    curl -sS "imap://127.0.0.1:$IMAP_PORT/INBOX;UID=1" -u "$U@example.test:$LP" | tr -d "\r" \
+      | grep -E "^(From|To|Subject|Content-Type: multipart/signed|Content-Type: application/pgp-signature)|SecureMail demo|BEGIN PGP SIGNATURE" | head -10
     echo; echo "\$ securemail doctor"; "$SM" doctor || true
   fi
   kill $PROXY; wait $PROXY || true
@@ -96,9 +104,10 @@ run_user bob fetch
 say "Done"
 cat <<'T'
 What you saw: an unchanged IMAP/SMTP client (curl, swaks) talked only to the
-local proxy with the local password; the proxy logged in to the provider
-with the password from the keyring over verified TLS, bound the sender to
-the account (the forged From: was refused with 550 5.7.1), and relayed.
-Signing, encryption and the X-SecureMail-Trust status come with issue 4:
-this demo will then show the message arriving as "verified".
+local proxy with the local password; the proxy bound the sender to the
+account (the forged From: was refused with 550 5.7.1), signed the message
+with alice's key (PGP/MIME; encrypted too when bob's key is known), queued it
+durably and delivered it over verified TLS with the password from the
+keyring.  Still to come (issue 4): bob's proxy decrypting and verifying on
+FETCH and showing X-SecureMail-Trust: verified.
 T
