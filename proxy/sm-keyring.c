@@ -186,3 +186,21 @@ sm_keyring_equal (const char *a, const char *b)
     diff |= (guint8) (b[i] ^ (i < la ? a[i] : 0));
   return diff == 0;
 }
+
+gboolean
+sm_keyring_check_local_login (const char *account, const char *user, const char *password, GError **error)
+{
+  char *local_pw = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, account, error);
+  gboolean ok;
+
+  if (local_pw == NULL)
+    return FALSE;
+  ok = g_ascii_strcasecmp (user, account) == 0 && sm_keyring_equal (password, local_pw);
+  sm_keyring_free (local_pw);
+  if (!ok)
+    {
+      g_usleep (SM_KEYRING_LOGIN_FAILURE_DELAY_MS * 1000);
+      g_set_error_literal (error, SM_ERROR, SM_ERROR_AUTH, "wrong local credentials");
+    }
+  return ok;
+}

@@ -15,7 +15,6 @@ G_BEGIN_DECLS
 
 #define SM_SERVER_MAX_IMAP_SESSIONS 512   /* Thunderbird opens 5 per account; 200 in the benchmark */
 #define SM_SERVER_MAX_SMTP_SESSIONS 64
-#define SM_SERVER_AUTH_FAILURE_DELAY_MS 1500  /* after a wrong local password */
 
 #define SM_TYPE_SERVER (sm_server_get_type ())
 G_DECLARE_FINAL_TYPE (SmServer, sm_server, SM, SERVER, GObject)

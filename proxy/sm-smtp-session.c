@@ -252,21 +252,10 @@ auth_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
 {
   AuthData *data = task_data;
   g_autoptr(GError) error = NULL;
-  char *local_pw = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, data->config->address, &error);
-  gboolean ok;
 
-  if (local_pw == NULL)
+  if (!sm_keyring_check_local_login (data->config->address, data->user, data->password, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-  ok = g_ascii_strcasecmp (data->user, data->config->address) == 0 &&
-       sm_keyring_equal (data->password, local_pw);
-  sm_keyring_free (local_pw);
-  if (!ok)
-    {
-      g_usleep (SM_SERVER_AUTH_FAILURE_DELAY_MS * 1000);
-      g_task_return_new_error (task, SM_ERROR, SM_ERROR_AUTH, "wrong local credentials");
       return;
     }
   g_task_return_boolean (task, TRUE);
