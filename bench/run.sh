@@ -4,6 +4,8 @@
 # starts and stops its own stack, keyring and proxy.
 #   fetch:    2,000 x 50 KB UID FETCH, direct to Dovecot vs through the proxy
 #   sessions: RSS per idle session with 200 concurrent sessions
+#   smtp:     submissions per second, direct to Postfix vs through the proxy
+#             (which signs and spools with fsync before its 250)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
@@ -26,6 +28,8 @@ imap = imaps://localhost:$SM_TEST_IMAPS_PORT
 smtp = smtp://localhost:$SM_TEST_SUBMISSION_PORT
 username = carol
 ca_file = $SM_TEST_CA
+[crypto]
+protocol = openpgp
 [listen]
 imap = 127.0.0.1:21143
 smtp = 127.0.0.1:21025
@@ -33,11 +37,15 @@ C
   export SECUREMAIL_CONFIG=$T/bench.conf SECUREMAIL_POLICY=$T/none.conf
   echo pass | "$BUILD/proxy/securemail" account set-password --stdin >/dev/null
   LP=$("$BUILD/proxy/securemail" account local-password)
+  # The SMTP benchmark signs every message: carol needs a key of her own.
+  "$BUILD/proxy/securemail" keys generate --protocol openpgp >/dev/null
   "$BUILD/proxy/securemail-proxy" 2>"$T/proxy.log" &
   PP=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/21143) 2>/dev/null && break; sleep 0.05; done
   COMMON="--proxy-port 21143 --proxy-pid $PP --imaps-port $SM_TEST_IMAPS_PORT --imap-port $SM_TEST_IMAP_PORT --ca $SM_TEST_CA --local-password $LP"
   /usr/bin/python3 "$ROOT/bench/imap_bench.py" fetch $COMMON ${BENCH_FETCH_ARGS:-}
   /usr/bin/python3 "$ROOT/bench/imap_bench.py" sessions $COMMON ${BENCH_SESSION_ARGS:-}
+  /usr/bin/python3 "$ROOT/bench/smtp_bench.py" --proxy-port 21025 --submission-port $SM_TEST_SUBMISSION_PORT \
+    --ca "$SM_TEST_CA" --local-password "$LP" ${BENCH_SMTP_ARGS:-}
   kill $PP; wait $PP || true
 '
