@@ -63,6 +63,7 @@ struct _SmImapSession {
 G_DEFINE_FINAL_TYPE (SmImapSession, sm_imap_session, G_TYPE_OBJECT)
 
 static void finish_close (SmImapSession *self);
+static void begin_client_tls (SmImapSession *self);
 static gboolean client_paused (GObject *owner);
 static gsize client_step (GObject *owner, const guint8 *buf, gsize len);
 static void on_client_eof (GObject *owner, const GError *error);
@@ -176,6 +177,13 @@ on_client_drained (SmStreamWriter *writer, const GError *error, gpointer user_da
     {
       if (sm_stream_writer_pending (writer) == 0)
         finish_close (self);
+      return;
+    }
+  /* The handshake starts once the STARTTLS OK is on the wire. */
+  if (self->state == ST_STARTTLS)
+    {
+      if (sm_stream_writer_pending (writer) == 0)
+        begin_client_tls (self);
       return;
     }
   /* Back-pressure: the upstream side waits while the client is slow. */
@@ -510,7 +518,7 @@ handle_preauth_command (SmImapSession *self, const guint8 *data, gsize len)
         {
           reply (self, _("%s OK Begin TLS negotiation now"), cmd->tag);
           /* The handshake starts once the OK is written:
-           * on_client_drained_dispatch(). */
+           * on_client_drained(). */
           self->state = ST_STARTTLS;
         }
     }
@@ -861,26 +869,6 @@ begin_client_tls (SmImapSession *self)
 
 /* ---- construction ---------------------------------------------------------- */
 
-static void
-on_client_drained_starttls (SmImapSession *self)
-{
-  begin_client_tls (self);
-}
-
-static void
-on_client_drained_dispatch (SmStreamWriter *writer, const GError *error, gpointer user_data)
-{
-  SmImapSession *self = user_data;
-
-  if (self->state == ST_STARTTLS)
-    {
-      if (sm_stream_writer_pending (writer) == 0)
-        on_client_drained_starttls (self);
-      return;
-    }
-  on_client_drained (writer, error, user_data);
-}
-
 SmImapSession *
 sm_imap_session_new (SmServer *server, GSocketConnection *connection)
 {
@@ -890,7 +878,7 @@ sm_imap_session_new (SmServer *server, GSocketConnection *connection)
   self->connection = g_object_ref (connection);
   self->client = g_object_ref (G_IO_STREAM (connection));
   self->to_client = sm_stream_writer_new (g_io_stream_get_output_stream (self->client),
-                                          on_client_drained_dispatch, on_client_write_error, self);
+                                          on_client_drained, on_client_write_error, self);
   self->preauth_timeout_id = g_timeout_add_seconds (SM_IMAP_PREAUTH_TIMEOUT_S, on_preauth_timeout, self);
   self->client_pump = sm_input_pump_new (g_io_stream_get_input_stream (self->client), G_OBJECT (self),
                                          client_step, client_paused, on_client_eof);
