@@ -10,6 +10,7 @@
 #include "sm-imap-session.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
+#include "sm-secure-fetch.h"
 #include "sm-stream-writer.h"
 #include "sm-upstream.h"
 
@@ -58,6 +59,22 @@ struct _SmImapSession {
   SmInputPump *upstream_pump;
   SmImapScanner *upstream_scanner;
   gboolean response_has_literal; /* inside a response whose literal the client has partly seen */
+
+  /* decrypted views (sm-secure-fetch.h) */
+  GHashTable *outstanding;      /* tags of client commands sent upstream and not yet answered */
+  SmImapFetchRequest *waiting_fetch;  /* a content FETCH waiting for outstanding to empty */
+  GBytes *waiting_line;
+  SmSecureFetch *fetch;         /* the intercepted FETCH in progress */
+  GByteArray *response;         /* a provider response assembled while intercepting */
+  gboolean response_literal;    /* its last line announced a literal */
+  char *mailbox;                /* the selected mailbox, NULL when none or unknown */
+  guint32 uidvalidity;
+  gboolean read_only;
+  char *select_tag;             /* SELECT/EXAMINE in flight */
+  char *select_mailbox;
+  guint32 select_uidvalidity;
+  gboolean select_read_only;
+  guint resume_id;              /* idle that resumes reading the client after a flow */
 };
 
 G_DEFINE_FINAL_TYPE (SmImapSession, sm_imap_session, G_TYPE_OBJECT)
@@ -94,6 +111,16 @@ sm_imap_session_finalize (GObject *object)
     }
   g_free (self->sasl_tag);
   g_free (self->sync_literal_tag);
+  if (self->fetch)
+    sm_secure_fetch_cancel (self->fetch);
+  g_clear_object (&self->fetch);
+  g_clear_pointer (&self->waiting_fetch, sm_imap_fetch_request_free);
+  g_clear_pointer (&self->waiting_line, g_bytes_unref);
+  g_clear_pointer (&self->response, g_byte_array_unref);
+  g_clear_pointer (&self->outstanding, g_hash_table_unref);
+  g_free (self->mailbox);
+  g_free (self->select_tag);
+  g_free (self->select_mailbox);
   g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (sm_imap_session_parent_class)->finalize (object);
 }
@@ -108,6 +135,7 @@ static void
 sm_imap_session_init (SmImapSession *self)
 {
   self->cancellable = g_cancellable_new ();
+  self->outstanding = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->client_scanner = sm_imap_scanner_new (SM_IMAP_PREAUTH_MAX_LINE, SM_IMAP_MAX_PREAUTH_LITERAL);
 }
 
@@ -145,6 +173,8 @@ sm_imap_session_close (SmImapSession *self, const char *bye_text)
     sm_input_pump_stop (self->upstream_pump);
   g_clear_handle_id (&self->preauth_timeout_id, g_source_remove);
   g_cancellable_cancel (self->cancellable);
+  if (self->fetch)
+    sm_secure_fetch_cancel (self->fetch);
   if (bye_text != NULL)
     reply (self, "* BYE %s", bye_text);
   if (self->to_client == NULL || sm_stream_writer_pending (self->to_client) == 0)
@@ -235,6 +265,7 @@ client_paused (GObject *owner)
   SmImapSession *self = SM_IMAP_SESSION (owner);
 
   return self->state == ST_LOGGING_IN || self->state == ST_STARTTLS || self->state == ST_CLOSING ||
+         self->fetch != NULL || self->waiting_fetch != NULL ||
          (self->to_upstream != NULL && sm_stream_writer_pending (self->to_upstream) > SM_IMAP_MAX_QUEUED) ||
          (self->to_client != NULL && sm_stream_writer_pending (self->to_client) > SM_IMAP_MAX_QUEUED);
 }
@@ -245,6 +276,7 @@ upstream_paused (GObject *owner)
   SmImapSession *self = SM_IMAP_SESSION (owner);
 
   return self->state != ST_RELAY ||
+         (self->fetch != NULL && sm_secure_fetch_paused (self->fetch)) ||
          (self->to_client != NULL && sm_stream_writer_pending (self->to_client) > SM_IMAP_MAX_QUEUED);
 }
 
@@ -646,6 +678,212 @@ refuse_in_relay (SmImapSession *self, const char *tag, const char *name)
   return TRUE;
 }
 
+/* ---- decrypted views ------------------------------------------------------------ */
+
+static void
+fetch_to_upstream (gpointer owner, const guint8 *data, gsize len)
+{
+  SmImapSession *self = owner;
+
+  if (self->to_upstream != NULL)
+    sm_stream_writer_write (self->to_upstream, data, len);
+}
+
+static void
+fetch_to_client (gpointer owner, const guint8 *data, gsize len)
+{
+  SmImapSession *self = owner;
+
+  if (self->to_client != NULL)
+    sm_stream_writer_write (self->to_client, data, len);
+}
+
+static gboolean
+resume_client_idle (gpointer user_data)
+{
+  SmImapSession *self = user_data;
+
+  self->resume_id = 0;
+  if (self->state == ST_RELAY)
+    sm_input_pump_resume (self->client_pump);
+  return G_SOURCE_REMOVE;
+}
+
+/* Sends a client command upstream, remembering its tag until it is
+ * answered (an intercepted FETCH waits until no other command is in flight,
+ * so that every response it sees is its own or unsolicited). */
+static void
+forward_command (SmImapSession *self, const guint8 *data, gsize len, const char *tag)
+{
+  if (tag != NULL)
+    g_hash_table_add (self->outstanding, g_strdup (tag));
+  sm_stream_writer_write (self->to_upstream, data, len);
+}
+
+static void
+fetch_finished (gpointer owner, GBytes *passthrough)
+{
+  SmImapSession *self = owner;
+
+  /* The caller of the flow holds a reference to it. */
+  g_clear_object (&self->fetch);
+  if (self->response != NULL && self->response->len > 0)
+    {
+      /* Part of an unsolicited response arrived after the flow's last
+       * command: the client gets it and the rest streams as usual. */
+      sm_stream_writer_write (self->to_client, self->response->data, self->response->len);
+      self->response_has_literal = self->response_literal;
+      g_byte_array_set_size (self->response, 0);
+    }
+  if (passthrough != NULL)
+    {
+      gsize len;
+      const guint8 *data = g_bytes_get_data (passthrough, &len);
+      g_autofree char *tag = NULL;
+
+      sm_imap_command_peek (data, len, &tag, NULL);
+      forward_command (self, data, len, tag);
+    }
+  if (self->resume_id == 0)
+    self->resume_id = g_idle_add_full (G_PRIORITY_DEFAULT, resume_client_idle, g_object_ref (self),
+                                       g_object_unref);
+}
+
+static void
+fetch_resume (gpointer owner)
+{
+  SmImapSession *self = owner;
+
+  if (self->upstream_pump != NULL && self->state == ST_RELAY)
+    sm_input_pump_resume (self->upstream_pump);
+}
+
+static void
+fetch_view_built (gpointer owner, guint32 uid, SmCachedView *cached)
+{
+  SmImapSession *self = owner;
+
+  g_debug ("IMAP view built for UID %u: %s", uid, sm_trust_header_value (cached->view->trust));
+  (void) self;
+}
+
+static const SmSecureFetchHooks fetch_hooks = {
+  fetch_to_upstream, fetch_to_client, fetch_finished, fetch_resume, fetch_view_built,
+};
+
+static void
+start_fetch (SmImapSession *self, SmImapFetchRequest *request, GBytes *line)
+{
+  const SmConfig *config = sm_server_get_config (self->server);
+  g_autoptr(SmSecureFetch) keep = NULL;
+
+  self->fetch = sm_secure_fetch_new (request, line, sm_server_get_view_cache (self->server),
+                                     self->mailbox, self->uidvalidity, self->read_only,
+                                     config->address,
+                                     config->subject_tags ? SM_SECURE_VIEW_SUBJECT_TAGS : SM_SECURE_VIEW_FLAGS_NONE,
+                                     &fetch_hooks, self);
+  if (self->response == NULL)
+    self->response = g_byte_array_new ();
+  keep = g_object_ref (self->fetch);
+  sm_secure_fetch_start (keep);
+}
+
+static void
+start_waiting_fetch (SmImapSession *self)
+{
+  g_autoptr(GBytes) line = g_steal_pointer (&self->waiting_line);
+
+  if (self->waiting_fetch == NULL || g_hash_table_size (self->outstanding) > 0 || self->state != ST_RELAY)
+    return;
+  start_fetch (self, g_steal_pointer (&self->waiting_fetch), line);
+}
+
+/* A FETCH or UID FETCH line from the client.  Returns TRUE when the
+ * session took it over (answered it or started a flow). */
+static gboolean
+intercept_fetch (SmImapSession *self, const SmImapScanResult *r, const char *tag)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmImapFetchRequest) request = sm_imap_fetch_request_parse (r->data, r->len, &error);
+
+  if (request == NULL)
+    {
+      /* Never relay what we cannot read: it could fetch ciphertext. */
+      reply (self, "%s BAD %s", tag, error->message);
+      return TRUE;
+    }
+  if (!sm_imap_fetch_request_needs_content (request))
+    return FALSE;
+  if (g_hash_table_size (self->outstanding) == 0)
+    {
+      g_autoptr(GBytes) line = g_bytes_new (r->data, r->len);
+      start_fetch (self, g_steal_pointer (&request), line);
+    }
+  else
+    {
+      self->waiting_fetch = g_steal_pointer (&request);
+      self->waiting_line = g_bytes_new (r->data, r->len);
+    }
+  return TRUE;
+}
+
+/* SELECT and EXAMINE name the mailbox whose UIDs the views are cached
+ * under; the mailbox counts once the provider says OK. */
+static void
+note_select (SmImapSession *self, const SmImapScanResult *r, const char *tag, const char *name)
+{
+  g_clear_pointer (&self->mailbox, g_free);
+  self->uidvalidity = 0;
+  if (strcmp (name, "SELECT") != 0 && strcmp (name, "EXAMINE") != 0)
+    return;
+  g_free (self->select_tag);
+  g_clear_pointer (&self->select_mailbox, g_free);
+  self->select_tag = g_strdup (tag);
+  self->select_uidvalidity = 0;
+  self->select_read_only = strcmp (name, "EXAMINE") == 0;
+  if (!r->has_literal)
+    {
+      g_autoptr(SmImapCommand) cmd = sm_imap_command_parse (r->data, r->len, NULL, NULL);
+
+      if (cmd != NULL && cmd->args->len >= 1)
+        {
+          SmImapToken *box = g_ptr_array_index (cmd->args, 0);
+          if (box->kind != SM_IMAP_TOKEN_LIST)
+            {
+              self->select_mailbox = g_strndup (g_bytes_get_data (box->value, NULL), g_bytes_get_size (box->value));
+              /* RFC 9051 §5.1: INBOX in any case is INBOX. */
+              if (g_ascii_strcasecmp (self->select_mailbox, "INBOX") == 0)
+                memcpy (self->select_mailbox, "INBOX", 5);
+            }
+        }
+    }
+}
+
+/* Bookkeeping on a provider response line (relay and intercept alike). */
+static void
+note_response (SmImapSession *self, const SmImapResponse *resp)
+{
+  if (resp->kind == SM_IMAP_RESPONSE_UNTAGGED && resp->status == SM_IMAP_STATUS_OK &&
+      self->select_tag != NULL && resp->code != NULL &&
+      g_ascii_strncasecmp (resp->code, "UIDVALIDITY ", 12) == 0)
+    self->select_uidvalidity = (guint32) g_ascii_strtoull (resp->code + 12, NULL, 10);
+  if (resp->kind != SM_IMAP_RESPONSE_TAGGED)
+    return;
+  g_hash_table_remove (self->outstanding, resp->tag);
+  if (self->select_tag != NULL && strcmp (resp->tag, self->select_tag) == 0)
+    {
+      if (resp->status == SM_IMAP_STATUS_OK && self->select_mailbox != NULL && self->select_uidvalidity != 0)
+        {
+          self->mailbox = g_steal_pointer (&self->select_mailbox);
+          self->uidvalidity = self->select_uidvalidity;
+          self->read_only = self->select_read_only ||
+                            (resp->code != NULL && g_ascii_strncasecmp (resp->code, "READ-ONLY", 9) == 0);
+        }
+      g_clear_pointer (&self->select_tag, g_free);
+      g_clear_pointer (&self->select_mailbox, g_free);
+    }
+}
+
 static gsize
 client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
 {
@@ -702,11 +940,19 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
                 }
               if (strcmp (name, "LOGOUT") == 0)
                 self->logout_seen = TRUE;
+              if ((strcmp (name, "FETCH") == 0 || strcmp (name, "UID FETCH") == 0) && !r.has_literal &&
+                  intercept_fetch (self, &r, tag))
+                break;
+              if (strcmp (name, "SELECT") == 0 || strcmp (name, "EXAMINE") == 0 ||
+                  strcmp (name, "CLOSE") == 0 || strcmp (name, "UNSELECT") == 0)
+                note_select (self, &r, tag, name);
+              forward_command (self, r.data, r.len, tag);
               if (r.has_literal && !r.literal_nonsync)
                 {
                   g_free (self->sync_literal_tag);
                   self->sync_literal_tag = g_steal_pointer (&tag);
                 }
+              break;
             }
         }
       else if (r.has_literal && !r.literal_nonsync && !self->discard_command)
@@ -761,6 +1007,45 @@ rewrite_capabilities (const SmImapResponse *resp, const guint8 *line, gsize len)
   return g_strdup_printf ("%s[CAPABILITY %s%s", text, filtered, end);
 }
 
+/* While a FETCH is intercepted, provider responses are assembled whole and
+ * offered to the flow; what it does not take goes to the client. */
+static void
+intercept_response (SmImapSession *self, const SmImapScanResult *r)
+{
+  g_autoptr(SmSecureFetch) flow = g_object_ref (self->fetch);
+  g_autoptr(GByteArray) whole = NULL;
+
+  if (r->event == SM_IMAP_SCAN_LITERAL)
+    {
+      g_byte_array_append (self->response, r->data, (guint) r->len);
+      return;
+    }
+  if (!r->continuation)
+    g_byte_array_set_size (self->response, 0);
+  g_byte_array_append (self->response, r->data, (guint) r->len);
+  self->response_literal = r->has_literal;
+  if (r->has_literal)
+    {
+      if (self->response->len + r->literal_size > SM_SECURE_FETCH_MAX_RESPONSE)
+        {
+          g_message ("IMAP provider response too large while checking messages");
+          sm_imap_session_close (self, _("[UNAVAILABLE] The provider sent a response SecureMail cannot check"));
+        }
+      return;
+    }
+  if (!r->continuation)
+    {
+      g_auto(SmImapResponse) resp = { 0 };
+      sm_imap_response_classify (r->data, r->len, &resp);
+      note_response (self, &resp);
+    }
+  whole = g_steal_pointer (&self->response);
+  self->response = g_byte_array_new ();
+  if (!sm_secure_fetch_response (flow, whole->data, whole->len))
+    sm_stream_writer_write (self->to_client, whole->data, whole->len);
+  sm_wipe_byte_array (whole);   /* may hold a whole message (still ciphertext, but no need to keep it) */
+}
+
 static gsize
 upstream_step (GObject *owner, const guint8 *buf, gsize len)
 {
@@ -768,6 +1053,11 @@ upstream_step (GObject *owner, const guint8 *buf, gsize len)
   SmImapScanResult r;
   gsize used = sm_imap_scanner_feed (self->upstream_scanner, buf, len, &r);
 
+  if (self->fetch != NULL && (r.event == SM_IMAP_SCAN_LINE || r.event == SM_IMAP_SCAN_LITERAL))
+    {
+      intercept_response (self, &r);
+      return used;
+    }
   switch (r.event)
     {
     case SM_IMAP_SCAN_NEED_MORE:
@@ -788,6 +1078,7 @@ upstream_step (GObject *owner, const guint8 *buf, gsize len)
           g_autofree char *rewritten = NULL;
 
           sm_imap_response_classify (r.data, r.len, &resp);
+          note_response (self, &resp);
           if (resp.kind == SM_IMAP_RESPONSE_CONTINUATION)
             g_clear_pointer (&self->sync_literal_tag, g_free);   /* the client may send it now */
           else if (resp.kind == SM_IMAP_RESPONSE_TAGGED && self->sync_literal_tag != NULL &&
@@ -804,11 +1095,17 @@ upstream_step (GObject *owner, const guint8 *buf, gsize len)
             {
               sm_stream_writer_write (self->to_client, rewritten, strlen (rewritten));
               self->response_has_literal = r.has_literal;
+              if (!r.has_literal)
+                start_waiting_fetch (self);
               break;
             }
         }
       self->response_has_literal = r.has_literal;
       sm_stream_writer_write (self->to_client, r.data, r.len);
+      /* A response ends here: a FETCH waiting for the other commands may
+       * start once they are all answered. */
+      if (!r.has_literal)
+        start_waiting_fetch (self);
       break;
     }
   return used;

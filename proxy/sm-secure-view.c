@@ -510,6 +510,44 @@ is_locked_error (gpgme_error_t err)
   return sm_certstore_error_code_from_gpgme (err) == SM_CERTSTORE_ERROR_LOCKED;
 }
 
+/* gpgsm reports "No secret key" also when gpg-agent has the key but no
+ * passphrase for it (no pinentry may ask).  When one of the message's
+ * recipients is a secret key of ours, the key is there and locked: say so,
+ * so that the message is refused until unlock instead of being shown (and
+ * cached by the client) as "cannot decrypt". */
+static gpgme_error_t
+refine_decrypt_error (Build *b, SmProtocol protocol, gpgme_ctx_t ctx, gpgme_error_t err)
+{
+  gpgme_decrypt_result_t res;
+  g_autoptr(GPtrArray) keyids = g_ptr_array_new_with_free_func (g_free);
+  gpgme_ctx_t list;
+  gpgme_key_t key = NULL;
+  gboolean ours = FALSE;
+
+  if (gpgme_err_code (err) != GPG_ERR_NO_SECKEY)
+    return err;
+  res = gpgme_op_decrypt_result (ctx);
+  for (gpgme_recipient_t r = res ? res->recipients : NULL; r != NULL; r = r->next)
+    if (r->keyid != NULL)
+      g_ptr_array_add (keyids, g_strdup (r->keyid));
+  /* A new context: gpgsm's cannot start another operation after a failed one. */
+  if (keyids->len == 0 || (list = new_context (b, protocol, NULL)) == NULL)
+    return err;
+  if (gpgme_op_keylist_start (list, NULL, 1) == 0)
+    {
+      while (!ours && gpgme_op_keylist_next (list, &key) == 0)
+        {
+          for (gpgme_subkey_t sub = key->subkeys; sub != NULL && !ours; sub = sub->next)
+            for (guint i = 0; i < keyids->len && !ours; i++)
+              ours = sub->keyid != NULL && g_ascii_strcasecmp (sub->keyid, keyids->pdata[i]) == 0;
+          gpgme_key_unref (key);
+        }
+      gpgme_op_keylist_end (list);
+    }
+  gpgme_release (list);
+  return ours ? gpgme_error (GPG_ERR_NO_PASSPHRASE) : err;
+}
+
 static gboolean
 decrypt_failed (Build *b, GBytes *entity, gpgme_error_t err, GError **error)
 {
@@ -590,6 +628,7 @@ unwrap_pkcs7_mime (Build *b, GBytes *entity, const SmMimeContentType *ct, GBytes
       err = gpgme_op_decrypt (ctx, in, out);
       if (err)
         {
+          err = refine_decrypt_error (b, SM_PROTOCOL_SMIME, ctx, err);
           drop_plaintext (out);
           gpgme_data_release (in);
           gpgme_release (ctx);
@@ -715,6 +754,8 @@ unwrap_pgp_encrypted (Build *b, GBytes *entity, GBytes **next, GError **error)
     {
       gboolean nomdc = dres != NULL && dres->legacy_cipher_nomdc;
 
+      if (!nomdc)
+        err = refine_decrypt_error (b, SM_PROTOCOL_OPENPGP, ctx, err);
       drop_plaintext (out);
       gpgme_data_release (in);
       gpgme_release (ctx);

@@ -10,6 +10,7 @@
 #include "sm-relay-worker.h"
 #include "sm-server.h"
 #include "sm-smtp-session.h"
+#include "sm-view-cache.h"
 
 struct _SmServer {
   GObject parent_instance;
@@ -26,6 +27,7 @@ struct _SmServer {
   char *last_error;
   gboolean upstream_ok;
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
+  SmViewCache *views;       /* decrypted views, shared by the IMAP sessions */
 };
 
 enum { SIGNAL_STATUS_CHANGED, N_SIGNALS };
@@ -40,6 +42,7 @@ sm_server_finalize (GObject *object)
 
   sm_server_stop (self);
   g_clear_object (&self->queue);
+  g_clear_pointer (&self->views, sm_view_cache_free);
   g_clear_pointer (&self->sessions, g_hash_table_unref);
   g_clear_object (&self->imap_service);
   g_clear_object (&self->smtp_service);
@@ -174,6 +177,14 @@ start_queue (SmServer *self, GError **error)
   g_signal_connect (self->queue, "upstream-status", G_CALLBACK (on_queue_upstream_status), self);
   sm_relay_worker_start (self->queue);
   return TRUE;
+}
+
+SmViewCache *
+sm_server_get_view_cache (SmServer *self)
+{
+  if (self->views == NULL)
+    self->views = sm_view_cache_new (SM_VIEW_CACHE_MAX_BYTES, SM_VIEW_CACHE_MAX_ENTRIES);
+  return self->views;
 }
 
 SmRelayWorker *

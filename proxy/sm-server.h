@@ -48,6 +48,10 @@ gboolean    sm_server_get_upstream_ok (SmServer *server);   /* TRUE until a fail
 typedef struct _SmRelayWorker SmRelayWorker;
 SmRelayWorker *sm_server_get_queue (SmServer *server);
 
+/* The decrypted views shared by the IMAP sessions (made on first use). */
+typedef struct _SmViewCache SmViewCache;
+SmViewCache *sm_server_get_view_cache (SmServer *server);
+
 /* Logs one line per live IMAP session (state, queues; never content). */
 void sm_server_log_sessions (SmServer *server);
 

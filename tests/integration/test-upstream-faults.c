@@ -344,10 +344,25 @@ literal_bytes (void)
   return s;
 }
 
+/* The proxy's first question for a content FETCH (sm-secure-fetch.h): the
+ * header of each message, to see which ones are protected.  A plain one. */
+#define PLAIN_HEADER "From: carol@example.test\r\nSubject: plain\r\n\r\n"
+
+static gboolean
+answer_prequery (FakeConn *fc, const char *line, const char *tag)
+{
+  if (strstr (line, "BODY.PEEK[HEADER]") == NULL)
+    return FALSE;
+  fake_sendf (fc, "* 1 FETCH (UID 7 RFC822.SIZE %u BODY[HEADER] {%u}\r\n%s)\r\n%s OK FETCH done\r\n",
+              LITERAL_SIZE, (guint) strlen (PLAIN_HEADER), PLAIN_HEADER, tag);
+  return TRUE;
+}
+
 /* After login: SELECT and NOOP answered; FETCH answered with a 1000-byte
- * literal, of which the first connection sends only 500 bytes and closes. */
+ * literal, of which the first connection sends only 500 bytes and closes.
+ * With @in_prequery the cut comes in the proxy's own header FETCH. */
 static void
-imap_mid_literal (FakeConn *fc)
+imap_cut_literal (FakeConn *fc, gboolean in_prequery)
 {
   const ImapOpts o = { 0 };
   g_autofree char *lit = literal_bytes ();
@@ -363,6 +378,8 @@ imap_mid_literal (FakeConn *fc)
       if (line == NULL)
         return;
       imap_split (line, &tag, &name);
+      if (strcmp (name, "FETCH") == 0 && !(in_prequery && fc->index == 0) && answer_prequery (fc, line, tag))
+        continue;
       if (strcmp (name, "FETCH") == 0)
         {
           fake_sendf (fc, "* 1 FETCH (UID 7 BODY[] {%u}\r\n", LITERAL_SIZE);
@@ -384,6 +401,18 @@ imap_mid_literal (FakeConn *fc)
       else
         fake_sendf (fc, "%s OK %s done\r\n", tag, name);
     }
+}
+
+static void
+imap_mid_literal (FakeConn *fc)
+{
+  imap_cut_literal (fc, FALSE);
+}
+
+static void
+imap_mid_prequery (FakeConn *fc)
+{
+  imap_cut_literal (fc, TRUE);
 }
 
 /* After login: the first NOOP gets a complete answer, then the connection
@@ -816,6 +845,33 @@ test_imap_mid_literal (Fixture *f, gconstpointer data)
     l2 = sm_test_client_line (c2);
     g_assert_true (g_str_has_prefix (l2, "b2 OK"));
   }
+}
+
+/* The provider drops while the proxy reads a response for itself (the
+ * header pre-query of a content FETCH): the client has seen nothing of it,
+ * so it gets a BYE [UNAVAILABLE] and no partial data. */
+static void
+test_imap_mid_prequery (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SmTestClient) c = NULL;
+  g_autofree char *line = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  c = imap_connect (f->proxy);
+  line = imap_login_client (c, f->proxy, "a1");
+  g_assert_true (g_str_has_prefix (line, "a1 OK"));
+  g_clear_pointer (&line, g_free);
+  sm_test_client_send (c, "a2 SELECT INBOX\r\n");
+  line = sm_test_client_until (c, "a2 ");
+  g_assert_true (g_str_has_prefix (line, "a2 OK"));
+  g_clear_pointer (&line, g_free);
+  sm_test_client_send (c, "a3 UID FETCH 7 BODY.PEEK[]\r\n");
+  line = sm_test_client_line (c);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "* BYE [UNAVAILABLE]"));
+  g_assert_true (sm_test_client_wait_closed (c, PROMPT_MS));
+  assert_proxy_serves (f->proxy);
 }
 
 static void
@@ -1322,6 +1378,7 @@ typedef struct { Setup s; const char *needle; } BrokenCase;
 #define SMTP(flt)   .smtp = smtp_fake, .smtp_implicit = FALSE, .smtp_fault = (flt)
 
 static const Setup mid_literal = { IMAPS (imap_mid_literal) };
+static const Setup mid_prequery = { IMAPS (imap_mid_prequery) };
 static const Setup close_between = { IMAPS (imap_close_between) };
 static const Setup close_mid_line = { IMAPS (imap_close_mid_line) };
 static const Setup no_starttls = { IMAP (imap_no_starttls) };
@@ -1356,6 +1413,7 @@ main (int argc, char **argv)
 
 #define ADD(path, setup, fn) g_test_add ((path), Fixture, (setup), fixture_setup, (fn), fixture_teardown)
   ADD ("/proxy/upstream-faults/imap/close-mid-literal", &mid_literal, test_imap_mid_literal);
+  ADD ("/proxy/upstream-faults/imap/close-mid-prequery", &mid_prequery, test_imap_mid_prequery);
   ADD ("/proxy/upstream-faults/imap/close-between-responses", &close_between, test_imap_close_between);
   ADD ("/proxy/upstream-faults/imap/close-mid-line", &close_mid_line, test_imap_close_mid_line);
   ADD ("/proxy/upstream-faults/imap/no-starttls", &no_starttls, test_imap_no_starttls);

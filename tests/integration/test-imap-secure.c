@@ -1,0 +1,474 @@
+/* test-imap-secure.c: protected messages fetched through the real proxy
+ * (issue 4).
+ *
+ * The messages are made by tools the project does not write — gpgsm,
+ * openssl cms/smime and gpg, in tests/proxy/make-crypto-fixtures.sh — for
+ * bob@example.test.  They are APPENDed straight to bob's mailbox at the real
+ * Dovecot and fetched through bob's securemail-proxy by python's imaplib and
+ * curl.  Bob's key store holds what a user would have: his own S/MIME
+ * PKCS#12 and OpenPGP key, the test CA as trust anchor with its CRL, alice's
+ * OpenPGP key (given ownertrust here, standing in for a fingerprint check).
+ */
+#include <string.h>
+
+#include "sm-test-harness.h"
+
+#define SECRET "SWORDFISH"
+
+typedef struct {
+  const char *file;
+  const char *trust;          /* X-SecureMail-Trust value */
+  const char *body;           /* must be in the view, or NULL */
+  const char *absent;         /* must not be in the view, or NULL */
+} Case;
+
+/* One per trust status and attack class; UID n+1 is cases[n] (appended in
+ * this order to a new mailbox). */
+static const Case cases[] = {
+  { "smime-enveloped-signed.eml", "verified", SECRET, "application/pkcs7-mime" },
+  { "smime-detached.eml", "verified", SECRET, "pkcs7-signature" },
+  { "smime-opaque-signed.eml", "verified", SECRET, NULL },
+  { "smime-encrypted-only.eml", "encrypted-unsigned", SECRET, "application/pkcs7-mime" },
+  { "smime-not-for-me.eml", "decrypt-failed", NULL, SECRET },
+  { "smime-protected-headers.eml", "verified", "Quarterly numbers", NULL },
+  { "smime-detached-altered.eml", "invalid", NULL, NULL },
+  { "smime-unknown-ca.eml", "signed-untrusted", SECRET, NULL },
+  { "smime-revoked.eml", "invalid", NULL, NULL },
+  { "pgp-signed-encrypted.eml", "verified", SECRET, "BEGIN PGP MESSAGE" },
+  { "pgp-encrypted-only.eml", "encrypted-unsigned", SECRET, "BEGIN PGP MESSAGE" },
+  { "pgp-signed.eml", "verified", SECRET, "BEGIN PGP SIGNATURE" },
+  { "pgp-signed-then-encrypted.eml", "verified", SECRET, "BEGIN PGP MESSAGE" },
+  { "pgp-no-mdc.eml", "decrypt-failed", NULL, SECRET },
+  { "smime-mismatch.eml", "signer-mismatch", NULL, NULL },
+  { "pgp-mismatch.eml", "signer-mismatch", NULL, NULL },
+  { "smime-two-from.eml", "signer-mismatch", NULL, NULL },
+  { "smime-zero-signers.eml", "invalid", NULL, NULL },
+  { "wrapped-signed.eml", "unprotected", "You are fired.", "[Verified]" },
+  { "efail.eml", "unprotected", "evil.test", SECRET },
+};
+
+static char *fixtures;        /* make-crypto-fixtures.sh output */
+static SmTestProxy *bob;      /* bob's proxy, shared by the tests */
+static char *store_home;      /* bob's certstore GnuPG home */
+
+/* Shared python: a login through the proxy and a direct one to Dovecot. */
+#define PY_PRELUDE \
+  "import imaplib, sys, re, base64, json\n" \
+  "port, user, pw, direct, box = sys.argv[1:6]\n" \
+  "def proxy():\n" \
+  "    m = imaplib.IMAP4('127.0.0.1', int(port)); m.login(user, pw); return m\n" \
+  "def dovecot():\n" \
+  "    m = imaplib.IMAP4('127.0.0.1', int(direct)); m.login('bob', 'pass'); return m\n" \
+  "def parts(d):\n" \
+  "    return [x for x in d if isinstance(x, tuple)]\n"
+
+static char *
+port_str (guint16 port)
+{
+  return g_strdup_printf ("%u", port);
+}
+
+static int
+py (const char *script, char **out, char **err, const char *box, ...)
+{
+  g_autofree char *port = port_str (bob->imap_port);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  va_list ap;
+  const char *a;
+
+  g_ptr_array_add (argv, (gpointer) "/usr/bin/python3");
+  g_ptr_array_add (argv, (gpointer) "-c");
+  g_ptr_array_add (argv, (gpointer) script);
+  g_ptr_array_add (argv, port);
+  g_ptr_array_add (argv, bob->address);
+  g_ptr_array_add (argv, bob->local_password);
+  g_ptr_array_add (argv, (gpointer) sm_test_env ("SM_TEST_IMAP_PORT"));
+  g_ptr_array_add (argv, (gpointer) box);
+  va_start (ap, box);
+  while ((a = va_arg (ap, const char *)) != NULL)
+    g_ptr_array_add (argv, (gpointer) a);
+  va_end (ap);
+  g_ptr_array_add (argv, NULL);
+  return sm_test_run ((const char * const *) argv->pdata, NULL, NULL, out, err);
+}
+
+/* A new mailbox at Dovecot holding @files (fixture names), in order. */
+static char *
+new_mailbox (const char * const *files)
+{
+  static guint n;
+  static const char script[] = PY_PRELUDE
+    "d = dovecot()\n"
+    "typ, r = d.create(box); assert typ == 'OK', r\n"
+    "for f in sys.argv[6:]:\n"
+    "    typ, r = d.append(box, None, None, open(f, 'rb').read()); assert typ == 'OK', r\n"
+    "print('APPENDED', len(sys.argv[6:]))\n";
+  char *box = g_strdup_printf ("secure-%d-%u", (int) getpid (), ++n);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *port = port_str (bob->imap_port);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  int rc;
+
+  for (const char *s[] = { "/usr/bin/python3", "-c", script, NULL }, **p = s; *p; p++)
+    g_ptr_array_add (argv, g_strdup (*p));
+  g_ptr_array_add (argv, g_strdup (port));
+  g_ptr_array_add (argv, g_strdup (bob->address));
+  g_ptr_array_add (argv, g_strdup (bob->local_password));
+  g_ptr_array_add (argv, g_strdup (sm_test_env ("SM_TEST_IMAP_PORT")));
+  g_ptr_array_add (argv, g_strdup (box));
+  for (guint i = 0; files[i]; i++)
+    g_ptr_array_add (argv, g_build_filename (fixtures, files[i], NULL));
+  g_ptr_array_add (argv, NULL);
+  rc = sm_test_run ((const char * const *) argv->pdata, NULL, NULL, &out, &err);
+  if (rc != 0)
+    g_test_message ("append: %s", err);
+  g_assert_cmpint (rc, ==, 0);
+  return box;
+}
+
+static gboolean
+have_setup (void)
+{
+  if (bob == NULL)
+    {
+      g_test_skip ("no mail stack");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static char *
+header_value (const char *message, const char *name)
+{
+  g_autofree char *needle = g_strdup_printf ("\r\n%s: ", name);
+  const char *p = strstr (message, needle);
+  const char *end;
+
+  if (p == NULL)
+    return NULL;
+  p += strlen (needle);
+  end = strstr (p, "\r\n");
+  return g_strndup (p, end ? (gsize) (end - p) : strlen (p));
+}
+
+/* Every case fetched in one UID FETCH 1:* (a mixed set), checked against
+ * its expected trust; RFC822.SIZE must match the served bytes. */
+static void
+test_trust_of_every_case (void)
+{
+  static const char script[] = PY_PRELUDE
+    "m = proxy(); typ, r = m.select(box); assert typ == 'OK', r\n"
+    "typ, d = m.uid('FETCH', '1:*', '(RFC822.SIZE BODY.PEEK[])')\n"
+    "assert typ == 'OK', d\n"
+    "out = {}\n"
+    "for meta, body in parts(d):\n"
+    "    uid = int(re.search(rb'UID (\\d+)', meta).group(1))\n"
+    "    size = int(re.search(rb'RFC822.SIZE (\\d+)', meta).group(1))\n"
+    "    out[uid] = {'size': size, 'len': len(body), 'body': base64.b64encode(body).decode()}\n"
+    "print(json.dumps(out))\n";
+  g_autoptr(GPtrArray) files = g_ptr_array_new ();
+  g_autofree char *box = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (!have_setup ())
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    g_ptr_array_add (files, (gpointer) cases[i].file);
+  g_ptr_array_add (files, NULL);
+  box = new_mailbox ((const char * const *) files->pdata);
+  if (py (script, &out, &err, box, NULL) != 0)
+    g_error ("fetch failed: %s", err);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const Case *c = &cases[i];
+      g_autofree char *key = g_strdup_printf ("\"%u\": {\"size\": ", i + 1);
+      const char *entry = strstr (out, key);
+      const char *b64, *end;
+      g_autofree char *b64s = NULL;
+      g_autofree guchar *raw = NULL;
+      gsize raw_len = 0;
+      g_autofree char *msg = NULL;
+      g_autofree char *trust = NULL;
+      guint64 size;
+
+      g_test_message ("%s", c->file);
+      g_assert_nonnull (entry);
+      size = g_ascii_strtoull (entry + strlen (key), NULL, 10);
+      b64 = strstr (entry, "\"body\": \"") + 9;
+      end = strchr (b64, '"');
+      b64s = g_strndup (b64, (gsize) (end - b64));
+      raw = g_base64_decode (b64s, &raw_len);
+      msg = g_strndup ((const char *) raw, raw_len);
+      g_assert_cmpuint (size, ==, raw_len);
+      trust = header_value (msg, "X-SecureMail-Trust");
+      if (g_strcmp0 (trust, c->trust) != 0)
+        g_test_message ("served:\n%s", msg);
+      g_assert_cmpstr (trust, ==, c->trust);
+      if (c->body)
+        g_assert_nonnull (strstr (msg, c->body));
+      if (c->absent)
+        g_assert_null (strstr (msg, c->absent));
+      /* Exactly one trust field: a forged copy never survives. */
+      g_assert_null (strstr (strstr (msg, "X-SecureMail-Trust:") + 1, "X-SecureMail-Trust:"));
+    }
+}
+
+/* The same message through every FETCH item form gives consistent bytes,
+ * in a second session (served from the cache) too. */
+static void
+test_items_consistent (void)
+{
+  static const char script[] = PY_PRELUDE
+    "def grab(m, items, seq=False):\n"
+    "    f = m.fetch if seq else (lambda s, i: m.uid('FETCH', s, i))\n"
+    "    typ, d = f('1', items); assert typ == 'OK', d\n"
+    "    return parts(d)\n"
+    "m = proxy(); m.select(box)\n"
+    "full = grab(m, '(BODY.PEEK[])')[0][1]\n"
+    "hdr = grab(m, '(BODY.PEEK[HEADER])')[0][1]\n"
+    "text = grab(m, '(BODY.PEEK[TEXT])')[0][1]\n"
+    "assert hdr + text == full, 'header+text'\n"
+    "part = grab(m, '(BODY.PEEK[]<0.100>)')[0][1]\n"
+    "assert part == full[:100], 'partial'\n"
+    "rfc = grab(m, '(RFC822.HEADER)')[0][1]\n"
+    "assert rfc == hdr, 'rfc822.header'\n"
+    "seqfull = grab(m, '(BODY.PEEK[])', seq=True)[0][1]\n"
+    "assert seqfull == full, 'by sequence number'\n"
+    "typ, d = m.uid('FETCH', '1', '(BODYSTRUCTURE ENVELOPE FLAGS)'); assert typ == 'OK', d\n"
+    "bs = d[0] if isinstance(d[0], bytes) else d[0][0]\n"
+    "print('BODYSTRUCTURE', bs.decode('utf-8', 'replace'))\n"
+    "m2 = proxy(); m2.select(box)\n"
+    "again = grab(m2, '(BODY.PEEK[])')[0][1]\n"
+    "assert again == full, 'second session'\n"
+    "print('CONSISTENT', len(full))\n"
+    "print('FLAGS-BEFORE', b'\\\\Seen' in bs)\n"
+    "typ, d = m.uid('FETCH', '1', '(BODY[TEXT])'); assert typ == 'OK', d\n"
+    "print('TEXT-FLAGS', b'\\\\Seen' in b' '.join(x[0] if isinstance(x, tuple) else x for x in d))\n"
+    "dv = dovecot(); dv.select(box)\n"
+    "typ, d = dv.uid('FETCH', '1', '(FLAGS)')\n"
+    "print('UPSTREAM-SEEN', b'\\\\Seen' in d[0])\n";
+  static const char * const files[] = { "pgp-signed-encrypted.eml", NULL };
+  g_autofree char *box = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (!have_setup ())
+    return;
+  box = new_mailbox (files);
+  if (py (script, &out, &err, box, NULL) != 0)
+    g_error ("consistency failed: %s\n%s", err, out);
+  g_assert_nonnull (strstr (out, "CONSISTENT"));
+  /* The view is a plain text message now, not multipart/encrypted. */
+  g_assert_nonnull (strstr (out, "BODYSTRUCTURE"));
+  g_assert_null (strstr (out, "\"encrypted\""));
+  g_assert_nonnull (strstr (out, "FLAGS-BEFORE False"));
+  /* BODY[TEXT] without PEEK sets \Seen upstream and says so (RFC 9051 §6.4.5). */
+  g_assert_nonnull (strstr (out, "TEXT-FLAGS True"));
+  g_assert_nonnull (strstr (out, "UPSTREAM-SEEN True"));
+}
+
+/* An unprotected message passes through byte for byte. */
+static void
+test_plain_untouched (void)
+{
+  static const char script[] = PY_PRELUDE
+    "d = dovecot()\n"
+    "msg = b'From: carol@example.test\\r\\nTo: bob@example.test\\r\\nSubject: plain\\r\\n\\r\\nHello\\r\\n'\n"
+    "typ, r = d.append(box, None, None, msg); assert typ == 'OK', r\n"
+    "d.select(box); typ, x = d.uid('FETCH', '1:*', '(BODY.PEEK[] BODYSTRUCTURE)')\n"
+    "m = proxy(); m.select(box); typ, y = m.uid('FETCH', '1:*', '(BODY.PEEK[] BODYSTRUCTURE)')\n"
+    "assert typ == 'OK', y\n"
+    "print('IDENTICAL' if x == y else 'DIFFERENT %r %r' % (x, y))\n";
+  static const char * const files[] = { NULL };
+  g_autofree char *box = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (!have_setup ())
+    return;
+  box = new_mailbox (files);
+  if (py (script, &out, &err, box, NULL) != 0)
+    g_error ("plain failed: %s", err);
+  g_assert_nonnull (strstr (out, "IDENTICAL"));
+}
+
+/* curl, an IMAP client we did not write, reads the decrypted message. */
+static void
+test_curl (void)
+{
+  static const char * const files[] = { "smime-enveloped-signed.eml", NULL };
+  g_autofree char *box = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *user = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (!have_setup ())
+    return;
+  box = new_mailbox (files);
+  url = g_strdup_printf ("imap://127.0.0.1:%u/%s;UID=1", bob->imap_port, box);
+  user = g_strdup_printf ("%s:%s", bob->address, bob->local_password);
+  {
+    const char *argv[] = { "curl", "-sS", "--max-time", "30", url, "-u", user, NULL };
+    g_assert_cmpint (sm_test_run (argv, NULL, NULL, &out, &err), ==, 0);
+  }
+  g_assert_nonnull (strstr (out, "X-SecureMail-Trust: verified"));
+  g_assert_nonnull (strstr (out, SECRET));
+  g_assert_null (strstr (out, "pkcs7-mime"));
+}
+
+/* With the key passphrases gone from gpg-agent, a protected message is
+ * refused with NO [UNAVAILABLE], never served as ciphertext; after
+ * `securemail keys unlock` the same FETCH works. */
+static void
+test_locked (void)
+{
+  static const char script[] = PY_PRELUDE
+    "m = proxy(); m.select(box)\n"
+    "try:\n"
+    "    typ, d = m.uid('FETCH', '1', '(BODY.PEEK[])')\n"
+    "    print('RESULT', typ, d)\n"
+    "except Exception as e:\n"
+    "    print('ERROR', e)\n";
+  /* Bob's S/MIME key got a generated passphrase at import; the fixture's
+   * OpenPGP key has none, so only S/MIME mail can be locked here. */
+  static const char * const files[] = { "smime-encrypted-only.eml", NULL };
+  g_autofree char *box = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *out2 = NULL;
+  g_autofree char *err = NULL;
+
+  if (!have_setup ())
+    return;
+  box = new_mailbox (files);
+  {
+    /* What locking does to the agent: every preset passphrase is gone. */
+    const char *argv[] = { "gpgconf", "--homedir", store_home, "--reload", "gpg-agent", NULL };
+    g_assert_cmpint (sm_test_run (argv, NULL, NULL, NULL, NULL), ==, 0);
+  }
+  g_assert_cmpint (py (script, &out, &err, box, NULL), ==, 0);
+  g_test_message ("locked: %s", out);
+  g_assert_nonnull (strstr (out, "RESULT NO"));
+  g_assert_nonnull (strstr (out, "UNAVAILABLE"));
+  g_assert_nonnull (strstr (out, "unlock"));
+  g_assert_null (strstr (out, "pkcs7"));
+  g_assert_cmpint (sm_test_cli (bob, NULL, NULL, NULL, "keys", "unlock", NULL), ==, 0);
+  g_assert_cmpint (py (script, &out2, &err, box, NULL), ==, 0);
+  g_assert_nonnull (strstr (out2, "RESULT OK"));
+  g_assert_nonnull (strstr (out2, SECRET));
+}
+
+static void
+cli_ok (const char *input, ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_auto(GStrv) env = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  va_list ap;
+  int rc;
+
+  g_ptr_array_add (argv, (gpointer) sm_test_env ("SM_CLI"));
+  va_start (ap, input);
+  for (const char *a = va_arg (ap, const char *); a; a = va_arg (ap, const char *))
+    g_ptr_array_add (argv, (gpointer) a);
+  va_end (ap);
+  g_ptr_array_add (argv, NULL);
+  env = g_strdupv ((char *[]) { NULL });
+  env = g_environ_setenv (env, "SECUREMAIL_CONFIG", bob->config_path, TRUE);
+  env = g_environ_setenv (env, "SECUREMAIL_POLICY", bob->policy_path, TRUE);
+  env = g_environ_setenv (env, "XDG_DATA_HOME", bob->data_home, TRUE);
+  rc = sm_test_run ((const char * const *) argv->pdata, (const char * const *) env, input, &out, &err);
+  if (rc != 0)
+    g_error ("%s %s failed: %s", (char *) argv->pdata[1], (char *) argv->pdata[2], err);
+}
+
+/* Bob's proxy and key store, once for the whole binary. */
+static void
+setup_bob (void)
+{
+  g_autofree char *upstream = NULL;
+  g_autofree char *fpr = NULL;
+  g_autofree char *ownertrust = NULL;
+  g_autofree char *agent_conf = NULL;
+  g_autofree char *p = NULL;
+  const char *script = g_getenv ("SM_FIXTURES_SCRIPT");
+  GError *error = NULL;
+
+  g_assert_nonnull (script);
+  fixtures = g_dir_make_tmp ("sm-secure-fixtures-XXXXXX", &error);
+  g_assert_no_error (error);
+  {
+    const char *argv[] = { "sh", script, fixtures, NULL };
+    g_autofree char *err = NULL;
+    if (sm_test_run (argv, NULL, NULL, NULL, &err) != 0)
+      g_error ("make-crypto-fixtures.sh failed: %s", err);
+  }
+  upstream = sm_test_upstream_section ("bob");
+  /* Our own [crypto]: the harness then makes no key; bob's come from the fixtures. */
+  bob = sm_test_proxy_start ("bob@example.test", upstream, sm_test_env ("SM_TEST_PASSWORD"),
+                             "[crypto]\nprotocol = smime\nsubject_tags = off\n");
+  store_home = g_build_filename (bob->data_home, "securemail", "gnupg", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (store_home, 0700), ==, 0);
+  agent_conf = g_build_filename (store_home, "gpg-agent.conf", NULL);
+  /* Cheap key stretching for the test (reference/test-stack.md §5). */
+  g_assert_true (g_file_set_contents (agent_conf, "s2k-count 65536\n", -1, NULL));
+
+  p = g_build_filename (fixtures, "ca", "bob-legacy.p12", NULL);
+  cli_ok ("p12pass\n", "keys", "import", p, NULL);
+  g_free (p);
+  p = g_build_filename (fixtures, "pgp-bob-secret.asc", NULL);
+  cli_ok ("\n", "keys", "import", p, NULL);
+  g_free (p);
+  p = g_build_filename (fixtures, "ca", "ca.pem", NULL);
+  cli_ok (NULL, "certs", "trust", p, NULL);
+  g_free (p);
+  p = g_build_filename (fixtures, "ca", "ca.crl", NULL);
+  cli_ok (NULL, "certs", "import", p, NULL);
+  g_free (p);
+  p = g_build_filename (fixtures, "pgp-alice-public.asc", NULL);
+  cli_ok (NULL, "certs", "import", p, NULL);
+  g_free (p);
+  p = g_build_filename (fixtures, "pgp-mallory-public.asc", NULL);
+  cli_ok (NULL, "certs", "import", p, NULL);
+  g_free (p);
+  p = g_build_filename (fixtures, "pgp-alice.fpr", NULL);
+  g_assert_true (g_file_get_contents (p, &fpr, NULL, NULL));
+  g_strstrip (fpr);
+  ownertrust = g_strdup_printf ("%s:6:\n", fpr);
+  {
+    const char *argv[] = { "gpg", "--homedir", store_home, "--batch", "--import-ownertrust", NULL };
+    g_assert_cmpint (sm_test_run (argv, NULL, ownertrust, NULL, NULL), ==, 0);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  int rc;
+
+  g_test_init (&argc, &argv, NULL);
+  if (g_getenv ("SM_TEST_IMAP_PORT") != NULL)
+    setup_bob ();
+  g_test_add_func ("/proxy/imap/secure/trust-of-every-case", test_trust_of_every_case);
+  g_test_add_func ("/proxy/imap/secure/items-consistent", test_items_consistent);
+  g_test_add_func ("/proxy/imap/secure/plain-untouched", test_plain_untouched);
+  g_test_add_func ("/proxy/imap/secure/curl", test_curl);
+  g_test_add_func ("/proxy/imap/secure/locked", test_locked);
+  rc = g_test_run ();
+  if (bob != NULL)
+    {
+      const char *argv2[] = { "gpgconf", "--homedir", store_home, "--kill", "all", NULL };
+      sm_test_run (argv2, NULL, NULL, NULL, NULL);
+      sm_test_proxy_stop (bob);
+      g_clear_pointer (&bob, sm_test_proxy_free);
+    }
+  if (fixtures != NULL)
+    {
+      const char *argv3[] = { "rm", "-rf", fixtures, NULL };
+      sm_test_run (argv3, NULL, NULL, NULL, NULL);
+    }
+  return rc;
+}
