@@ -2,8 +2,11 @@
 # tools/demo.sh: the main job end to end on this machine (README "Try it").
 #   install the build dependencies, build, start a local demo provider (the
 #   test stack: Dovecot + Postfix on 127.0.0.1), run alice's securemail-proxy,
-#   send a message to bob through it with swaks, then run bob's proxy and
-#   fetch the message through it with curl, and show status and doctor.
+#   send a message to bob through it with swaks (signed and encrypted with
+#   S/MIME), then run bob's proxy and fetch the message through it with curl:
+#   decrypted, with X-SecureMail-Trust: verified.  Certificates come from a
+#   throw-away demo CA (tests/certstore/make-test-ca.sh), as an
+#   organisation's CA would issue them.
 # Needs root (apt-get, and Dovecot/Postfix run as root here).  Leaves nothing
 # running unless --keep is given.
 set -euo pipefail
@@ -30,6 +33,10 @@ eval "$(bash "$ROOT/tests/stack/mailstack.sh" env "$DEMO/mail")"
 if [ "$KEEP" = 0 ]; then
   trap 'bash "$ROOT/tests/stack/mailstack.sh" stop "$DEMO/mail" >/dev/null 2>&1 || true' EXIT
 fi
+say "A demo certificate authority: S/MIME certificates for alice and bob (PKCS#12, password p12pass)"
+sh "$ROOT/tests/certstore/make-test-ca.sh" init "$DEMO/ca"
+chmod -R go+rX "$DEMO/ca"
+ls "$DEMO/ca"/*.p12 "$DEMO/ca/ca.pem"
 export ROOT BUILD DEMO
 
 # One user's desktop: its own session bus, keyring and proxy.
@@ -54,15 +61,19 @@ imap = 127.0.0.1:$([ $U = alice ] && echo 1143 || echo 2143)
 smtp = 127.0.0.1:$([ $U = alice ] && echo 1025 || echo 2025)
 
 [crypto]
-protocol = openpgp
+protocol = smime
 C
   export SECUREMAIL_CONFIG=$P/securemail.conf SECUREMAIL_POLICY=$P/no-policy.conf
   SM="$BUILD/proxy/securemail"
   echo "\$ securemail account set-password --stdin      (the provider password, into the keyring)"
   echo pass | "$SM" account set-password --stdin
+  echo "\$ securemail certs trust ca.pem                  (the organisation CA)"
+  "$SM" certs trust "$DEMO/ca/ca.pem"
+  echo "\$ securemail keys import $U.p12                (the S/MIME key from the organisation; passphrase to the keyring)"
+  echo p12pass | "$SM" keys import "$DEMO/ca/$U-legacy.p12"
   if [ "$SM_STEP" = send ]; then
-    echo "\$ securemail keys generate --protocol openpgp   (a signing key; its passphrase goes to the keyring)"
-    "$SM" keys generate --protocol openpgp
+    echo "\$ securemail certs import bob.pem                (the certificate of bob, so mail to him is encrypted)"
+    "$SM" certs import "$DEMO/ca/bob.pem"
   fi
   LP=$("$SM" account local-password)
   echo "\$ securemail account local-password            -> $LP  (what the mail client uses)"
@@ -87,9 +98,12 @@ C
       N=$(curl -sS "imap://127.0.0.1:$IMAP_PORT/INBOX" -u "$U@example.test:$LP" -X "STATUS INBOX (MESSAGES)" | grep -o "MESSAGES [0-9]*" | cut -d" " -f2)
       [ "${N:-0}" -ge 1 ] && break; sleep 0.1
     done
+    echo; echo "\$ curl directly to the provider (what is stored there: ciphertext only)"
+    curl -sS --cacert "$SM_TEST_CA" "imaps://localhost:$SM_TEST_IMAPS_PORT/INBOX;UID=1" -u "$U:pass" | tr -d "\r" \
+      | grep -E "^(From|To|Subject|Content-Type)|SecureMail demo" | head -6
     echo; echo "\$ curl (a real IMAP client) -> bob proxy :$IMAP_PORT, fetch message 1"
     curl -sS "imap://127.0.0.1:$IMAP_PORT/INBOX;UID=1" -u "$U@example.test:$LP" | tr -d "\r" \
-      | grep -E "^(From|To|Subject|Content-Type: multipart/signed|Content-Type: application/pgp-signature)|SecureMail demo|BEGIN PGP SIGNATURE" | head -10
+      | grep -E "^(From|To|Subject|Content-Type|X-SecureMail-[A-Za-z]*):|SecureMail demo" | head -12
     echo; echo "\$ securemail doctor"; "$SM" doctor || true
   fi
   kill $PROXY; wait $PROXY || true
@@ -106,8 +120,9 @@ cat <<'T'
 What you saw: an unchanged IMAP/SMTP client (curl, swaks) talked only to the
 local proxy with the local password; the proxy bound the sender to the
 account (the forged From: was refused with 550 5.7.1), signed the message
-with alice's key (PGP/MIME; encrypted too when bob's key is known), queued it
-durably and delivered it over verified TLS with the password from the
-keyring.  Still to come (issue 4): bob's proxy decrypting and verifying on
-FETCH and showing X-SecureMail-Trust: verified.
+with alice's certificate and encrypted it to bob and alice (S/MIME), queued
+it durably and delivered it over verified TLS with the password from the
+keyring.  The provider stores only ciphertext; bob's proxy decrypted and
+verified it on FETCH, and curl saw the plain message with
+X-SecureMail-Trust: verified and the signer.
 T
