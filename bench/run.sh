@@ -6,6 +6,10 @@
 #   sessions: RSS per idle session with 200 concurrent sessions
 #   smtp:     submissions per second, direct to Postfix vs through the proxy
 #             (which signs and spools with fsync before its 250)
+#   secure:   500 x 20 KB S/MIME and PGP/MIME messages: first fetch through the
+#             proxy vs a gpgsm/gpg --decrypt shell loop, cached second fetch vs
+#             plain messages through the proxy (issue 4)
+# BENCH_ONLY=secure runs only the last one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
@@ -43,9 +47,51 @@ C
   PP=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/21143) 2>/dev/null && break; sleep 0.05; done
   COMMON="--proxy-port 21143 --proxy-pid $PP --imaps-port $SM_TEST_IMAPS_PORT --imap-port $SM_TEST_IMAP_PORT --ca $SM_TEST_CA --local-password $LP"
+  if [ "${BENCH_ONLY:-}" != secure ]; then
   /usr/bin/python3 "$ROOT/bench/imap_bench.py" fetch $COMMON ${BENCH_FETCH_ARGS:-}
   /usr/bin/python3 "$ROOT/bench/imap_bench.py" sessions $COMMON ${BENCH_SESSION_ARGS:-}
   /usr/bin/python3 "$ROOT/bench/smtp_bench.py" --proxy-port 21025 --submission-port $SM_TEST_SUBMISSION_PORT \
     --ca "$SM_TEST_CA" --local-password "$LP" ${BENCH_SMTP_ARGS:-}
+  fi
   kill $PP; wait $PP || true
+
+  # ---- issue 4: protected messages, as bob (S/MIME from a demo CA, and OpenPGP)
+  export XDG_DATA_HOME=$T/bob-data
+  cat > "$T/bob.conf" <<C
+[account]
+address = bob@example.test
+[upstream]
+imap = imaps://localhost:$SM_TEST_IMAPS_PORT
+smtp = smtp://localhost:$SM_TEST_SUBMISSION_PORT
+username = bob
+ca_file = $SM_TEST_CA
+[crypto]
+protocol = smime
+subject_tags = off
+[listen]
+imap = 127.0.0.1:21144
+smtp = 127.0.0.1:21026
+C
+  export SECUREMAIL_CONFIG=$T/bob.conf
+  SM="$BUILD/proxy/securemail"
+  echo pass | "$SM" account set-password --stdin >/dev/null
+  LPB=$("$SM" account local-password)
+  sh "$ROOT/tests/certstore/make-test-ca.sh" init "$T/ca"
+  if [ -n "${BENCH_S2K:-}" ]; then mkdir -p -m 700 "$XDG_DATA_HOME/securemail/gnupg"; echo "s2k-count $BENCH_S2K" > "$XDG_DATA_HOME/securemail/gnupg/gpg-agent.conf"; fi
+  "$SM" certs trust "$T/ca/ca.pem" >/dev/null
+  echo p12pass | "$SM" keys import "$T/ca/bob-legacy.p12" >/dev/null
+  "$SM" keys generate --protocol openpgp >/dev/null
+  STORE=$XDG_DATA_HOME/securemail/gnupg
+  mkdir -m 700 "$T/alice-gpg"
+  GNUPGHOME=$T/alice-gpg gpg --batch -q --passphrase "" --quick-gen-key alice@example.test default default never 2>/dev/null
+  GNUPGHOME=$STORE gpg --batch -q --export --armor bob@example.test | GNUPGHOME=$T/alice-gpg gpg --batch -q --import 2>/dev/null
+  GNUPGHOME=$T/alice-gpg gpg --batch -q --export --armor alice@example.test > "$T/alice.asc"
+  "$SM" certs import "$T/alice.asc" >/dev/null
+  "$BUILD/proxy/securemail-proxy" 2>"$T/proxy-bob.log" &
+  PB=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/21144) 2>/dev/null && break; sleep 0.05; done
+  /usr/bin/python3 "$ROOT/bench/secure_bench.py" --proxy-port 21144 --imap-port $SM_TEST_IMAP_PORT \
+    --local-password "$LPB" --ca "$T/ca" --alice-home "$T/alice-gpg" --store "$STORE" ${BENCH_SECURE_ARGS:-}
+  kill $PB; wait $PB || true
+  GNUPGHOME=$STORE gpgconf --kill all; GNUPGHOME=$T/alice-gpg gpgconf --kill all
 '

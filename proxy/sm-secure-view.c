@@ -806,6 +806,91 @@ sig_verdict_clear (SigVerdict *v)
   g_clear_pointer (&v->info, sm_key_info_free);
 }
 
+/* ---- signers seen before -------------------------------------------------------------
+ *
+ * Looking a signer up costs a gpg/gpgsm run with chain validation, and
+ * collecting it another one or two plus the certstore's CRL check: several
+ * times the decryption itself.  A mailbox holds many messages from the same
+ * few signers, so both answers are kept per fingerprint for
+ * SM_SECURE_VIEW_SIGNER_TTL_S.  A certificate revoked by a CRL imported
+ * meanwhile counts after at most that long; sm_secure_view_forget_signers()
+ * drops everything at once (on lock, and after the user changes trust). */
+
+typedef struct {
+  gpgme_key_t key;          /* may be NULL: not in the store */
+  SmKeyInfo *info;          /* may be NULL: not collected */
+  gint64 when;              /* monotonic, microseconds */
+} SignerEntry;
+
+static GMutex signers_lock;
+static GHashTable *signer_table;   /* "protocol:fpr" -> SignerEntry */
+
+static void
+signer_entry_free (SignerEntry *e)
+{
+  if (e->key != NULL)
+    gpgme_key_unref (e->key);
+  g_clear_pointer (&e->info, sm_key_info_free);
+  g_free (e);
+}
+
+void
+sm_secure_view_forget_signers (void)
+{
+  g_mutex_lock (&signers_lock);
+  if (signer_table != NULL)
+    g_hash_table_remove_all (signer_table);
+  g_mutex_unlock (&signers_lock);
+}
+
+static char *
+signer_key (SmProtocol protocol, const char *fpr)
+{
+  return g_strdup_printf ("%d:%s", (int) protocol, fpr);
+}
+
+/* TRUE with new references in *key and *info (either may be NULL) when the
+ * signer was looked up recently. */
+static gboolean
+signer_cached (SmProtocol protocol, const char *fpr, gpgme_key_t *key, SmKeyInfo **info)
+{
+  g_autofree char *k = signer_key (protocol, fpr);
+  SignerEntry *e;
+  gboolean hit = FALSE;
+
+  g_mutex_lock (&signers_lock);
+  e = signer_table ? g_hash_table_lookup (signer_table, k) : NULL;
+  if (e != NULL && g_get_monotonic_time () - e->when < SM_SECURE_VIEW_SIGNER_TTL_S * G_USEC_PER_SEC)
+    {
+      if (e->key != NULL)
+        gpgme_key_ref (e->key);
+      *key = e->key;
+      *info = e->info ? sm_key_info_copy (e->info) : NULL;
+      hit = TRUE;
+    }
+  g_mutex_unlock (&signers_lock);
+  return hit;
+}
+
+static void
+signer_remember (SmProtocol protocol, const char *fpr, gpgme_key_t key, const SmKeyInfo *info)
+{
+  SignerEntry *e = g_new0 (SignerEntry, 1);
+
+  if (key != NULL)
+    gpgme_key_ref (key);
+  e->key = key;
+  e->info = info ? sm_key_info_copy (info) : NULL;
+  e->when = g_get_monotonic_time ();
+  g_mutex_lock (&signers_lock);
+  if (signer_table == NULL)
+    signer_table = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) signer_entry_free);
+  if (g_hash_table_size (signer_table) >= SM_SECURE_VIEW_MAX_SIGNERS)
+    g_hash_table_remove_all (signer_table);
+  g_hash_table_replace (signer_table, signer_key (protocol, fpr), e);
+  g_mutex_unlock (&signers_lock);
+}
+
 static gpgme_key_t
 lookup_key (Build *b, const SigInfo *s)
 {
@@ -830,7 +915,7 @@ judge_signature (Build *b, const SigInfo *s, const char *from, SigVerdict *v)
 {
   gpgme_err_code_t code = gpgme_err_code (s->status);
   gpgme_key_t key = NULL;
-  gboolean bound = FALSE, trusted = FALSE;
+  gboolean bound = FALSE, trusted = FALSE, cached = FALSE;
 
   v->trust = SM_TRUST_INVALID;
   /* Cryptographically bad, or a key that may no longer sign: RED, revoked,
@@ -862,7 +947,10 @@ judge_signature (Build *b, const SigInfo *s, const char *from, SigVerdict *v)
       }
     }
 
-  key = lookup_key (b, s);
+  if (s->fpr != NULL && signer_cached (s->protocol, s->fpr, &key, &v->info))
+    cached = TRUE;
+  else
+    key = lookup_key (b, s);
   if (key == NULL || key->subkeys == NULL)
     {
       v->trust = SM_TRUST_SIGNED_UNTRUSTED;
@@ -918,19 +1006,21 @@ judge_signature (Build *b, const SigInfo *s, const char *from, SigVerdict *v)
    * the user disabled.  Neither is a bad signature, but neither is trusted. */
   if (key->invalid || key->disabled)
     trusted = FALSE;
-  gpgme_key_unref (key);
 
   /* Keep the signer's key for replies; for S/MIME this also runs the
    * certstore's CRL check (gpgsm runs offline, with CRL checks off). */
-  {
-    g_autoptr(GError) local = NULL;
+  if (!cached)
+    {
+      g_autoptr(GError) local = NULL;
 
-    g_mutex_lock (&certstore_lock);
-    v->info = sm_certstore_collect_from_signature (b->store, s->protocol, v->fpr, NULL, &local);
-    g_mutex_unlock (&certstore_lock);
-    if (v->info == NULL)
-      g_debug ("Signer key %s not collected: %s", v->fpr, local->message);
-  }
+      g_mutex_lock (&certstore_lock);
+      v->info = sm_certstore_collect_from_signature (b->store, s->protocol, v->fpr, NULL, &local);
+      g_mutex_unlock (&certstore_lock);
+      if (v->info == NULL)
+        g_debug ("Signer key %s not collected: %s", v->fpr, local->message);
+      signer_remember (s->protocol, s->fpr, key, v->info);
+    }
+  gpgme_key_unref (key);
   if (v->info != NULL
       && (v->info->revocation == SM_REVOCATION_REVOKED || v->info->status == SM_KEY_STATUS_REVOKED
           || v->info->status == SM_KEY_STATUS_EXPIRED))

@@ -33,6 +33,11 @@ typedef struct _SmCertstore SmCertstore;
 /* Most cryptographic layers unwrapped from the root (signed inside
  * encrypted inside signed is the "triple wrap" of RFC 8551 section 3.7). */
 #define SM_SECURE_VIEW_MAX_LAYERS        3
+/* How long a signer's key and certificate status, once looked up, are
+ * reused for other messages (see sm_secure_view_forget_signers()). */
+#define SM_SECURE_VIEW_SIGNER_TTL_S      300
+/* Most signers remembered (the table starts over beyond it). */
+#define SM_SECURE_VIEW_MAX_SIGNERS       1024
 
 typedef enum {
   SM_TRUST_UNPROTECTED,
@@ -109,5 +114,10 @@ SmSecureView *sm_secure_view_build (SmCertstore       *store,
  * `X-SecureMail-Trust: unprotected`; otherwise a new reference to @raw
  * itself, byte for byte. */
 GBytes       *sm_secure_view_strip_forged (GBytes *raw);
+
+/* Forgets the signers looked up so far: the next message of each is
+ * checked against the key store again (call on lock and after trust
+ * changes). */
+void          sm_secure_view_forget_signers (void);
 
 G_END_DECLS
