@@ -96,6 +96,10 @@ sm_imap_fetch_request_free (SmImapFetchRequest *req)
 typedef struct {
   const char *p;
   const char *end;
+  /* Set by skip_cfws(): the last comment it skipped, without its
+   * parentheses (an address's comment can stand for its display name). */
+  const char *comment;
+  gsize comment_len;
 } Cursor;
 
 static gboolean
@@ -508,7 +512,7 @@ sm_imap_fetch_request_parse (const guint8 *line,
                              GError      **error)
 {
   g_autoptr(SmImapFetchRequest) req = g_new0 (SmImapFetchRequest, 1);
-  Cursor c = { (const char *) line, (const char *) line + len };
+  Cursor c = { .p = (const char *) line, .end = (const char *) line + len };
   const char *start;
 
   g_return_val_if_fail (line != NULL || len == 0, NULL);
@@ -750,7 +754,6 @@ struct _Entity {
   GArray *fields;         /* SmMimeField of the header, offsets relative to start */
   gboolean multipart;
   gboolean rfc822;        /* message/rfc822 parsed into children[0] */
-  gboolean message_root;  /* the top entity of a message (top level or encapsulated) */
   GPtrArray *children;    /* Entity * */
 };
 
@@ -800,7 +803,9 @@ entity_field_raw (const SmImapFetchMessage *msg, const Entity *e, const char *na
   f = &g_array_index (e->fields, SmMimeField, idx);
   a = f->value_start;
   b = f->value_start + f->value_len;
-  while (a < b && strchr (" \t\r\n", header[a]) != NULL)
+  /* Only the blanks after the colon: a value that starts on a
+   * continuation line keeps its folding, as in Dovecot. */
+  while (a < b && (header[a] == ' ' || header[a] == '\t'))
     a++;
   while (b > a && strchr (" \t\r\n", header[b - 1]) != NULL)
     b--;
@@ -833,6 +838,7 @@ skip_cfws (Cursor *c)
       else if (*c->p == '(')
         {
           /* RFC 5322 comments nest; an unclosed one runs to the end. */
+          const char *start = c->p + 1;
           int depth = 0;
 
           for (; c->p < c->end; c->p++)
@@ -842,11 +848,12 @@ skip_cfws (Cursor *c)
               else if (*c->p == '(')
                 depth++;
               else if (*c->p == ')' && --depth == 0)
-                {
-                  c->p++;
-                  break;
-                }
+                break;
             }
+          c->comment = start;
+          c->comment_len = (gsize) (c->p - start);
+          if (c->p < c->end)
+            c->p++;
         }
       else
         break;
@@ -899,7 +906,7 @@ parse_header_quoted (Cursor *c)
 static gboolean
 structured_parse (const char *value, gboolean with_subtype, Structured *out)
 {
-  Cursor c = { value, value + strlen (value) };
+  Cursor c = { .p = value, .end = value + strlen (value) };
 
   memset (out, 0, sizeof *out);
   skip_cfws (&c);
@@ -969,7 +976,7 @@ type_is (const Entity *e, const char *type, const char *subtype)
 }
 
 static Entity *parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth,
-                             gboolean digest_child, gboolean message_root);
+                             gboolean digest_child);
 
 /* TRUE when the line at @pos (within [.., end)) is "--" @boundary followed
  * by anything: Dovecot matches boundaries as prefixes; *close is set for
@@ -1016,7 +1023,7 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
               if (part_end > (gsize) part_start && data[part_end - 1] == '\r')
                 part_end--;
               child = parse_entity (ctx, part_start, MAX (part_end, (gsize) part_start),
-                                    depth + 1, digest, FALSE);
+                                    depth + 1, digest);
               if (child == NULL)
                 return FALSE;
               g_ptr_array_add (e->children, child);
@@ -1030,7 +1037,7 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
   if (part_start >= 0)
     {
       /* No closing delimiter: the last part runs to the end. */
-      Entity *child = parse_entity (ctx, MIN ((gsize) part_start, e->end), e->end, depth + 1, digest, FALSE);
+      Entity *child = parse_entity (ctx, MIN ((gsize) part_start, e->end), e->end, depth + 1, digest);
 
       if (child == NULL)
         return FALSE;
@@ -1040,8 +1047,7 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
 }
 
 static Entity *
-parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean digest_child,
-              gboolean message_root)
+parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean digest_child)
 {
   const char *data = ctx->msg->data;
   g_autoptr(GError) local_error = NULL;
@@ -1068,7 +1074,6 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
   e = g_new0 (Entity, 1);
   e->start = start;
   e->end = end;
-  e->message_root = message_root;
   header_len = sm_mime_header_length (data + start, end - start, &body_start);
   if (header_len > SM_MIME_MAX_HEADER_SIZE)
     {
@@ -1122,7 +1127,7 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
                || g_ascii_strcasecmp (cte, "binary") == 0))
     {
       /* An encoded message/rfc822 stays opaque, as in Dovecot. */
-      Entity *inner = parse_entity (ctx, e->body_start, e->end, depth + 1, FALSE, TRUE);
+      Entity *inner = parse_entity (ctx, e->body_start, e->end, depth + 1, FALSE);
 
       if (inner == NULL)
         {
@@ -1158,7 +1163,7 @@ sm_imap_fetch_message_new (GBytes  *message,
                    (guint) (SM_IMAP_FETCH_MAX_MESSAGE_SIZE / (1024 * 1024)));
       return NULL;
     }
-  msg->root = parse_entity (&ctx, 0, msg->len, 0, FALSE, TRUE);
+  msg->root = parse_entity (&ctx, 0, msg->len, 0, FALSE);
   if (msg->root == NULL)
     return NULL;
   return g_steal_pointer (&msg);
@@ -1471,7 +1476,12 @@ parse_mailbox (Cursor *c)
   else
     {
       c->p = start;
+      c->comment = NULL;
       parse_addr_spec (c, a, FALSE);
+      skip_cfws (c);
+      /* "addr@host (Name)": the comment names the mailbox. */
+      if (c->comment != NULL)
+        a->name = g_strndup (c->comment, c->comment_len);
     }
   if (a->mailbox == NULL)
     a->mailbox = g_strdup ("MISSING_MAILBOX");
@@ -1504,7 +1514,7 @@ static GPtrArray *
 parse_address_list (const char *value)
 {
   GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) address_free);
-  Cursor c = { value, value + strlen (value) };
+  Cursor c = { .p = value, .end = value + strlen (value) };
 
   for (;;)
     {
@@ -1700,7 +1710,7 @@ append_disposition_etc (GByteArray *out, const SmImapFetchMessage *msg, const En
   if (language != NULL)
     {
       /* RFC 3282: a comma-separated list of language tags. */
-      Cursor c = { language, language + strlen (language) };
+      Cursor c = { .p = language, .end = language + strlen (language) };
       gboolean first = TRUE;
 
       append_str (out, "(");
@@ -1834,31 +1844,42 @@ append_structure (GByteArray *out, const SmImapFetchMessage *msg, const Entity *
 
 /* ==== sections ================================================================ */
 
-/* One step down the part numbers (RFC 9051 section 6.4.5): the parts of a
- * multipart are numbered from 1; the parts of a message/rfc822 are those of
- * the message it holds; a non-multipart part is its own part 1, except the
- * top entity of a message, which is already that message's part 1. */
-static const Entity *
-entity_step (const Entity *cur, guint32 n, gboolean first)
-{
-  const Entity *e = cur;
-
-  if (!first && cur->rfc822)
-    e = cur->children->pdata[0];
-  else if (!first && !cur->multipart)
-    return (n == 1 && !cur->message_root) ? cur : NULL;
-  if (e->multipart)
-    return (e->children != NULL && n <= e->children->len) ? e->children->pdata[n - 1] : NULL;
-  return n == 1 ? e : NULL;
-}
-
+/* Follows the part numbers of @att (RFC 9051 section 6.4.5): the parts of
+ * a multipart are numbered from 1; the parts of a message/rfc822 are those
+ * of the message it holds; a non-multipart entity is its own part 1, once:
+ * Dovecot answers "1.1" of a single-part message, or "2.1.1" of a leaf
+ * part 2.1, with nothing. */
 static const Entity *
 entity_find (const SmImapFetchMessage *msg, const FetchAtt *att)
 {
   const Entity *e = msg->root;
+  gboolean self_step = FALSE;
 
-  for (guint i = 0; i < att->n_path && e != NULL; i++)
-    e = entity_step (e, att->path[i], i == 0);
+  for (guint i = 0; i < att->n_path; i++)
+    {
+      guint32 n = att->path[i];
+      const Entity *holder = e;
+
+      if (i > 0 && e->rfc822)
+        {
+          holder = e->children->pdata[0];
+          self_step = FALSE;
+        }
+      if (holder->multipart)
+        {
+          if (holder->children == NULL || n > holder->children->len)
+            return NULL;
+          e = holder->children->pdata[n - 1];
+          self_step = FALSE;
+        }
+      else
+        {
+          if (n != 1 || (self_step && holder == e))
+            return NULL;
+          e = holder;
+          self_step = TRUE;
+        }
+    }
   return e;
 }
 
@@ -1929,32 +1950,127 @@ section_content (const SmImapFetchMessage *msg, const FetchAtt *att)
     }
 }
 
+/* The transfer encoding of leaf @e: 0 for none to undo (7bit, 8bit,
+ * binary, or no field), a MAILMIME_MECHANISM_* to decode, or -1 for one we
+ * do not know. */
+static int
+leaf_encoding (const SmImapFetchMessage *msg, const Entity *e)
+{
+  g_autofree char *cte = entity_field_raw (msg, e, "Content-Transfer-Encoding");
+
+  if (cte == NULL || g_ascii_strcasecmp (cte, "7bit") == 0 || g_ascii_strcasecmp (cte, "8bit") == 0
+      || g_ascii_strcasecmp (cte, "binary") == 0)
+    return 0;
+  if (g_ascii_strcasecmp (cte, "base64") == 0)
+    return MAILMIME_MECHANISM_BASE64;
+  if (g_ascii_strcasecmp (cte, "quoted-printable") == 0)
+    return MAILMIME_MECHANISM_QUOTED_PRINTABLE;
+  return -1;
+}
+
+static void binary_convert_body (const SmImapFetchMessage *msg, const Entity *e, GByteArray *out,
+                                 gboolean *converted);
+
+/* @e whole (header and body) with every base64 or quoted-printable leaf
+ * inside decoded, as Dovecot's BINARY of a multipart or of the whole
+ * message gives it: the leaf's Content-Transfer-Encoding fields go, and
+ * "Content-Transfer-Encoding: binary" ends its header.  Leaves with an
+ * unknown encoding stay as they are. */
+static void
+binary_convert (const SmImapFetchMessage *msg, const Entity *e, GByteArray *out, gboolean *converted)
+{
+  const char *header = msg->data + e->start;
+  int encoding;
+  gsize fields_end = 0;
+  g_autoptr(GBytes) body = NULL;
+
+  if (e->multipart || e->rfc822)
+    {
+      g_byte_array_append (out, (const guint8 *) header, (guint) (e->body_start - e->start));
+      binary_convert_body (msg, e, out, converted);
+      return;
+    }
+  encoding = leaf_encoding (msg, e);
+  if (encoding <= 0)
+    {
+      g_byte_array_append (out, (const guint8 *) header, (guint) (e->end - e->start));
+      return;
+    }
+  *converted = TRUE;
+  for (guint i = 0; i < e->fields->len; i++)
+    {
+      const SmMimeField *f = &g_array_index (e->fields, SmMimeField, i);
+
+      fields_end = f->start + f->len;
+      if (!sm_mime_field_is (header, f, "Content-Transfer-Encoding"))
+        g_byte_array_append (out, (const guint8 *) header + f->start, (guint) f->len);
+    }
+  append_str (out, "Content-Transfer-Encoding: binary\r\n");
+  /* The empty line that ends the header, as it was. */
+  g_byte_array_append (out, (const guint8 *) header + fields_end, (guint) (e->body_start - e->start - fields_end));
+  body = sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, encoding);
+  g_byte_array_append (out, g_bytes_get_data (body, NULL), (guint) g_bytes_get_size (body));
+}
+
+/* The body of multipart or message @e, its parts converted, the bytes
+ * around them (preamble, delimiters, epilogue) as they are. */
+static void
+binary_convert_body (const SmImapFetchMessage *msg, const Entity *e, GByteArray *out, gboolean *converted)
+{
+  gsize pos = e->body_start;
+
+  for (guint i = 0; e->children != NULL && i < e->children->len; i++)
+    {
+      const Entity *child = e->children->pdata[i];
+
+      if (child->start > pos)
+        g_byte_array_append (out, (const guint8 *) msg->data + pos, (guint) (child->start - pos));
+      binary_convert (msg, child, out, converted);
+      pos = MAX (pos, child->end);
+    }
+  if (e->end > pos)
+    g_byte_array_append (out, (const guint8 *) msg->data + pos, (guint) (e->end - pos));
+}
+
 /* BINARY[part]: the content with its transfer encoding removed (RFC 3516).
- * Sets *decoded when a decoding was applied. */
+ * Sets *decoded when a decoding was applied: Dovecot then sends a literal8
+ * whatever the bytes. */
 static GBytes *
 binary_content (const SmImapFetchMessage *msg, const FetchAtt *att, gboolean *decoded, GError **error)
 {
   const Entity *e;
-  g_autofree char *cte = NULL;
+  int encoding;
 
   *decoded = FALSE;
   if (att->n_path == 0)
-    return g_bytes_new_from_bytes (msg->bytes, 0, msg->len);
+    {
+      GByteArray *out = g_byte_array_sized_new ((guint) msg->len);
+
+      binary_convert (msg, msg->root, out, decoded);
+      return g_byte_array_free_to_bytes (out);
+    }
   e = entity_find (msg, att);
   if (e == NULL)
     return g_bytes_new (NULL, 0);
-  cte = entity_field_raw (msg, e, "Content-Transfer-Encoding");
-  if (cte == NULL || g_ascii_strcasecmp (cte, "7bit") == 0 || g_ascii_strcasecmp (cte, "8bit") == 0
-      || g_ascii_strcasecmp (cte, "binary") == 0)
+  if (e->multipart || e->rfc822)
+    {
+      GByteArray *out = g_byte_array_new ();
+
+      binary_convert_body (msg, e, out, decoded);
+      return g_byte_array_free_to_bytes (out);
+    }
+  encoding = leaf_encoding (msg, e);
+  if (encoding == 0)
     return g_bytes_new_from_bytes (msg->bytes, e->body_start, e->end - e->body_start);
+  if (encoding < 0)
+    {
+      /* RFC 3516 section 4.3. */
+      g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
+                           _("[UNKNOWN-CTE] The part has a content transfer encoding that cannot be decoded"));
+      return NULL;
+    }
   *decoded = TRUE;
-  if (g_ascii_strcasecmp (cte, "base64") == 0)
-    return sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, MAILMIME_MECHANISM_BASE64);
-  if (g_ascii_strcasecmp (cte, "quoted-printable") == 0)
-    return sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, MAILMIME_MECHANISM_QUOTED_PRINTABLE);
-  g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
-                       _("[UNKNOWN-CTE] The part has a content transfer encoding that cannot be decoded"));
-  return NULL;
+  return sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, encoding);
 }
 
 static void
@@ -2267,7 +2383,7 @@ sm_imap_fetch_response_parse (const guint8 *data,
                               GPtrArray   **items,
                               GError      **error)
 {
-  Cursor c = { (const char *) data, (const char *) data + len };
+  Cursor c = { .p = (const char *) data, .end = (const char *) data + len };
   g_autoptr(GPtrArray) list = NULL;
   guint32 n;
 
