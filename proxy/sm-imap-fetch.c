@@ -519,6 +519,11 @@ sm_imap_fetch_request_parse (const guint8 *line,
 
   req->atts = g_ptr_array_new_with_free_func ((GDestroyNotify) fetch_att_free);
 
+  if (len == 0)
+    {
+      set_bad (error, _("Not a FETCH command"));
+      return NULL;
+    }
   /* The line end: CRLF, or a bare LF as the scanner accepts. */
   if (c.end > c.p && c.end[-1] == '\n')
     c.end--;
@@ -747,7 +752,10 @@ sm_imap_fetch_request_metadata_items (const SmImapFetchRequest *req)
 typedef struct _Entity Entity;
 struct _Entity {
   gsize start;            /* the header section */
+  gsize header_end;       /* end of the last header line, before the empty line */
   gsize body_start;       /* past the empty line ending the header */
+  gsize header_stop;      /* end of the header as HEADER and MIME give it: body_start,
+                           * but see header_unterminated() */
   gsize end;              /* end of the body */
   char *type;             /* as written ("text", "PLAIN"...), or NULL: the default applies */
   char *subtype;
@@ -902,7 +910,10 @@ parse_header_quoted (Cursor *c)
 }
 
 /* Parses "type/subtype *(; name=value)" (@with_subtype) or "type *(;
- * name=value)".  Invalid parameters end the list, as in Dovecot. */
+ * name=value)".  Invalid parameters end the list.  A Content-Type is taken
+ * leniently, as Dovecot does: a missing type or subtype is an empty string
+ * (BODYSTRUCTURE then says ("" "") or ("text" "")); a disposition without
+ * a type is no disposition (FALSE). */
 static gboolean
 structured_parse (const char *value, gboolean with_subtype, Structured *out)
 {
@@ -911,17 +922,20 @@ structured_parse (const char *value, gboolean with_subtype, Structured *out)
   memset (out, 0, sizeof *out);
   skip_cfws (&c);
   out->value = parse_token (&c);
-  if (out->value == NULL)
+  if (out->value == NULL && !with_subtype)
     return FALSE;
+  if (out->value == NULL)
+    out->value = g_strdup ("");
   if (with_subtype)
     {
       skip_cfws (&c);
-      if (!cur_eat (&c, '/'))
-        return FALSE;
-      skip_cfws (&c);
-      out->subtype = parse_token (&c);
+      if (cur_eat (&c, '/'))
+        {
+          skip_cfws (&c);
+          out->subtype = parse_token (&c);
+        }
       if (out->subtype == NULL)
-        return FALSE;
+        out->subtype = g_strdup ("");
     }
   out->params = g_ptr_array_new_with_free_func (g_free);
   for (;;)
@@ -976,7 +990,7 @@ type_is (const Entity *e, const char *type, const char *subtype)
 }
 
 static Entity *parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth,
-                             gboolean digest_child);
+                             gboolean digest_child, gboolean delimiter_crlf);
 
 /* TRUE when the line at @pos (within [.., end)) is "--" @boundary followed
  * by anything: Dovecot matches boundaries as prefixes; *close is set for
@@ -989,6 +1003,30 @@ is_boundary_line (const char *data, gsize pos, gsize end, const char *boundary, 
     return FALSE;
   *close = end - pos >= blen + 4 && data[pos + 2 + blen] == '-' && data[pos + 3 + blen] == '-';
   return TRUE;
+}
+
+/* TRUE when the header of the part [start, end) (or, for a message/rfc822
+ * part, of the message it holds) has no empty line before @end.  Dovecot
+ * 2.3 then counts the line end before the next delimiter into the part (its
+ * size, BODY[n]) but not into that header (HEADER, MIME): we do the same,
+ * so that clients see the same bytes from us as from the provider. */
+static gboolean
+header_unterminated (const char *data, gsize start, gsize end)
+{
+  for (guint depth = 0; depth <= SM_MIME_MAX_DEPTH; depth++)
+    {
+      gsize body_start;
+      gsize header_len = sm_mime_header_length (data + start, end - start, &body_start);
+      g_autoptr(SmMimeContentType) ct = NULL;
+
+      if (body_start >= end - start && header_len == body_start)
+        return TRUE;
+      ct = sm_mime_content_type_of_header (data + start, header_len);
+      if (strcmp (ct->type, "message") != 0 || strcmp (ct->subtype, "rfc822") != 0)
+        return FALSE;
+      start += body_start;
+    }
+  return FALSE;
 }
 
 /* Splits the body of multipart @e into its parts (RFC 2046 section 5.1.1):
@@ -1022,8 +1060,13 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
                 part_end--;
               if (part_end > (gsize) part_start && data[part_end - 1] == '\r')
                 part_end--;
+              gboolean keep_crlf = header_unterminated (data, part_start, part_end)
+                                   && part_end < pos;
+
+              if (keep_crlf)
+                part_end = pos;
               child = parse_entity (ctx, part_start, MAX (part_end, (gsize) part_start),
-                                    depth + 1, digest);
+                                    depth + 1, digest, keep_crlf);
               if (child == NULL)
                 return FALSE;
               g_ptr_array_add (e->children, child);
@@ -1037,7 +1080,7 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
   if (part_start >= 0)
     {
       /* No closing delimiter: the last part runs to the end. */
-      Entity *child = parse_entity (ctx, MIN ((gsize) part_start, e->end), e->end, depth + 1, digest);
+      Entity *child = parse_entity (ctx, MIN ((gsize) part_start, e->end), e->end, depth + 1, digest, FALSE);
 
       if (child == NULL)
         return FALSE;
@@ -1047,7 +1090,8 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
 }
 
 static Entity *
-parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean digest_child)
+parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean digest_child,
+              gboolean delimiter_crlf)
 {
   const char *data = ctx->msg->data;
   g_autoptr(GError) local_error = NULL;
@@ -1055,7 +1099,6 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
   gsize header_len;
   gsize body_start;
   g_autofree char *ct_value = NULL;
-  g_autofree char *cte = NULL;
   Structured ct = { 0 };
 
   if (depth > SM_MIME_MAX_DEPTH)
@@ -1082,7 +1125,11 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
       entity_free (e);
       return NULL;
     }
+  e->header_end = start + header_len;
   e->body_start = start + body_start;
+  e->header_stop = e->body_start;
+  if (delimiter_crlf && e->body_start == end && end - start >= 2)
+    e->header_stop = end - 2;
   e->fields = sm_mime_fields_parse (data + start, body_start, &local_error);
   if (e->fields == NULL)
     {
@@ -1104,7 +1151,6 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
       e->subtype = g_strdup ("rfc822");
     }
 
-  cte = entity_field_raw (ctx->msg, e, "Content-Transfer-Encoding");
   if (type_is (e, "multipart", NULL))
     {
       const char *boundary = structured_param (&ct, "boundary");
@@ -1122,12 +1168,12 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
       else
         e->children = g_ptr_array_new_with_free_func ((GDestroyNotify) entity_free);
     }
-  else if (type_is (e, "message", "rfc822")
-           && (cte == NULL || g_ascii_strcasecmp (cte, "7bit") == 0 || g_ascii_strcasecmp (cte, "8bit") == 0
-               || g_ascii_strcasecmp (cte, "binary") == 0))
+  else if (type_is (e, "message", "rfc822"))
     {
-      /* An encoded message/rfc822 stays opaque, as in Dovecot. */
-      Entity *inner = parse_entity (ctx, e->body_start, e->end, depth + 1, FALSE);
+      /* Parsed as a message whatever its transfer encoding claims (a
+       * base64 message/rfc822 is not allowed by RFC 2046 section 5.2.1),
+       * as Dovecot does. */
+      Entity *inner = parse_entity (ctx, e->body_start, e->end, depth + 1, FALSE, delimiter_crlf);
 
       if (inner == NULL)
         {
@@ -1163,7 +1209,7 @@ sm_imap_fetch_message_new (GBytes  *message,
                    (guint) (SM_IMAP_FETCH_MAX_MESSAGE_SIZE / (1024 * 1024)));
       return NULL;
     }
-  msg->root = parse_entity (&ctx, 0, msg->len, 0, FALSE);
+  msg->root = parse_entity (&ctx, 0, msg->len, 0, FALSE, FALSE);
   if (msg->root == NULL)
     return NULL;
   return g_steal_pointer (&msg);
@@ -1884,19 +1930,25 @@ entity_find (const SmImapFetchMessage *msg, const FetchAtt *att)
 }
 
 /* HEADER.FIELDS (.NOT): the matching fields of the header of @e, original
- * bytes in message order, then the empty line. */
+ * bytes in message order, then the empty line.  .NOT also keeps the lines
+ * that are no field at all (no colon), as Dovecot does. */
 static GBytes *
 header_fields (const SmImapFetchMessage *msg, const Entity *e, const FetchAtt *att)
 {
   const char *header = msg->data + e->start;
+  gsize header_len = e->header_end - e->start;
   GByteArray *out = g_byte_array_new ();
   gboolean want = att->text == SECTION_HEADER_FIELDS;
+  gsize pos = 0;
 
   for (guint i = 0; i < e->fields->len; i++)
     {
       const SmMimeField *f = &g_array_index (e->fields, SmMimeField, i);
       gboolean match = FALSE;
 
+      if (!want && f->start > pos)
+        g_byte_array_append (out, (const guint8 *) header + pos, (guint) (f->start - pos));
+      pos = MAX (pos, f->start + f->len);
       for (guint j = 0; j < att->fields->len && !match; j++)
         match = sm_mime_field_is (header, f, att->fields->pdata[j]);
       if (match == want)
@@ -1906,6 +1958,12 @@ header_fields (const SmImapFetchMessage *msg, const Entity *e, const FetchAtt *a
           if (f->len == 0 || header[f->start + f->len - 1] != '\n')
             append_str (out, "\r\n");
         }
+    }
+  if (!want && header_len > pos)
+    {
+      g_byte_array_append (out, (const guint8 *) header + pos, (guint) (header_len - pos));
+      if (header[header_len - 1] != '\n')
+        append_str (out, "\r\n");
     }
   append_str (out, "\r\n");
   return g_byte_array_free_to_bytes (out);
@@ -1928,7 +1986,7 @@ section_content (const SmImapFetchMessage *msg, const FetchAtt *att)
     case SECTION_WHOLE:
       return g_bytes_new_from_bytes (msg->bytes, e->body_start, e->end - e->body_start);
     case SECTION_MIME:
-      return g_bytes_new_from_bytes (msg->bytes, e->start, e->body_start - e->start);
+      return g_bytes_new_from_bytes (msg->bytes, e->start, e->header_stop - e->start);
     case SECTION_HEADER:
     case SECTION_HEADER_FIELDS:
     case SECTION_HEADER_FIELDS_NOT:
@@ -1943,7 +2001,7 @@ section_content (const SmImapFetchMessage *msg, const FetchAtt *att)
       if (att->text == SECTION_TEXT)
         return g_bytes_new_from_bytes (msg->bytes, e->body_start, e->end - e->body_start);
       if (att->text == SECTION_HEADER)
-        return g_bytes_new_from_bytes (msg->bytes, e->start, e->body_start - e->start);
+        return g_bytes_new_from_bytes (msg->bytes, e->start, e->header_stop - e->start);
       return header_fields (msg, e, att);
     default:
       g_assert_not_reached ();

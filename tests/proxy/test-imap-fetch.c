@@ -574,6 +574,60 @@ static const char * const corpus[] = {
   "tail" CRLF
   "--top--" CRLF
   "epilogue" CRLF,
+
+  /* 16: odd Content-Types: a base64 message/rfc822, a type without
+   * subtype, an unparsable one, parameters with comments and quoting */
+  "From: alice@example.test" CRLF
+  "Subject: odd types" CRLF
+  "Content-Type: multipart/mixed; boundary=odd (a comment)" CRLF
+  CRLF
+  "--odd" CRLF
+  "Content-Type: message/rfc822" CRLF
+  "Content-Transfer-Encoding: base64" CRLF
+  CRLF
+  "U3ViamVjdDogaW5uZXIKCmJvZHkK" CRLF
+  /* The enclosed "message" has a header and no empty line: Dovecot counts
+   * the CRLF before the delimiter into the part but not into that header. */
+  CRLF
+  "--odd" CRLF
+  "Content-Type: text" CRLF
+  CRLF
+  "no subtype" CRLF
+  "--odd" CRLF
+  "Content-Type: ;;garbage" CRLF
+  CRLF
+  "garbage type" CRLF
+  "--odd" CRLF
+  "Content-Type: Application/X-Thing; (c) Name = \"a \\\"b\\\" c\" ; x=\"\"" CRLF
+  CRLF
+  "thing" CRLF
+  "--odd--" CRLF,
+
+  /* 17: a multipart without a boundary, an empty Subject */
+  "From: alice@example.test" CRLF
+  "Subject:" CRLF
+  "Content-Type: multipart/mixed" CRLF
+  CRLF
+  "--x" CRLF
+  CRLF
+  "y" CRLF,
+
+  /* 18: headers that run into the next delimiter without an empty line */
+  "From: alice@example.test" CRLF
+  "Subject: unterminated" CRLF
+  "Content-Type: multipart/mixed; boundary=u" CRLF
+  CRLF
+  "--u" CRLF
+  "Content-Type: message/rfc822" CRLF
+  CRLF
+  "Subject: inner without body" CRLF
+  "--u" CRLF
+  "Content-Type: text/plain; charset=us-ascii" CRLF
+  "--u" CRLF
+  "Content-Type: text/plain" CRLF
+  CRLF
+  "last" CRLF
+  "--u--" CRLF,
 };
 
 /* The requests asked of every message, one FETCH each.  .PEEK keeps
@@ -593,8 +647,30 @@ static const char * const oracle_requests[] = {
   "BINARY.PEEK[1]", "BINARY.SIZE[1]", "BINARY.PEEK[2]", "BINARY.SIZE[2]", "BINARY.PEEK[3]", "BINARY.SIZE[3]",
   "BINARY.PEEK[1.1]", "BINARY.PEEK[2]<1.4>", "BINARY.PEEK[]", "BINARY.SIZE[9]",
   "BINARY.PEEK[1.2]", "BINARY.SIZE[1.2]", "BODY.PEEK[1.2.MIME]", "BODY.PEEK[1.1.MIME]", "BINARY.SIZE[]",
+  "BODY.PEEK[4]", "BODY.PEEK[4.MIME]", "BODY.PEEK[1.TEXT]",
   "(BODY ENVELOPE RFC822.SIZE BODY.PEEK[1]<2.2>)",
 };
+
+/* Normalisation (3): answers of Dovecot we do not copy because they are
+ * wrong.  For message 18 (sequence 19), HEADER.FIELDS.NOT of the enclosed
+ * message whose header runs into the delimiter reads on past the end of
+ * its part (it returns the following delimiter and part header too); its
+ * HEADER and MIME answers stop at the part end, and so do ours. */
+static const struct {
+  guint32 seq;
+  const char *items;
+} dovecot_defects[] = {
+  { 19, "(BODY.PEEK[1.HEADER.FIELDS.NOT (subject)])" },
+};
+
+static gboolean
+is_dovecot_defect (guint32 seq, const char *items)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (dovecot_defects); i++)
+    if (dovecot_defects[i].seq == seq && strcmp (dovecot_defects[i].items, items) == 0)
+      return TRUE;
+  return FALSE;
+}
 
 typedef struct {
   GSocketConnection *conn;
@@ -895,6 +971,8 @@ test_oracle (void)
                                    ? g_strdup (oracle_requests[r])
                                    : g_strdup_printf ("(%s)", oracle_requests[r]);
 
+          if (is_dovecot_defect (i + 1, items))
+            continue;
           compared++;
           if (!oracle_compare (&imap, i + 1, msg, items))
             failures++;
