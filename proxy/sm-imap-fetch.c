@@ -760,6 +760,7 @@ struct _Entity {
   char *type;             /* as written ("text", "PLAIN"...), or NULL: the default applies */
   char *subtype;
   GArray *fields;         /* SmMimeField of the header, offsets relative to start */
+  gboolean has_content_type;  /* FALSE: the type is a default (RFC 2045 section 5.2, digest) */
   gboolean multipart;
   gboolean rfc822;        /* message/rfc822 parsed into children[0] */
   GPtrArray *children;    /* Entity * */
@@ -1139,6 +1140,7 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
     }
 
   ct_value = entity_field_raw (ctx->msg, e, "Content-Type");
+  e->has_content_type = ct_value != NULL;
   if (ct_value != NULL && structured_parse (ct_value, TRUE, &ct))
     {
       e->type = g_steal_pointer (&ct.value);
@@ -2067,7 +2069,8 @@ binary_convert (const SmImapFetchMessage *msg, const Entity *e, GByteArray *out,
   /* The empty line that ends the header, as it was. */
   g_byte_array_append (out, (const guint8 *) header + fields_end, (guint) (e->body_start - e->start - fields_end));
   body = sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, encoding);
-  g_byte_array_append (out, g_bytes_get_data (body, NULL), (guint) g_bytes_get_size (body));
+  if (g_bytes_get_size (body) > 0)
+    g_byte_array_append (out, g_bytes_get_data (body, NULL), (guint) g_bytes_get_size (body));
 }
 
 /* The body of multipart or message @e, its parts converted, the bytes
@@ -2138,6 +2141,9 @@ append_partial (GByteArray *out, const FetchAtt *att, GBytes *content, gboolean 
   const char *data = g_bytes_get_data (content, &len);
   char origin[32];
 
+  if (data == NULL)
+    data = "";   /* an empty GBytes may have no data pointer */
+
   append_str (out, att->name);
   if (att->partial)
     {
@@ -2153,36 +2159,147 @@ append_partial (GByteArray *out, const FetchAtt *att, GBytes *content, gboolean 
   append_literal (out, data, len, binary || (len > 0 && memchr (data, '\0', len) != NULL));
 }
 
-/* PREVIEW (RFC 8970): the start of the first text/plain part, decoded,
- * blanks collapsed; NIL when there is none. */
+/* The first text/plain or text/html leaf, depth first through multiparts
+ * (not into attached messages), or NULL. */
+static const Entity *
+preview_part (const Entity *e)
+{
+  if (e->multipart)
+    {
+      for (guint i = 0; e->children != NULL && i < e->children->len; i++)
+        {
+          const Entity *found = preview_part (e->children->pdata[i]);
+
+          if (found != NULL)
+            return found;
+        }
+      return NULL;
+    }
+  /* A part without Content-Type counts as text here even in a digest, as
+   * Dovecot has it. */
+  if (!e->has_content_type || type_is (e, "text", "plain") || type_is (e, "text", "html"))
+    return e;
+  return NULL;
+}
+
+/* Appends the visible text of @html: tags dropped, the few entities that
+ * matter decoded. */
+static void
+html_to_text (const char *p, gsize len, GString *text)
+{
+  static const struct { const char *name; char ch; } entities[] = {
+    { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' }, { "&quot;", '"' }, { "&nbsp;", ' ' }, { "&#39;", '\'' },
+  };
+
+  for (gsize i = 0; i < len; i++)
+    {
+      if (p[i] == '<')
+        {
+          const char *close = memchr (p + i, '>', len - i);
+
+          if (close == NULL)
+            break;
+          i = (gsize) (close - p);
+          g_string_append_c (text, ' ');
+          continue;
+        }
+      if (p[i] == '&')
+        {
+          gboolean done = FALSE;
+
+          for (gsize k = 0; k < G_N_ELEMENTS (entities) && !done; k++)
+            {
+              gsize n = strlen (entities[k].name);
+
+              if (len - i >= n && g_ascii_strncasecmp (p + i, entities[k].name, n) == 0)
+                {
+                  g_string_append_c (text, entities[k].ch);
+                  i += n - 1;
+                  done = TRUE;
+                }
+            }
+          if (done)
+            continue;
+        }
+      g_string_append_c (text, p[i]);
+    }
+}
+
+/* PREVIEW (RFC 8970): the start of the first text part, decoded, quoted
+ * lines ("> ...") left out and HTML reduced to its text, blanks collapsed,
+ * at most SM_IMAP_FETCH_PREVIEW_CHARS characters; "" when there is no
+ * text part. */
 static void
 append_preview (GByteArray *out, const SmImapFetchMessage *msg)
 {
-  const Entity *e = msg->root;
-  g_autofree char *cte = NULL;
+  const Entity *e = preview_part (msg->root);
   g_autoptr(GBytes) body = NULL;
+  g_autoptr(GString) raw = g_string_new (NULL);
   g_autoptr(GString) text = g_string_new (NULL);
   const char *p;
   gsize len;
   guint chars = 0;
   gboolean last_blank = TRUE;
+  int encoding;
 
-  while (e != NULL && e->multipart)
-    e = (e->children != NULL && e->children->len > 0) ? e->children->pdata[0] : NULL;
-  if (e == NULL || (e->type != NULL && !type_is (e, "text", "plain")))
+  if (e == NULL)
     {
-      append_str (out, "NIL");
+      append_str (out, "\"\"");
       return;
     }
-  cte = entity_field_raw (msg, e, "Content-Transfer-Encoding");
-  body = sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start,
-                              cte && g_ascii_strcasecmp (cte, "base64") == 0 ? MAILMIME_MECHANISM_BASE64
-                              : cte && g_ascii_strcasecmp (cte, "quoted-printable") == 0
-                              ? MAILMIME_MECHANISM_QUOTED_PRINTABLE : MAILMIME_MECHANISM_8BIT);
+  encoding = leaf_encoding (msg, e);
+  /* Only the start of the part can reach the preview. */
+  body = sm_mime_decode_body (msg->data + e->body_start,
+                              MIN (e->end - e->body_start, SM_IMAP_FETCH_PREVIEW_MAX_INPUT),
+                              encoding > 0 ? encoding : MAILMIME_MECHANISM_8BIT);
   p = g_bytes_get_data (body, &len);
-  for (gsize i = 0; i < len && chars < SM_IMAP_FETCH_PREVIEW_CHARS; i++)
+  if (e->has_content_type)
     {
-      guchar ch = p[i];
+      /* The preview is UTF-8 (RFC 8970 section 3): convert from the part's
+       * charset; what does not convert is repaired below. */
+      g_autofree char *ct_value = entity_field_raw (msg, e, "Content-Type");
+      Structured ct = { 0 };
+      const char *charset;
+
+      if (structured_parse (ct_value, TRUE, &ct) && (charset = structured_param (&ct, "charset")) != NULL
+          && g_ascii_strcasecmp (charset, "utf-8") != 0 && g_ascii_strcasecmp (charset, "us-ascii") != 0)
+        {
+          gsize written = 0;
+          g_autofree char *utf8 = NULL;
+
+          /* The cut above may have split a character: drop its bytes. */
+          for (gsize cut = 0; utf8 == NULL && cut < 4 && cut < len; cut++)
+            utf8 = g_convert (p, (gssize) (len - cut), "UTF-8", charset, NULL, &written, NULL);
+
+          if (utf8 != NULL)
+            {
+              g_bytes_unref (body);
+              body = g_bytes_new_take (g_steal_pointer (&utf8), written);
+              p = g_bytes_get_data (body, &len);
+            }
+        }
+      structured_clear (&ct);
+    }
+  if (e->has_content_type && type_is (e, "text", "html"))
+    html_to_text (p, len, raw);
+  else
+    {
+      for (gsize i = 0; i < len;)
+        {
+          const char *nl = memchr (p + i, '\n', len - i);
+          gsize next = nl ? (gsize) (nl - p) + 1 : len;
+
+          if (p[i] != '>')
+            {
+              g_string_append_len (raw, p + i, next - i);
+              g_string_append_c (raw, ' ');
+            }
+          i = next;
+        }
+    }
+  for (gsize i = 0; i < raw->len && chars < SM_IMAP_FETCH_PREVIEW_CHARS; i++)
+    {
+      guchar ch = raw->str[i];
 
       if (g_ascii_isspace (ch) || ch < 0x20)
         {
