@@ -96,6 +96,10 @@ sm_imap_fetch_request_free (SmImapFetchRequest *req)
 typedef struct {
   const char *p;
   const char *end;
+  /* Set by skip_cfws(): the last comment it skipped, without its
+   * parentheses (an address's comment can stand for its display name). */
+  const char *comment;
+  gsize comment_len;
 } Cursor;
 
 static gboolean
@@ -508,13 +512,18 @@ sm_imap_fetch_request_parse (const guint8 *line,
                              GError      **error)
 {
   g_autoptr(SmImapFetchRequest) req = g_new0 (SmImapFetchRequest, 1);
-  Cursor c = { (const char *) line, (const char *) line + len };
+  Cursor c = { .p = (const char *) line, .end = (const char *) line + len };
   const char *start;
 
   g_return_val_if_fail (line != NULL || len == 0, NULL);
 
   req->atts = g_ptr_array_new_with_free_func ((GDestroyNotify) fetch_att_free);
 
+  if (len == 0)
+    {
+      set_bad (error, _("Not a FETCH command"));
+      return NULL;
+    }
   /* The line end: CRLF, or a bare LF as the scanner accepts. */
   if (c.end > c.p && c.end[-1] == '\n')
     c.end--;
@@ -743,14 +752,17 @@ sm_imap_fetch_request_metadata_items (const SmImapFetchRequest *req)
 typedef struct _Entity Entity;
 struct _Entity {
   gsize start;            /* the header section */
+  gsize header_end;       /* end of the last header line, before the empty line */
   gsize body_start;       /* past the empty line ending the header */
+  gsize header_stop;      /* end of the header as HEADER and MIME give it: body_start,
+                           * but see header_unterminated() */
   gsize end;              /* end of the body */
   char *type;             /* as written ("text", "PLAIN"...), or NULL: the default applies */
   char *subtype;
   GArray *fields;         /* SmMimeField of the header, offsets relative to start */
+  gboolean has_content_type;  /* FALSE: the type is a default (RFC 2045 section 5.2, digest) */
   gboolean multipart;
   gboolean rfc822;        /* message/rfc822 parsed into children[0] */
-  gboolean message_root;  /* the top entity of a message (top level or encapsulated) */
   GPtrArray *children;    /* Entity * */
 };
 
@@ -800,7 +812,9 @@ entity_field_raw (const SmImapFetchMessage *msg, const Entity *e, const char *na
   f = &g_array_index (e->fields, SmMimeField, idx);
   a = f->value_start;
   b = f->value_start + f->value_len;
-  while (a < b && strchr (" \t\r\n", header[a]) != NULL)
+  /* Only the blanks after the colon: a value that starts on a
+   * continuation line keeps its folding, as in Dovecot. */
+  while (a < b && (header[a] == ' ' || header[a] == '\t'))
     a++;
   while (b > a && strchr (" \t\r\n", header[b - 1]) != NULL)
     b--;
@@ -833,6 +847,7 @@ skip_cfws (Cursor *c)
       else if (*c->p == '(')
         {
           /* RFC 5322 comments nest; an unclosed one runs to the end. */
+          const char *start = c->p + 1;
           int depth = 0;
 
           for (; c->p < c->end; c->p++)
@@ -842,11 +857,12 @@ skip_cfws (Cursor *c)
               else if (*c->p == '(')
                 depth++;
               else if (*c->p == ')' && --depth == 0)
-                {
-                  c->p++;
-                  break;
-                }
+                break;
             }
+          c->comment = start;
+          c->comment_len = (gsize) (c->p - start);
+          if (c->p < c->end)
+            c->p++;
         }
       else
         break;
@@ -895,26 +911,32 @@ parse_header_quoted (Cursor *c)
 }
 
 /* Parses "type/subtype *(; name=value)" (@with_subtype) or "type *(;
- * name=value)".  Invalid parameters end the list, as in Dovecot. */
+ * name=value)".  Invalid parameters end the list.  A Content-Type is taken
+ * leniently, as Dovecot does: a missing type or subtype is an empty string
+ * (BODYSTRUCTURE then says ("" "") or ("text" "")); a disposition without
+ * a type is no disposition (FALSE). */
 static gboolean
 structured_parse (const char *value, gboolean with_subtype, Structured *out)
 {
-  Cursor c = { value, value + strlen (value) };
+  Cursor c = { .p = value, .end = value + strlen (value) };
 
   memset (out, 0, sizeof *out);
   skip_cfws (&c);
   out->value = parse_token (&c);
-  if (out->value == NULL)
+  if (out->value == NULL && !with_subtype)
     return FALSE;
+  if (out->value == NULL)
+    out->value = g_strdup ("");
   if (with_subtype)
     {
       skip_cfws (&c);
-      if (!cur_eat (&c, '/'))
-        return FALSE;
-      skip_cfws (&c);
-      out->subtype = parse_token (&c);
+      if (cur_eat (&c, '/'))
+        {
+          skip_cfws (&c);
+          out->subtype = parse_token (&c);
+        }
       if (out->subtype == NULL)
-        return FALSE;
+        out->subtype = g_strdup ("");
     }
   out->params = g_ptr_array_new_with_free_func (g_free);
   for (;;)
@@ -969,7 +991,7 @@ type_is (const Entity *e, const char *type, const char *subtype)
 }
 
 static Entity *parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth,
-                             gboolean digest_child, gboolean message_root);
+                             gboolean digest_child, gboolean delimiter_crlf);
 
 /* TRUE when the line at @pos (within [.., end)) is "--" @boundary followed
  * by anything: Dovecot matches boundaries as prefixes; *close is set for
@@ -982,6 +1004,30 @@ is_boundary_line (const char *data, gsize pos, gsize end, const char *boundary, 
     return FALSE;
   *close = end - pos >= blen + 4 && data[pos + 2 + blen] == '-' && data[pos + 3 + blen] == '-';
   return TRUE;
+}
+
+/* TRUE when the header of the part [start, end) (or, for a message/rfc822
+ * part, of the message it holds) has no empty line before @end.  Dovecot
+ * 2.3 then counts the line end before the next delimiter into the part (its
+ * size, BODY[n]) but not into that header (HEADER, MIME): we do the same,
+ * so that clients see the same bytes from us as from the provider. */
+static gboolean
+header_unterminated (const char *data, gsize start, gsize end)
+{
+  for (guint depth = 0; depth <= SM_MIME_MAX_DEPTH; depth++)
+    {
+      gsize body_start;
+      gsize header_len = sm_mime_header_length (data + start, end - start, &body_start);
+      g_autoptr(SmMimeContentType) ct = NULL;
+
+      if (body_start >= end - start && header_len == body_start)
+        return TRUE;
+      ct = sm_mime_content_type_of_header (data + start, header_len);
+      if (strcmp (ct->type, "message") != 0 || strcmp (ct->subtype, "rfc822") != 0)
+        return FALSE;
+      start += body_start;
+    }
+  return FALSE;
 }
 
 /* Splits the body of multipart @e into its parts (RFC 2046 section 5.1.1):
@@ -1015,8 +1061,13 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
                 part_end--;
               if (part_end > (gsize) part_start && data[part_end - 1] == '\r')
                 part_end--;
+              gboolean keep_crlf = header_unterminated (data, part_start, part_end)
+                                   && part_end < pos;
+
+              if (keep_crlf)
+                part_end = pos;
               child = parse_entity (ctx, part_start, MAX (part_end, (gsize) part_start),
-                                    depth + 1, digest, FALSE);
+                                    depth + 1, digest, keep_crlf);
               if (child == NULL)
                 return FALSE;
               g_ptr_array_add (e->children, child);
@@ -1041,7 +1092,7 @@ parse_multipart (ParseCtx *ctx, Entity *e, const char *boundary, guint depth)
 
 static Entity *
 parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean digest_child,
-              gboolean message_root)
+              gboolean delimiter_crlf)
 {
   const char *data = ctx->msg->data;
   g_autoptr(GError) local_error = NULL;
@@ -1049,7 +1100,6 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
   gsize header_len;
   gsize body_start;
   g_autofree char *ct_value = NULL;
-  g_autofree char *cte = NULL;
   Structured ct = { 0 };
 
   if (depth > SM_MIME_MAX_DEPTH)
@@ -1068,7 +1118,6 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
   e = g_new0 (Entity, 1);
   e->start = start;
   e->end = end;
-  e->message_root = message_root;
   header_len = sm_mime_header_length (data + start, end - start, &body_start);
   if (header_len > SM_MIME_MAX_HEADER_SIZE)
     {
@@ -1077,7 +1126,11 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
       entity_free (e);
       return NULL;
     }
+  e->header_end = start + header_len;
   e->body_start = start + body_start;
+  e->header_stop = e->body_start;
+  if (delimiter_crlf && e->body_start == end && end - start >= 2)
+    e->header_stop = end - 2;
   e->fields = sm_mime_fields_parse (data + start, body_start, &local_error);
   if (e->fields == NULL)
     {
@@ -1087,6 +1140,7 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
     }
 
   ct_value = entity_field_raw (ctx->msg, e, "Content-Type");
+  e->has_content_type = ct_value != NULL;
   if (ct_value != NULL && structured_parse (ct_value, TRUE, &ct))
     {
       e->type = g_steal_pointer (&ct.value);
@@ -1099,7 +1153,6 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
       e->subtype = g_strdup ("rfc822");
     }
 
-  cte = entity_field_raw (ctx->msg, e, "Content-Transfer-Encoding");
   if (type_is (e, "multipart", NULL))
     {
       const char *boundary = structured_param (&ct, "boundary");
@@ -1117,12 +1170,12 @@ parse_entity (ParseCtx *ctx, gsize start, gsize end, guint depth, gboolean diges
       else
         e->children = g_ptr_array_new_with_free_func ((GDestroyNotify) entity_free);
     }
-  else if (type_is (e, "message", "rfc822")
-           && (cte == NULL || g_ascii_strcasecmp (cte, "7bit") == 0 || g_ascii_strcasecmp (cte, "8bit") == 0
-               || g_ascii_strcasecmp (cte, "binary") == 0))
+  else if (type_is (e, "message", "rfc822"))
     {
-      /* An encoded message/rfc822 stays opaque, as in Dovecot. */
-      Entity *inner = parse_entity (ctx, e->body_start, e->end, depth + 1, FALSE, TRUE);
+      /* Parsed as a message whatever its transfer encoding claims (a
+       * base64 message/rfc822 is not allowed by RFC 2046 section 5.2.1),
+       * as Dovecot does. */
+      Entity *inner = parse_entity (ctx, e->body_start, e->end, depth + 1, FALSE, delimiter_crlf);
 
       if (inner == NULL)
         {
@@ -1158,7 +1211,7 @@ sm_imap_fetch_message_new (GBytes  *message,
                    (guint) (SM_IMAP_FETCH_MAX_MESSAGE_SIZE / (1024 * 1024)));
       return NULL;
     }
-  msg->root = parse_entity (&ctx, 0, msg->len, 0, FALSE, TRUE);
+  msg->root = parse_entity (&ctx, 0, msg->len, 0, FALSE, FALSE);
   if (msg->root == NULL)
     return NULL;
   return g_steal_pointer (&msg);
@@ -1471,7 +1524,12 @@ parse_mailbox (Cursor *c)
   else
     {
       c->p = start;
+      c->comment = NULL;
       parse_addr_spec (c, a, FALSE);
+      skip_cfws (c);
+      /* "addr@host (Name)": the comment names the mailbox. */
+      if (c->comment != NULL)
+        a->name = g_strndup (c->comment, c->comment_len);
     }
   if (a->mailbox == NULL)
     a->mailbox = g_strdup ("MISSING_MAILBOX");
@@ -1504,7 +1562,7 @@ static GPtrArray *
 parse_address_list (const char *value)
 {
   GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) address_free);
-  Cursor c = { value, value + strlen (value) };
+  Cursor c = { .p = value, .end = value + strlen (value) };
 
   for (;;)
     {
@@ -1700,7 +1758,7 @@ append_disposition_etc (GByteArray *out, const SmImapFetchMessage *msg, const En
   if (language != NULL)
     {
       /* RFC 3282: a comma-separated list of language tags. */
-      Cursor c = { language, language + strlen (language) };
+      Cursor c = { .p = language, .end = language + strlen (language) };
       gboolean first = TRUE;
 
       append_str (out, "(");
@@ -1834,48 +1892,65 @@ append_structure (GByteArray *out, const SmImapFetchMessage *msg, const Entity *
 
 /* ==== sections ================================================================ */
 
-/* One step down the part numbers (RFC 9051 section 6.4.5): the parts of a
- * multipart are numbered from 1; the parts of a message/rfc822 are those of
- * the message it holds; a non-multipart part is its own part 1, except the
- * top entity of a message, which is already that message's part 1. */
-static const Entity *
-entity_step (const Entity *cur, guint32 n, gboolean first)
-{
-  const Entity *e = cur;
-
-  if (!first && cur->rfc822)
-    e = cur->children->pdata[0];
-  else if (!first && !cur->multipart)
-    return (n == 1 && !cur->message_root) ? cur : NULL;
-  if (e->multipart)
-    return (e->children != NULL && n <= e->children->len) ? e->children->pdata[n - 1] : NULL;
-  return n == 1 ? e : NULL;
-}
-
+/* Follows the part numbers of @att (RFC 9051 section 6.4.5): the parts of
+ * a multipart are numbered from 1; the parts of a message/rfc822 are those
+ * of the message it holds; a non-multipart entity is its own part 1, once:
+ * Dovecot answers "1.1" of a single-part message, or "2.1.1" of a leaf
+ * part 2.1, with nothing. */
 static const Entity *
 entity_find (const SmImapFetchMessage *msg, const FetchAtt *att)
 {
   const Entity *e = msg->root;
+  gboolean self_step = FALSE;
 
-  for (guint i = 0; i < att->n_path && e != NULL; i++)
-    e = entity_step (e, att->path[i], i == 0);
+  for (guint i = 0; i < att->n_path; i++)
+    {
+      guint32 n = att->path[i];
+      const Entity *holder = e;
+
+      if (i > 0 && e->rfc822)
+        {
+          holder = e->children->pdata[0];
+          self_step = FALSE;
+        }
+      if (holder->multipart)
+        {
+          if (holder->children == NULL || n > holder->children->len)
+            return NULL;
+          e = holder->children->pdata[n - 1];
+          self_step = FALSE;
+        }
+      else
+        {
+          if (n != 1 || (self_step && holder == e))
+            return NULL;
+          e = holder;
+          self_step = TRUE;
+        }
+    }
   return e;
 }
 
 /* HEADER.FIELDS (.NOT): the matching fields of the header of @e, original
- * bytes in message order, then the empty line. */
+ * bytes in message order, then the empty line.  .NOT also keeps the lines
+ * that are no field at all (no colon), as Dovecot does. */
 static GBytes *
 header_fields (const SmImapFetchMessage *msg, const Entity *e, const FetchAtt *att)
 {
   const char *header = msg->data + e->start;
+  gsize header_len = e->header_end - e->start;
   GByteArray *out = g_byte_array_new ();
   gboolean want = att->text == SECTION_HEADER_FIELDS;
+  gsize pos = 0;
 
   for (guint i = 0; i < e->fields->len; i++)
     {
       const SmMimeField *f = &g_array_index (e->fields, SmMimeField, i);
       gboolean match = FALSE;
 
+      if (!want && f->start > pos)
+        g_byte_array_append (out, (const guint8 *) header + pos, (guint) (f->start - pos));
+      pos = MAX (pos, f->start + f->len);
       for (guint j = 0; j < att->fields->len && !match; j++)
         match = sm_mime_field_is (header, f, att->fields->pdata[j]);
       if (match == want)
@@ -1885,6 +1960,12 @@ header_fields (const SmImapFetchMessage *msg, const Entity *e, const FetchAtt *a
           if (f->len == 0 || header[f->start + f->len - 1] != '\n')
             append_str (out, "\r\n");
         }
+    }
+  if (!want && header_len > pos)
+    {
+      g_byte_array_append (out, (const guint8 *) header + pos, (guint) (header_len - pos));
+      if (header[header_len - 1] != '\n')
+        append_str (out, "\r\n");
     }
   append_str (out, "\r\n");
   return g_byte_array_free_to_bytes (out);
@@ -1907,7 +1988,7 @@ section_content (const SmImapFetchMessage *msg, const FetchAtt *att)
     case SECTION_WHOLE:
       return g_bytes_new_from_bytes (msg->bytes, e->body_start, e->end - e->body_start);
     case SECTION_MIME:
-      return g_bytes_new_from_bytes (msg->bytes, e->start, e->body_start - e->start);
+      return g_bytes_new_from_bytes (msg->bytes, e->start, e->header_stop - e->start);
     case SECTION_HEADER:
     case SECTION_HEADER_FIELDS:
     case SECTION_HEADER_FIELDS_NOT:
@@ -1922,39 +2003,135 @@ section_content (const SmImapFetchMessage *msg, const FetchAtt *att)
       if (att->text == SECTION_TEXT)
         return g_bytes_new_from_bytes (msg->bytes, e->body_start, e->end - e->body_start);
       if (att->text == SECTION_HEADER)
-        return g_bytes_new_from_bytes (msg->bytes, e->start, e->body_start - e->start);
+        return g_bytes_new_from_bytes (msg->bytes, e->start, e->header_stop - e->start);
       return header_fields (msg, e, att);
     default:
       g_assert_not_reached ();
     }
 }
 
+/* The transfer encoding of leaf @e: 0 for none to undo (7bit, 8bit,
+ * binary, or no field), a MAILMIME_MECHANISM_* to decode, or -1 for one we
+ * do not know. */
+static int
+leaf_encoding (const SmImapFetchMessage *msg, const Entity *e)
+{
+  g_autofree char *cte = entity_field_raw (msg, e, "Content-Transfer-Encoding");
+
+  if (cte == NULL || g_ascii_strcasecmp (cte, "7bit") == 0 || g_ascii_strcasecmp (cte, "8bit") == 0
+      || g_ascii_strcasecmp (cte, "binary") == 0)
+    return 0;
+  if (g_ascii_strcasecmp (cte, "base64") == 0)
+    return MAILMIME_MECHANISM_BASE64;
+  if (g_ascii_strcasecmp (cte, "quoted-printable") == 0)
+    return MAILMIME_MECHANISM_QUOTED_PRINTABLE;
+  return -1;
+}
+
+static void binary_convert_body (const SmImapFetchMessage *msg, const Entity *e, GByteArray *out,
+                                 gboolean *converted);
+
+/* @e whole (header and body) with every base64 or quoted-printable leaf
+ * inside decoded, as Dovecot's BINARY of a multipart or of the whole
+ * message gives it: the leaf's Content-Transfer-Encoding fields go, and
+ * "Content-Transfer-Encoding: binary" ends its header.  Leaves with an
+ * unknown encoding stay as they are. */
+static void
+binary_convert (const SmImapFetchMessage *msg, const Entity *e, GByteArray *out, gboolean *converted)
+{
+  const char *header = msg->data + e->start;
+  int encoding;
+  gsize fields_end = 0;
+  g_autoptr(GBytes) body = NULL;
+
+  if (e->multipart || e->rfc822)
+    {
+      g_byte_array_append (out, (const guint8 *) header, (guint) (e->body_start - e->start));
+      binary_convert_body (msg, e, out, converted);
+      return;
+    }
+  encoding = leaf_encoding (msg, e);
+  if (encoding <= 0)
+    {
+      g_byte_array_append (out, (const guint8 *) header, (guint) (e->end - e->start));
+      return;
+    }
+  *converted = TRUE;
+  for (guint i = 0; i < e->fields->len; i++)
+    {
+      const SmMimeField *f = &g_array_index (e->fields, SmMimeField, i);
+
+      fields_end = f->start + f->len;
+      if (!sm_mime_field_is (header, f, "Content-Transfer-Encoding"))
+        g_byte_array_append (out, (const guint8 *) header + f->start, (guint) f->len);
+    }
+  append_str (out, "Content-Transfer-Encoding: binary\r\n");
+  /* The empty line that ends the header, as it was. */
+  g_byte_array_append (out, (const guint8 *) header + fields_end, (guint) (e->body_start - e->start - fields_end));
+  body = sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, encoding);
+  if (g_bytes_get_size (body) > 0)
+    g_byte_array_append (out, g_bytes_get_data (body, NULL), (guint) g_bytes_get_size (body));
+}
+
+/* The body of multipart or message @e, its parts converted, the bytes
+ * around them (preamble, delimiters, epilogue) as they are. */
+static void
+binary_convert_body (const SmImapFetchMessage *msg, const Entity *e, GByteArray *out, gboolean *converted)
+{
+  gsize pos = e->body_start;
+
+  for (guint i = 0; e->children != NULL && i < e->children->len; i++)
+    {
+      const Entity *child = e->children->pdata[i];
+
+      if (child->start > pos)
+        g_byte_array_append (out, (const guint8 *) msg->data + pos, (guint) (child->start - pos));
+      binary_convert (msg, child, out, converted);
+      pos = MAX (pos, child->end);
+    }
+  if (e->end > pos)
+    g_byte_array_append (out, (const guint8 *) msg->data + pos, (guint) (e->end - pos));
+}
+
 /* BINARY[part]: the content with its transfer encoding removed (RFC 3516).
- * Sets *decoded when a decoding was applied. */
+ * Sets *decoded when a decoding was applied: Dovecot then sends a literal8
+ * whatever the bytes. */
 static GBytes *
 binary_content (const SmImapFetchMessage *msg, const FetchAtt *att, gboolean *decoded, GError **error)
 {
   const Entity *e;
-  g_autofree char *cte = NULL;
+  int encoding;
 
   *decoded = FALSE;
   if (att->n_path == 0)
-    return g_bytes_new_from_bytes (msg->bytes, 0, msg->len);
+    {
+      GByteArray *out = g_byte_array_sized_new ((guint) msg->len);
+
+      binary_convert (msg, msg->root, out, decoded);
+      return g_byte_array_free_to_bytes (out);
+    }
   e = entity_find (msg, att);
   if (e == NULL)
     return g_bytes_new (NULL, 0);
-  cte = entity_field_raw (msg, e, "Content-Transfer-Encoding");
-  if (cte == NULL || g_ascii_strcasecmp (cte, "7bit") == 0 || g_ascii_strcasecmp (cte, "8bit") == 0
-      || g_ascii_strcasecmp (cte, "binary") == 0)
+  if (e->multipart || e->rfc822)
+    {
+      GByteArray *out = g_byte_array_new ();
+
+      binary_convert_body (msg, e, out, decoded);
+      return g_byte_array_free_to_bytes (out);
+    }
+  encoding = leaf_encoding (msg, e);
+  if (encoding == 0)
     return g_bytes_new_from_bytes (msg->bytes, e->body_start, e->end - e->body_start);
+  if (encoding < 0)
+    {
+      /* RFC 3516 section 4.3. */
+      g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
+                           _("[UNKNOWN-CTE] The part has a content transfer encoding that cannot be decoded"));
+      return NULL;
+    }
   *decoded = TRUE;
-  if (g_ascii_strcasecmp (cte, "base64") == 0)
-    return sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, MAILMIME_MECHANISM_BASE64);
-  if (g_ascii_strcasecmp (cte, "quoted-printable") == 0)
-    return sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, MAILMIME_MECHANISM_QUOTED_PRINTABLE);
-  g_set_error_literal (error, SM_ERROR, SM_ERROR_PROTOCOL,
-                       _("[UNKNOWN-CTE] The part has a content transfer encoding that cannot be decoded"));
-  return NULL;
+  return sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start, encoding);
 }
 
 static void
@@ -1963,6 +2140,9 @@ append_partial (GByteArray *out, const FetchAtt *att, GBytes *content, gboolean 
   gsize len;
   const char *data = g_bytes_get_data (content, &len);
   char origin[32];
+
+  if (data == NULL)
+    data = "";   /* an empty GBytes may have no data pointer */
 
   append_str (out, att->name);
   if (att->partial)
@@ -1979,36 +2159,147 @@ append_partial (GByteArray *out, const FetchAtt *att, GBytes *content, gboolean 
   append_literal (out, data, len, binary || (len > 0 && memchr (data, '\0', len) != NULL));
 }
 
-/* PREVIEW (RFC 8970): the start of the first text/plain part, decoded,
- * blanks collapsed; NIL when there is none. */
+/* The first text/plain or text/html leaf, depth first through multiparts
+ * (not into attached messages), or NULL. */
+static const Entity *
+preview_part (const Entity *e)
+{
+  if (e->multipart)
+    {
+      for (guint i = 0; e->children != NULL && i < e->children->len; i++)
+        {
+          const Entity *found = preview_part (e->children->pdata[i]);
+
+          if (found != NULL)
+            return found;
+        }
+      return NULL;
+    }
+  /* A part without Content-Type counts as text here even in a digest, as
+   * Dovecot has it. */
+  if (!e->has_content_type || type_is (e, "text", "plain") || type_is (e, "text", "html"))
+    return e;
+  return NULL;
+}
+
+/* Appends the visible text of @html: tags dropped, the few entities that
+ * matter decoded. */
+static void
+html_to_text (const char *p, gsize len, GString *text)
+{
+  static const struct { const char *name; char ch; } entities[] = {
+    { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' }, { "&quot;", '"' }, { "&nbsp;", ' ' }, { "&#39;", '\'' },
+  };
+
+  for (gsize i = 0; i < len; i++)
+    {
+      if (p[i] == '<')
+        {
+          const char *close = memchr (p + i, '>', len - i);
+
+          if (close == NULL)
+            break;
+          i = (gsize) (close - p);
+          g_string_append_c (text, ' ');
+          continue;
+        }
+      if (p[i] == '&')
+        {
+          gboolean done = FALSE;
+
+          for (gsize k = 0; k < G_N_ELEMENTS (entities) && !done; k++)
+            {
+              gsize n = strlen (entities[k].name);
+
+              if (len - i >= n && g_ascii_strncasecmp (p + i, entities[k].name, n) == 0)
+                {
+                  g_string_append_c (text, entities[k].ch);
+                  i += n - 1;
+                  done = TRUE;
+                }
+            }
+          if (done)
+            continue;
+        }
+      g_string_append_c (text, p[i]);
+    }
+}
+
+/* PREVIEW (RFC 8970): the start of the first text part, decoded, quoted
+ * lines ("> ...") left out and HTML reduced to its text, blanks collapsed,
+ * at most SM_IMAP_FETCH_PREVIEW_CHARS characters; "" when there is no
+ * text part. */
 static void
 append_preview (GByteArray *out, const SmImapFetchMessage *msg)
 {
-  const Entity *e = msg->root;
-  g_autofree char *cte = NULL;
+  const Entity *e = preview_part (msg->root);
   g_autoptr(GBytes) body = NULL;
+  g_autoptr(GString) raw = g_string_new (NULL);
   g_autoptr(GString) text = g_string_new (NULL);
   const char *p;
   gsize len;
   guint chars = 0;
   gboolean last_blank = TRUE;
+  int encoding;
 
-  while (e != NULL && e->multipart)
-    e = (e->children != NULL && e->children->len > 0) ? e->children->pdata[0] : NULL;
-  if (e == NULL || (e->type != NULL && !type_is (e, "text", "plain")))
+  if (e == NULL)
     {
-      append_str (out, "NIL");
+      append_str (out, "\"\"");
       return;
     }
-  cte = entity_field_raw (msg, e, "Content-Transfer-Encoding");
-  body = sm_mime_decode_body (msg->data + e->body_start, e->end - e->body_start,
-                              cte && g_ascii_strcasecmp (cte, "base64") == 0 ? MAILMIME_MECHANISM_BASE64
-                              : cte && g_ascii_strcasecmp (cte, "quoted-printable") == 0
-                              ? MAILMIME_MECHANISM_QUOTED_PRINTABLE : MAILMIME_MECHANISM_8BIT);
+  encoding = leaf_encoding (msg, e);
+  /* Only the start of the part can reach the preview. */
+  body = sm_mime_decode_body (msg->data + e->body_start,
+                              MIN (e->end - e->body_start, SM_IMAP_FETCH_PREVIEW_MAX_INPUT),
+                              encoding > 0 ? encoding : MAILMIME_MECHANISM_8BIT);
   p = g_bytes_get_data (body, &len);
-  for (gsize i = 0; i < len && chars < SM_IMAP_FETCH_PREVIEW_CHARS; i++)
+  if (e->has_content_type)
     {
-      guchar ch = p[i];
+      /* The preview is UTF-8 (RFC 8970 section 3): convert from the part's
+       * charset; what does not convert is repaired below. */
+      g_autofree char *ct_value = entity_field_raw (msg, e, "Content-Type");
+      Structured ct = { 0 };
+      const char *charset;
+
+      if (structured_parse (ct_value, TRUE, &ct) && (charset = structured_param (&ct, "charset")) != NULL
+          && g_ascii_strcasecmp (charset, "utf-8") != 0 && g_ascii_strcasecmp (charset, "us-ascii") != 0)
+        {
+          gsize written = 0;
+          g_autofree char *utf8 = NULL;
+
+          /* The cut above may have split a character: drop its bytes. */
+          for (gsize cut = 0; utf8 == NULL && cut < 4 && cut < len; cut++)
+            utf8 = g_convert (p, (gssize) (len - cut), "UTF-8", charset, NULL, &written, NULL);
+
+          if (utf8 != NULL)
+            {
+              g_bytes_unref (body);
+              body = g_bytes_new_take (g_steal_pointer (&utf8), written);
+              p = g_bytes_get_data (body, &len);
+            }
+        }
+      structured_clear (&ct);
+    }
+  if (e->has_content_type && type_is (e, "text", "html"))
+    html_to_text (p, len, raw);
+  else
+    {
+      for (gsize i = 0; i < len;)
+        {
+          const char *nl = memchr (p + i, '\n', len - i);
+          gsize next = nl ? (gsize) (nl - p) + 1 : len;
+
+          if (p[i] != '>')
+            {
+              g_string_append_len (raw, p + i, next - i);
+              g_string_append_c (raw, ' ');
+            }
+          i = next;
+        }
+    }
+  for (gsize i = 0; i < raw->len && chars < SM_IMAP_FETCH_PREVIEW_CHARS; i++)
+    {
+      guchar ch = raw->str[i];
 
       if (g_ascii_isspace (ch) || ch < 0x20)
         {
@@ -2267,7 +2558,7 @@ sm_imap_fetch_response_parse (const guint8 *data,
                               GPtrArray   **items,
                               GError      **error)
 {
-  Cursor c = { (const char *) data, (const char *) data + len };
+  Cursor c = { .p = (const char *) data, .end = (const char *) data + len };
   g_autoptr(GPtrArray) list = NULL;
   guint32 n;
 

@@ -46,6 +46,9 @@ G_BEGIN_DECLS
 #define SM_IMAP_FETCH_MAX_RESPONSE_NESTING 128
 /* Characters of PREVIEW text (RFC 8970 section 3: at most 256). */
 #define SM_IMAP_FETCH_PREVIEW_CHARS      200
+/* Bytes of a part's body read to make its PREVIEW: far more than 200
+ * characters need, even with quoted lines and HTML markup to skip. */
+#define SM_IMAP_FETCH_PREVIEW_MAX_INPUT  (64 * 1024)
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -108,8 +111,8 @@ gsize    sm_imap_fetch_message_size (const SmImapFetchMessage *msg);
  * trailing space, e.g. `BODYSTRUCTURE ("text" "plain" ...) BODY[1]<0>
  * {12}\r\n...`.  Literals as {N}\r\n, binary content with NUL as ~{N}\r\n
  * (RFC 3516).  A partial <o.n> is answered as RFC 9051 says (name
- * `BODY[...]<o>`); a section that does not exist gives NIL or an empty
- * string as Dovecot does.  Appends nothing when the request has no content
+ * `BODY[...]<o>`); a section that does not exist gives an empty literal
+ * {0}, as Dovecot does.  Appends nothing when the request has no content
  * item.  Fails with SM_ERROR_PROTOCOL for a section that cannot be answered
  * (BINARY of a part whose transfer encoding is unknown: RFC 3516
  * UNKNOWN-CTE), with a message safe for a NO or BAD; @out is then left as
