@@ -240,7 +240,7 @@ connect_proxy_or_die (int *code)
 
   if (owner == NULL)
     {
-      *code = die (EXIT_NOT_RUNNING, _("securemail-proxy is not running, and the queue is its job; start it "
+      *code = die (EXIT_NOT_RUNNING, _("securemail-proxy is not running, and this is its job; start it "
                                        "(it starts with your desktop session)"));
       return NULL;
     }
@@ -404,6 +404,134 @@ cmd_queue (int argc, char **argv)
     g_print (_("Message %s will be sent again now.\n"), argv[2]);
   else
     g_print (_("Message %s was removed from the queue; it was not sent.\n"), argv[2]);
+  return 0;
+}
+
+/* ---- securemail messages [--limit N] ----------------------------------------- */
+
+#define MESSAGES_DEFAULT_LIMIT 20   /* a screenful; --limit 0 lists all the daemon keeps */
+
+/* The trust status in words, as the SPEC's table explains it. */
+static const char *
+trust_words (const char *trust)
+{
+  static const struct { const char *value; const char *words; } table[] = {
+    { "verified", N_("verified") },
+    { "signed-untrusted", N_("signed, signer not trusted") },
+    { "signer-mismatch", N_("WARNING: signed by someone else") },
+    { "invalid", N_("WARNING: invalid signature") },
+    { "decrypt-failed", N_("cannot decrypt") },
+    { "encrypted-unsigned", N_("encrypted, unsigned") },
+    { "unprotected", N_("unprotected") },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (table); i++)
+    if (g_strcmp0 (trust, table[i].value) == 0)
+      return _(table[i].words);
+  return trust;
+}
+
+static gboolean
+parse_uint (const char *text, guint64 max, guint64 *out)
+{
+  return text != NULL && g_ascii_string_to_unsigned (text, 10, 0, max, out, NULL);
+}
+
+static int
+cmd_messages (int argc, char **argv)
+{
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) entries = NULL;
+  guint64 limit = MESSAGES_DEFAULT_LIMIT;
+  GVariantIter iter;
+  GVariant *item;
+  int code = 0;
+
+  for (int i = 1; i < argc; i++)
+    {
+      if (strcmp (argv[i], "--limit") == 0 && i + 1 < argc)
+        {
+          if (!parse_uint (argv[++i], G_MAXUINT32, &limit))
+            return die (EXIT_USAGE, _("--limit needs a number (0 for all), not “%s”"), argv[i]);
+        }
+      else
+        return die (EXIT_USAGE, _("usage: securemail messages [--limit N] [--json]"));
+    }
+  proxy = connect_proxy_or_die (&code);
+  if (proxy == NULL)
+    return code;
+  if (!sm_dbus_proxy1_call_list_messages_sync (proxy, (guint) limit, &entries, NULL, &error))
+    {
+      g_dbus_error_strip_remote_error (error);
+      return die (1, _("cannot read the recent messages: %s"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_array (b);
+      g_variant_iter_init (&iter, entries);
+      while ((item = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          g_auto(GVariantDict) d = G_VARIANT_DICT_INIT (item);
+          const char *strings[] = { "mailbox", "trust", "signer", "from", "subject" };
+          const char *numbers[] = { "uidvalidity", "uid" };
+          const char *flags[] = { "encrypted", "personal" };
+
+          json_builder_begin_object (b);
+          for (gsize k = 0; k < G_N_ELEMENTS (strings); k++)
+            {
+              json_builder_set_member_name (b, strings[k]);
+              json_builder_add_string_value (b, dict_string (&d, strings[k]));
+            }
+          for (gsize k = 0; k < G_N_ELEMENTS (numbers); k++)
+            {
+              guint32 v = 0;
+              g_variant_dict_lookup (&d, numbers[k], "u", &v);
+              json_builder_set_member_name (b, numbers[k]);
+              json_builder_add_int_value (b, v);
+            }
+          json_builder_set_member_name (b, "date");
+          json_builder_add_int_value (b, dict_int64 (&d, "date"));
+          for (gsize k = 0; k < G_N_ELEMENTS (flags); k++)
+            {
+              gboolean v = FALSE;
+              g_variant_dict_lookup (&d, flags[k], "b", &v);
+              json_builder_set_member_name (b, flags[k]);
+              json_builder_add_boolean_value (b, v);
+            }
+          json_builder_end_object (b);
+          g_variant_unref (item);
+        }
+      json_builder_end_array (b);
+      print_json (b);
+      return 0;
+    }
+  if (g_variant_n_children (entries) == 0)
+    {
+      g_print (_("No secure messages yet: they are listed once your mail program has opened them "
+                 "through SecureMail.\n"));
+      return 0;
+    }
+  g_variant_iter_init (&iter, entries);
+  while ((item = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_auto(GVariantDict) d = G_VARIANT_DICT_INIT (item);
+      gint64 date = dict_int64 (&d, "date");
+      g_autofree char *when = date ? local_time (date) : g_strdup ("-");
+      guint32 uid = 0;
+      gboolean personal = FALSE;
+      const char *signer = dict_string (&d, "signer");
+
+      g_variant_dict_lookup (&d, "uid", "u", &uid);
+      g_variant_dict_lookup (&d, "personal", "b", &personal);
+      g_print ("%s  %s %u  %s%s\n", when, dict_string (&d, "mailbox"), uid,
+               trust_words (dict_string (&d, "trust")), personal ? _("  [PERSONAL]") : "");
+      g_print (_("    From:     %s\n"), dict_string (&d, "from"));
+      if (*signer)
+        g_print (_("    Signer:   %s\n"), signer);
+      g_print (_("    Subject:  %s\n"), dict_string (&d, "subject"));
+      g_variant_unref (item);
+    }
   return 0;
 }
 
@@ -574,7 +702,8 @@ usage (void)
                 "  keys list|generate|import FILE|export FILE|backup FILE|restore FILE\n"
                 "                                     your own keys; backup writes an encrypted bundle\n"
                 "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"
-                "  queue [list|retry ID|delete ID]    the outbound queue\n"));
+                "  queue [list|retry ID|delete ID]    the outbound queue\n"
+                "  messages [--limit N]               recent messages and their trust status\n"));
 }
 
 int
@@ -622,6 +751,8 @@ main (int argc, char **argv)
     return cmd_client_config ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "queue") == 0)
     return cmd_queue ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "messages") == 0)
+    return cmd_messages ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "keys") == 0 || strcmp (cmd, "certs") == 0)
     {
       /* certstore's commands read the same settings and take --json. */

@@ -10,6 +10,7 @@ struct _SmDbusService {
   SmServer *server;
   SmDbusProxy1 *skeleton;
   gulong status_handler;
+  gulong messages_handler;
   gulong queue_handler;         /* on the relay worker */
   gulong failed_handler;
 };
@@ -23,6 +24,8 @@ sm_dbus_service_finalize (GObject *object)
 
   if (self->status_handler)
     g_signal_handler_disconnect (self->server, self->status_handler);
+  if (self->messages_handler)
+    g_signal_handler_disconnect (self->server, self->messages_handler);
   if (self->queue_handler)
     g_signal_handler_disconnect (sm_server_get_queue (self->server), self->queue_handler);
   if (self->failed_handler)
@@ -140,6 +143,47 @@ handle_delete (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const 
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* ---- recent messages (issue 6) --------------------------------------------- */
+
+static GVariant *
+summary_to_variant (const SmMessageSummary *m)
+{
+  GVariantDict d;
+
+  /* Every string was made valid UTF-8 by the server. */
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "mailbox", "s", m->mailbox);
+  g_variant_dict_insert (&d, "uidvalidity", "u", m->uidvalidity);
+  g_variant_dict_insert (&d, "uid", "u", m->uid);
+  g_variant_dict_insert (&d, "trust", "s", sm_trust_header_value (m->trust));
+  g_variant_dict_insert (&d, "signer", "s", m->signer);
+  g_variant_dict_insert (&d, "from", "s", m->from);
+  g_variant_dict_insert (&d, "subject", "s", m->subject);
+  g_variant_dict_insert (&d, "date", "x", m->date);
+  g_variant_dict_insert (&d, "encrypted", "b", m->encrypted);
+  g_variant_dict_insert (&d, "personal", "b", m->personal);
+  return g_variant_dict_end (&d);
+}
+
+static gboolean
+handle_list_messages (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, guint limit, SmDbusService *self)
+{
+  g_autoptr(GPtrArray) list = sm_server_list_messages (self->server, limit);
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    g_variant_builder_add_value (&b, summary_to_variant (list->pdata[i]));
+  sm_dbus_proxy1_complete_list_messages (skeleton, invocation, g_variant_builder_end (&b));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+on_messages_changed (SmDbusService *self)
+{
+  sm_dbus_proxy1_emit_messages_changed (self->skeleton);
+}
+
 SmDbusService *
 sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **error)
 {
@@ -168,6 +212,8 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
   sm_dbus_proxy1_set_locked (self->skeleton, FALSE);
   update (self);
   self->status_handler = g_signal_connect_swapped (server, "status-changed", G_CALLBACK (update), self);
+  self->messages_handler = g_signal_connect_swapped (server, "messages-changed", G_CALLBACK (on_messages_changed), self);
+  g_signal_connect (self->skeleton, "handle-list-messages", G_CALLBACK (handle_list_messages), self);
   if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton), connection,
                                          SM_DBUS_OBJECT_PATH, error))
     return NULL;

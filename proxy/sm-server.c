@@ -2,11 +2,13 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <libetpan/libetpan.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
 #include "sm-error.h"
 #include "sm-imap-session.h"
+#include "sm-mime.h"
 #include "sm-relay-worker.h"
 #include "sm-server.h"
 #include "sm-smtp-session.h"
@@ -26,12 +28,23 @@ struct _SmServer {
   char *last_error;
   gboolean upstream_ok;
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
+  GQueue recent;            /* SmMessageSummary*, newest first, at most SM_SERVER_MAX_RECENT_MESSAGES */
 };
 
-enum { SIGNAL_STATUS_CHANGED, N_SIGNALS };
+enum { SIGNAL_STATUS_CHANGED, SIGNAL_MESSAGES_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (SmServer, sm_server, G_TYPE_OBJECT)
+
+static void
+summary_free (SmMessageSummary *m)
+{
+  g_free (m->mailbox);
+  g_free (m->signer);
+  g_free (m->from);
+  g_free (m->subject);
+  g_free (m);
+}
 
 static void
 sm_server_finalize (GObject *object)
@@ -46,6 +59,7 @@ sm_server_finalize (GObject *object)
   g_clear_object (&self->local_cert);
   g_clear_pointer (&self->config, sm_config_free);
   g_free (self->last_error);
+  g_queue_clear_full (&self->recent, (GDestroyNotify) summary_free);
   G_OBJECT_CLASS (sm_server_parent_class)->finalize (object);
 }
 
@@ -57,6 +71,10 @@ sm_server_class_init (SmServerClass *klass)
   signals[SIGNAL_STATUS_CHANGED] = g_signal_new ("status-changed", G_TYPE_FROM_CLASS (klass),
                                                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                                  G_TYPE_NONE, 0);
+  /* Emitted when the ring of recent messages changes. */
+  signals[SIGNAL_MESSAGES_CHANGED] = g_signal_new ("messages-changed", G_TYPE_FROM_CLASS (klass),
+                                                   G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                   G_TYPE_NONE, 0);
 }
 
 static void
@@ -327,4 +345,164 @@ sm_server_log_sessions (SmServer *self)
         g_autofree char *line = sm_imap_session_describe (SM_IMAP_SESSION (key));
         g_message ("%s", line);
       }
+}
+
+/* ---- recent messages ----------------------------------------------------------- */
+
+/* @text as a display line: valid UTF-8, no control characters (a header can
+ * carry anything once decoded), at most SM_SERVER_MAX_SUMMARY_TEXT bytes. */
+static char *
+display_text (const char *text)
+{
+  g_autofree char *valid = g_utf8_make_valid (text ? text : "", -1);
+  GString *out = g_string_new (NULL);
+
+  for (const char *p = valid; *p; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+      if (out->len + 6 > SM_SERVER_MAX_SUMMARY_TEXT)
+        break;
+      if (g_unichar_iscntrl (c))
+        g_string_append_c (out, ' ');
+      else
+        g_string_append_unichar (out, c);
+    }
+  return g_strstrip (g_string_free (out, FALSE));
+}
+
+/* RFC 5322 section 3.3 date-time to unix seconds; 0 when it does not parse. */
+static gint64
+parse_date (const char *value)
+{
+  struct mailimf_date_time *dt = NULL;
+  size_t index = 0;
+  gint64 result = 0;
+
+  if (mailimf_date_time_parse (value, strlen (value), &index, &dt) != MAILIMF_NO_ERROR || dt == NULL)
+    return 0;
+  {
+    int zone = dt->dt_zone;   /* +hhmm as an integer, e.g. -1330 */
+    g_autoptr(GTimeZone) tz = g_time_zone_new_offset ((zone / 100) * 3600 + (zone % 100) * 60);
+    g_autoptr(GDateTime) t = g_date_time_new (tz, dt->dt_year, dt->dt_month, dt->dt_day, dt->dt_hour,
+                                              dt->dt_min, dt->dt_sec);
+    if (t != NULL)
+      result = g_date_time_to_unix (t);
+  }
+  mailimf_date_time_free (dt);
+  return result;
+}
+
+/* The Subject and Date of the view's rebuilt header.  The Subject loses the
+ * trust tag we put in front of it: the trust is a column of its own. */
+static void
+read_header (const SmSecureView *view, char **subject, gint64 *date)
+{
+  gsize len = 0;
+  const char *data = view->message ? g_bytes_get_data (view->message, &len) : NULL;
+  gsize header_len, body_start;
+  g_autoptr(GArray) fields = NULL;
+  int i;
+
+  *subject = g_strdup ("");
+  *date = 0;
+  if (data == NULL)
+    return;
+  header_len = sm_mime_header_length (data, len, &body_start);
+  fields = sm_mime_fields_parse (data, header_len, NULL);
+  if (fields == NULL)
+    return;
+  i = sm_mime_fields_find (data, fields, "Subject");
+  if (i >= 0)
+    {
+      g_autofree char *raw = sm_mime_field_value (data, &g_array_index (fields, SmMimeField, i));
+      g_autofree char *decoded = sm_mime_decode_header_value (raw);
+      const char *tag = sm_trust_subject_tag (view->trust);
+      const char *shown = decoded;
+
+      if (tag != NULL && g_str_has_prefix (shown, tag))
+        shown += strlen (tag);
+      g_free (*subject);
+      *subject = display_text (shown);
+    }
+  i = sm_mime_fields_find (data, fields, "Date");
+  if (i >= 0)
+    {
+      g_autofree char *raw = sm_mime_field_value (data, &g_array_index (fields, SmMimeField, i));
+      *date = parse_date (raw);
+    }
+}
+
+static GList *
+find_message (SmServer *self, const char *mailbox, guint32 uidvalidity, guint32 uid)
+{
+  for (GList *l = self->recent.head; l != NULL; l = l->next)
+    {
+      SmMessageSummary *m = l->data;
+      if (m->uid == uid && m->uidvalidity == uidvalidity && strcmp (m->mailbox, mailbox) == 0)
+        return l;
+    }
+  return NULL;
+}
+
+void
+sm_server_note_message (SmServer *self, const char *mailbox, guint32 uidvalidity, guint32 uid,
+                        const SmSecureView *view)
+{
+  SmMessageSummary *m;
+  GList *old;
+
+  g_return_if_fail (SM_IS_SERVER (self));
+  g_return_if_fail (mailbox != NULL && view != NULL);
+
+  m = g_new0 (SmMessageSummary, 1);
+  m->mailbox = display_text (mailbox);
+  m->uidvalidity = uidvalidity;
+  m->uid = uid;
+  m->trust = view->trust;
+  m->signer = display_text (view->signer);
+  m->from = display_text (view->from);
+  m->encrypted = view->encrypted;
+  read_header (view, &m->subject, &m->date);
+
+  old = find_message (self, m->mailbox, uidvalidity, uid);
+  if (old != NULL)
+    {
+      m->personal = ((SmMessageSummary *) old->data)->personal;
+      summary_free (old->data);
+      g_queue_delete_link (&self->recent, old);
+    }
+  g_queue_push_head (&self->recent, m);
+  while (self->recent.length > SM_SERVER_MAX_RECENT_MESSAGES)
+    summary_free (g_queue_pop_tail (&self->recent));
+  g_signal_emit (self, signals[SIGNAL_MESSAGES_CHANGED], 0);
+}
+
+GPtrArray *
+sm_server_list_messages (SmServer *self, guint limit)
+{
+  GPtrArray *list = g_ptr_array_new ();
+
+  g_return_val_if_fail (SM_IS_SERVER (self), list);
+  for (GList *l = self->recent.head; l != NULL && (limit == 0 || list->len < limit); l = l->next)
+    g_ptr_array_add (list, l->data);
+  return list;
+}
+
+void
+sm_server_set_message_personal (SmServer *self, const char *mailbox, guint32 uid, gboolean personal)
+{
+  gboolean changed = FALSE;
+
+  g_return_if_fail (SM_IS_SERVER (self));
+  for (GList *l = self->recent.head; l != NULL; l = l->next)
+    {
+      SmMessageSummary *m = l->data;
+      if (m->uid == uid && strcmp (m->mailbox, mailbox) == 0 && m->personal != personal)
+        {
+          m->personal = personal;
+          changed = TRUE;
+        }
+    }
+  if (changed)
+    g_signal_emit (self, signals[SIGNAL_MESSAGES_CHANGED], 0);
 }

@@ -10,6 +10,7 @@
 #include <gio/gio.h>
 
 #include "sm-config.h"
+#include "sm-secure-view.h"
 
 G_BEGIN_DECLS
 
@@ -47,6 +48,50 @@ gboolean    sm_server_get_upstream_ok (SmServer *server);   /* TRUE until a fail
  * its relay worker, both made by sm_server_start(); NULL before. */
 typedef struct _SmRelayWorker SmRelayWorker;
 SmRelayWorker *sm_server_get_queue (SmServer *server);
+
+/* ---- recent messages (issue 6) ----------------------------------------------
+ *
+ * A bounded ring of summaries of the messages the IMAP sessions decrypted and
+ * verified, newest first, for `securemail messages`, the tray and the main
+ * window.  Memory only: a decrypted Subject is never written to disk or to a
+ * log. */
+
+/* Summaries kept; the oldest is dropped past this (the tray shows ten). */
+#define SM_SERVER_MAX_RECENT_MESSAGES 100
+/* Longest Subject, signer or sender kept, in bytes (a display line, not
+ * the message). */
+#define SM_SERVER_MAX_SUMMARY_TEXT    998
+
+typedef struct {
+  char    *mailbox;       /* UTF-8 as the client named it */
+  guint32  uidvalidity;
+  guint32  uid;
+  SmTrust  trust;
+  char    *signer;        /* "" when unsigned */
+  char    *from;          /* "" when none */
+  char    *subject;       /* decoded (RFC 2047), without our trust tag; "" when none */
+  gint64   date;          /* the Date: field, unix seconds; 0 when missing or unreadable */
+  gboolean encrypted;
+  gboolean personal;      /* marked [PERSONAL] ($Personal upstream) */
+} SmMessageSummary;
+
+/* Records the view the IMAP session built for (@mailbox, @uidvalidity,
+ * @uid).  Called on the main thread.  A message seen again replaces its old
+ * entry (keeping its personal mark) and becomes the newest.  Emits
+ * "messages-changed". */
+void sm_server_note_message (SmServer *server, const char *mailbox, guint32 uidvalidity,
+                             guint32 uid, const SmSecureView *view);
+
+/* The newest @limit summaries (0 = all), newest first, as borrowed
+ * SmMessageSummary pointers valid until the next change of the ring.  Free
+ * the array only. */
+GPtrArray *sm_server_list_messages (SmServer *server, guint limit);
+
+/* Sets the personal mark of every entry for @mailbox @uid (any
+ * UIDVALIDITY: the caller just stored the keyword in the current one).
+ * Emits "messages-changed" when an entry changed. */
+void sm_server_set_message_personal (SmServer *server, const char *mailbox, guint32 uid,
+                                     gboolean personal);
 
 /* Logs one line per live IMAP session (state, queues; never content). */
 void sm_server_log_sessions (SmServer *server);
