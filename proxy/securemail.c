@@ -535,6 +535,67 @@ cmd_messages (int argc, char **argv)
   return 0;
 }
 
+/* ---- securemail lock | unlock [--stdin] ----------------------------------------- */
+
+static int
+cmd_lock (int argc, char **argv)
+{
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean unlock = strcmp (argv[0], "unlock") == 0;
+  gboolean from_stdin = unlock && argc == 2 && strcmp (argv[1], "--stdin") == 0;
+  char *passphrase = NULL;
+  gboolean ok;
+  int code = 0;
+
+  if (argc > 2 || (argc == 2 && !from_stdin))
+    return die (EXIT_USAGE, unlock ? _("usage: securemail unlock [--stdin]; the passphrase is never taken "
+                                       "from the command line")
+                                   : _("usage: securemail lock"));
+  proxy = connect_proxy_or_die (&code);
+  if (proxy == NULL)
+    return code;
+  if (unlock && (from_stdin || isatty (STDIN_FILENO)))
+    {
+      /* Enter alone (or an empty line on stdin) means: from the keyring. */
+      passphrase = read_secret (_("Key passphrase or smartcard PIN (Enter alone: use the login keyring): "),
+                                &error);
+      if (passphrase == NULL && !g_error_matches (error, SM_ERROR, SM_ERROR_FAILED))
+        return die (1, _("%s; SecureMail stays locked"), error->message);
+      g_clear_error (&error);
+    }
+  if (unlock)
+    ok = sm_dbus_proxy1_call_unlock_sync (proxy, passphrase ? passphrase : "", NULL, &error);
+  else
+    ok = sm_dbus_proxy1_call_lock_sync (proxy, NULL, &error);
+  if (passphrase != NULL)
+    {
+      sm_wipe (passphrase, strlen (passphrase));
+      g_free (passphrase);
+    }
+  if (!ok)
+    {
+      g_dbus_error_strip_remote_error (error);
+      if (unlock)
+        return die (1, _("%s (SecureMail stays locked; try again, or run “securemail doctor”)"), error->message);
+      return die (1, _("SecureMail is locked, but: %s"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "locked");
+      json_builder_add_boolean_value (b, !unlock);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else if (unlock)
+    g_print (_("SecureMail is unlocked: your mail program can read and send secure mail.\n"));
+  else
+    g_print (_("SecureMail is locked: secure mail waits until you run “securemail unlock”.\n"));
+  return 0;
+}
+
 static const char *
 result_word (SmCheckResult r)
 {
@@ -703,7 +764,8 @@ usage (void)
                 "                                     your own keys; backup writes an encrypted bundle\n"
                 "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"
                 "  queue [list|retry ID|delete ID]    the outbound queue\n"
-                "  messages [--limit N]               recent messages and their trust status\n"));
+                "  messages [--limit N]               recent messages and their trust status\n"
+                "  lock | unlock [--stdin]            the local unlock gate\n"));
 }
 
 int
@@ -751,6 +813,8 @@ main (int argc, char **argv)
     return cmd_client_config ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "queue") == 0)
     return cmd_queue ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "lock") == 0 || strcmp (cmd, "unlock") == 0)
+    return cmd_lock ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "messages") == 0)
     return cmd_messages ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "keys") == 0 || strcmp (cmd, "certs") == 0)

@@ -11,6 +11,7 @@ struct _SmDbusService {
   SmDbusProxy1 *skeleton;
   gulong status_handler;
   gulong messages_handler;
+  gulong lock_handler;
   gulong queue_handler;         /* on the relay worker */
   gulong failed_handler;
 };
@@ -26,6 +27,8 @@ sm_dbus_service_finalize (GObject *object)
     g_signal_handler_disconnect (self->server, self->status_handler);
   if (self->messages_handler)
     g_signal_handler_disconnect (self->server, self->messages_handler);
+  if (self->lock_handler)
+    g_signal_handler_disconnect (self->server, self->lock_handler);
   if (self->queue_handler)
     g_signal_handler_disconnect (sm_server_get_queue (self->server), self->queue_handler);
   if (self->failed_handler)
@@ -184,6 +187,41 @@ on_messages_changed (SmDbusService *self)
   sm_dbus_proxy1_emit_messages_changed (self->skeleton);
 }
 
+/* ---- the unlock gate (issue 7) --------------------------------------------- */
+
+static void
+on_lock_changed (SmDbusService *self, gboolean locked)
+{
+  sm_dbus_proxy1_set_locked (self->skeleton, locked);
+  sm_dbus_proxy1_emit_lock_changed (self->skeleton, locked);
+}
+
+static gboolean
+handle_lock (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, SmDbusService *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* The gate is closed even when gpg-agent failed to forget: report it. */
+  if (!sm_server_lock (self->server, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    sm_dbus_proxy1_complete_lock (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_unlock (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const char *passphrase,
+               SmDbusService *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!sm_server_unlock (self->server, *passphrase ? passphrase : NULL, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    sm_dbus_proxy1_complete_unlock (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 SmDbusService *
 sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **error)
 {
@@ -209,7 +247,10 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
       g_signal_connect (self->skeleton, "handle-retry", G_CALLBACK (handle_retry), self);
       g_signal_connect (self->skeleton, "handle-delete", G_CALLBACK (handle_delete), self);
     }
-  sm_dbus_proxy1_set_locked (self->skeleton, FALSE);
+  sm_dbus_proxy1_set_locked (self->skeleton, sm_server_is_locked (server));
+  self->lock_handler = g_signal_connect_swapped (server, "lock-changed", G_CALLBACK (on_lock_changed), self);
+  g_signal_connect (self->skeleton, "handle-lock", G_CALLBACK (handle_lock), self);
+  g_signal_connect (self->skeleton, "handle-unlock", G_CALLBACK (handle_unlock), self);
   update (self);
   self->status_handler = g_signal_connect_swapped (server, "status-changed", G_CALLBACK (update), self);
   self->messages_handler = g_signal_connect_swapped (server, "messages-changed", G_CALLBACK (on_messages_changed), self);

@@ -8,6 +8,7 @@
 
 #include "sm-error.h"
 #include "sm-imap-session.h"
+#include "sm-key-gate.h"
 #include "sm-mime.h"
 #include "sm-relay-worker.h"
 #include "sm-server.h"
@@ -28,10 +29,13 @@ struct _SmServer {
   char *last_error;
   gboolean upstream_ok;
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
+  gboolean locked;
+  gint64 last_activity;     /* monotonic microseconds */
+  guint idle_source;
   GQueue recent;            /* SmMessageSummary*, newest first, at most SM_SERVER_MAX_RECENT_MESSAGES */
 };
 
-enum { SIGNAL_STATUS_CHANGED, SIGNAL_MESSAGES_CHANGED, N_SIGNALS };
+enum { SIGNAL_STATUS_CHANGED, SIGNAL_MESSAGES_CHANGED, SIGNAL_LOCK_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (SmServer, sm_server, G_TYPE_OBJECT)
@@ -75,6 +79,11 @@ sm_server_class_init (SmServerClass *klass)
   signals[SIGNAL_MESSAGES_CHANGED] = g_signal_new ("messages-changed", G_TYPE_FROM_CLASS (klass),
                                                    G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                                    G_TYPE_NONE, 0);
+  /* Emitted when the unlock gate opens or closes; the argument is the new
+   * locked state. */
+  signals[SIGNAL_LOCK_CHANGED] = g_signal_new ("lock-changed", G_TYPE_FROM_CLASS (klass),
+                                               G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                               G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
 }
 
 static void
@@ -90,6 +99,10 @@ sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
   SmServer *self = g_object_new (SM_TYPE_SERVER, NULL);
   self->config = config;
   self->local_cert = g_object_ref (local_cert);
+  /* The gate's state is known from the start, so that nothing is served
+   * before sm_server_start() closes it in gpg-agent too. */
+  self->locked = config->start_locked;
+  self->last_activity = g_get_monotonic_time ();
   return self;
 }
 
@@ -116,6 +129,7 @@ on_imap_incoming (GSocketService *service, GSocketConnection *connection, GObjec
       return TRUE;
     }
   g_socket_set_option (g_socket_connection_get_socket (connection), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+  sm_server_note_activity (self);
   session = sm_imap_session_new (self, connection);
   g_hash_table_add (self->sessions, session);
   self->n_imap++;
@@ -135,6 +149,7 @@ on_smtp_incoming (GSocketService *service, GSocketConnection *connection, GObjec
       refuse_busy (connection, "421 4.7.0 Too many connections to SecureMail, try again later\r\n");
       return TRUE;
     }
+  sm_server_note_activity (self);
   session = sm_smtp_session_new (self, connection);
   g_hash_table_add (self->sessions, session);
   self->n_smtp++;
@@ -200,11 +215,36 @@ sm_server_get_queue (SmServer *self)
   return self->queue;
 }
 
+static gboolean
+check_idle (gpointer user_data)
+{
+  SmServer *self = user_data;
+  gint64 idle_us = g_get_monotonic_time () - self->last_activity;
+
+  if (!self->locked && idle_us >= (gint64) self->config->idle_lock_minutes * 60 * G_USEC_PER_SEC)
+    {
+      g_autoptr(GError) error = NULL;
+      g_message ("No client activity for %u minutes: locking", self->config->idle_lock_minutes);
+      if (!sm_server_lock (self, &error))
+        g_message ("Locking: %s", error->message);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
 gboolean
 sm_server_start (SmServer *self, GError **error)
 {
   if (self->queue == NULL && !start_queue (self, error))
     return FALSE;
+  if (self->config->start_locked)
+    {
+      g_autoptr(GError) local = NULL;
+      /* A passphrase an earlier run preset may still sit in the agent. */
+      if (!sm_key_gate_forget (&local))
+        g_message ("Starting locked, but gpg-agent could not be told to forget passphrases: %s", local->message);
+    }
+  if (self->config->idle_lock_minutes > 0 && self->idle_source == 0)
+    self->idle_source = g_timeout_add_seconds (SM_SERVER_IDLE_CHECK_S, check_idle, self);
   self->imap_service = listen_on (&self->config->listen_imap, "imap", &self->imap_port, error);
   if (self->imap_service == NULL)
     return FALSE;
@@ -230,6 +270,7 @@ sm_server_stop (SmServer *self)
 
   if (self->queue != NULL)
     sm_relay_worker_stop (self->queue);
+  g_clear_handle_id (&self->idle_source, g_source_remove);
 
   for (guint i = 0; i < G_N_ELEMENTS (services); i++)
     if (services[i] != NULL)
@@ -347,6 +388,55 @@ sm_server_log_sessions (SmServer *self)
       }
 }
 
+/* ---- the unlock gate ------------------------------------------------------------ */
+
+static void
+set_locked (SmServer *self, gboolean locked)
+{
+  if (self->locked == locked)
+    return;
+  self->locked = locked;
+  g_message (locked ? "Locked" : "Unlocked");
+  g_signal_emit (self, signals[SIGNAL_LOCK_CHANGED], 0, locked);
+}
+
+gboolean
+sm_server_is_locked (SmServer *self)
+{
+  g_return_val_if_fail (SM_IS_SERVER (self), TRUE);
+  return self->locked;
+}
+
+gboolean
+sm_server_lock (SmServer *self, GError **error)
+{
+  g_return_val_if_fail (SM_IS_SERVER (self), FALSE);
+  /* Closed first: whatever gpg-agent does, no mail passes from now on. */
+  set_locked (self, TRUE);
+  return sm_key_gate_forget (error);
+}
+
+gboolean
+sm_server_unlock (SmServer *self, const char *passphrase_or_null, GError **error)
+{
+  guint n = 0;
+
+  g_return_val_if_fail (SM_IS_SERVER (self), FALSE);
+  if (!sm_key_gate_remember (passphrase_or_null, &n, error))
+    return FALSE;
+  g_debug ("%u key(s) unlocked", n);
+  self->last_activity = g_get_monotonic_time ();
+  set_locked (self, FALSE);
+  return TRUE;
+}
+
+void
+sm_server_note_activity (SmServer *self)
+{
+  g_return_if_fail (SM_IS_SERVER (self));
+  self->last_activity = g_get_monotonic_time ();
+}
+
 /* ---- recent messages ----------------------------------------------------------- */
 
 /* @text as a display line: valid UTF-8, no control characters (a header can
@@ -454,6 +544,7 @@ sm_server_note_message (SmServer *self, const char *mailbox, guint32 uidvalidity
   g_return_if_fail (SM_IS_SERVER (self));
   g_return_if_fail (mailbox != NULL && view != NULL);
 
+  sm_server_note_activity (self);
   m = g_new0 (SmMessageSummary, 1);
   m->mailbox = display_text (mailbox);
   m->uidvalidity = uidvalidity;

@@ -49,6 +49,32 @@ gboolean    sm_server_get_upstream_ok (SmServer *server);   /* TRUE until a fail
 typedef struct _SmRelayWorker SmRelayWorker;
 SmRelayWorker *sm_server_get_queue (SmServer *server);
 
+/* ---- the unlock gate (issue 7) ---------------------------------------------
+ *
+ * While locked, gpg-agent holds no passphrase of the user's keys and the
+ * sessions refuse mail: SMTP 454 4.7.0 (sm-smtp-session.c), IMAP NO
+ * [UNAVAILABLE]; both say to unlock SecureMail.  The proxy starts locked
+ * when [security] start_locked is on; otherwise it unlocks from the login
+ * keyring as before.  With [security] idle_lock = N it locks itself after N
+ * minutes without client activity. */
+
+/* How often the idle auto-lock looks at the clock. */
+#define SM_SERVER_IDLE_CHECK_S 30
+
+gboolean sm_server_is_locked (SmServer *server);
+/* Closes the gate: gpg-agent forgets the passphrases (sm_key_gate_forget()).
+ * The gate is closed even when gpg-agent could not be reached (then it
+ * fails, saying so).  Emits "lock-changed" when the state changed. */
+gboolean sm_server_lock (SmServer *server, GError **error);
+/* Opens the gate: presets the passphrases from the keyring, and with
+ * @passphrase_or_null the typed passphrase (or smartcard PIN) for keys the
+ * keyring holds none for (checked; a wrong one fails with SM_ERROR_AUTH and
+ * the gate stays closed).  Emits "lock-changed" when the state changed. */
+gboolean sm_server_unlock (SmServer *server, const char *passphrase_or_null, GError **error);
+/* A client did something (a command, a login, a message): restarts the idle
+ * time of [security] idle_lock.  Cheap: call it from any session. */
+void     sm_server_note_activity (SmServer *server);
+
 /* ---- recent messages (issue 6) ----------------------------------------------
  *
  * A bounded ring of summaries of the messages the IMAP sessions decrypted and
