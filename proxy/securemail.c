@@ -535,6 +535,46 @@ cmd_messages (int argc, char **argv)
   return 0;
 }
 
+/* ---- securemail mark-personal MAILBOX UID ---------------------------------------- */
+
+static int
+cmd_mark_personal (int argc, char **argv)
+{
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 uid = 0;
+  int code = 0;
+
+  if (argc != 3)
+    return die (EXIT_USAGE, _("usage: securemail mark-personal MAILBOX UID (both are in “securemail messages”)"));
+  if (!parse_uint (argv[2], G_MAXUINT32, &uid) || uid == 0)
+    return die (EXIT_USAGE, _("the UID must be a number above 0, not “%s” (see “securemail messages”)"), argv[2]);
+  proxy = connect_proxy_or_die (&code);
+  if (proxy == NULL)
+    return code;
+  if (!sm_dbus_proxy1_call_mark_personal_sync (proxy, argv[1], (guint) uid, NULL, &error))
+    {
+      g_dbus_error_strip_remote_error (error);
+      return die (1, _("%s; the message was not marked"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "mailbox");
+      json_builder_add_string_value (b, argv[1]);
+      json_builder_set_member_name (b, "uid");
+      json_builder_add_int_value (b, (gint64) uid);
+      json_builder_set_member_name (b, "personal");
+      json_builder_add_boolean_value (b, TRUE);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else
+    g_print (_("Message %s %u is marked [PERSONAL] at your provider.\n"), argv[1], (guint) uid);
+  return 0;
+}
+
 /* ---- securemail lock | unlock [--stdin] ----------------------------------------- */
 
 static int
@@ -765,6 +805,7 @@ usage (void)
                 "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"
                 "  queue [list|retry ID|delete ID]    the outbound queue\n"
                 "  messages [--limit N]               recent messages and their trust status\n"
+                "  mark-personal MAILBOX UID          mark a stored message [PERSONAL]\n"
                 "  lock | unlock [--stdin]            the local unlock gate\n"));
 }
 
@@ -815,6 +856,8 @@ main (int argc, char **argv)
     return cmd_queue ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "lock") == 0 || strcmp (cmd, "unlock") == 0)
     return cmd_lock ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "mark-personal") == 0)
+    return cmd_mark_personal ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "messages") == 0)
     return cmd_messages ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "keys") == 0 || strcmp (cmd, "certs") == 0)

@@ -187,6 +187,28 @@ on_messages_changed (SmDbusService *self)
   sm_dbus_proxy1_emit_messages_changed (self->skeleton);
 }
 
+/* ---- [PERSONAL] ---------------------------------------------------------------- */
+
+static void
+on_marked (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GDBusMethodInvocation) invocation = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!sm_server_mark_personal_finish (SM_SERVER (source), result, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    g_dbus_method_invocation_return_value (invocation, NULL);
+}
+
+static gboolean
+handle_mark_personal (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const char *mailbox, guint uid,
+                      SmDbusService *self)
+{
+  sm_server_mark_personal_async (self->server, mailbox, uid, NULL, on_marked, g_object_ref (invocation));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 /* ---- the unlock gate (issue 7) --------------------------------------------- */
 
 static void
@@ -250,6 +272,7 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
   sm_dbus_proxy1_set_locked (self->skeleton, sm_server_is_locked (server));
   self->lock_handler = g_signal_connect_swapped (server, "lock-changed", G_CALLBACK (on_lock_changed), self);
   g_signal_connect (self->skeleton, "handle-lock", G_CALLBACK (handle_lock), self);
+  g_signal_connect (self->skeleton, "handle-mark-personal", G_CALLBACK (handle_mark_personal), self);
   g_signal_connect (self->skeleton, "handle-unlock", G_CALLBACK (handle_unlock), self);
   update (self);
   self->status_handler = g_signal_connect_swapped (server, "status-changed", G_CALLBACK (update), self);

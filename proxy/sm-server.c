@@ -8,11 +8,13 @@
 
 #include "sm-error.h"
 #include "sm-imap-session.h"
+#include "sm-keyring.h"
 #include "sm-key-gate.h"
 #include "sm-mime.h"
 #include "sm-relay-worker.h"
 #include "sm-server.h"
 #include "sm-smtp-session.h"
+#include "sm-upstream.h"
 
 struct _SmServer {
   GObject parent_instance;
@@ -596,4 +598,86 @@ sm_server_set_message_personal (SmServer *self, const char *mailbox, guint32 uid
     }
   if (changed)
     g_signal_emit (self, signals[SIGNAL_MESSAGES_CHANGED], 0);
+}
+
+/* ---- [PERSONAL] marking ---------------------------------------------------------- */
+
+typedef struct {
+  char *mailbox;
+  guint32 uid;
+} MarkData;
+
+static void
+mark_data_free (MarkData *d)
+{
+  g_free (d->mailbox);
+  g_free (d);
+}
+
+/* Worker thread: the config is never changed after sm_server_new(), and the
+ * task holds a reference to the server. */
+static void
+mark_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  SmServer *self = source;
+  MarkData *d = task_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmImapUpstream) up = NULL;
+  char *password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, self->config->address, &error);
+
+  if (password == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  up = sm_imap_upstream_open (self->config, password, cancellable, &error);
+  sm_keyring_free (password);
+  if (up == NULL || !sm_imap_upstream_add_keyword (up, d->mailbox, d->uid, SM_PERSONAL_KEYWORD, cancellable, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+sm_server_mark_personal_async (SmServer *self, const char *mailbox, guint32 uid, GCancellable *cancellable,
+                               GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  MarkData *d;
+
+  g_return_if_fail (SM_IS_SERVER (self));
+  g_task_set_source_tag (task, sm_server_mark_personal_async);
+  if (self->locked)
+    {
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_LOCKED,
+                               _("SecureMail is locked: unlock it first (tray menu “Unlock”, or “securemail unlock”)"));
+      return;
+    }
+  if (mailbox == NULL || *mailbox == '\0' || uid == 0)
+    {
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_FAILED,
+                               _("A mailbox name and a UID above 0 are needed (see “securemail messages”)"));
+      return;
+    }
+  d = g_new0 (MarkData, 1);
+  d->mailbox = g_strdup (mailbox);
+  d->uid = uid;
+  g_task_set_task_data (task, d, (GDestroyNotify) mark_data_free);
+  sm_server_note_activity (self);
+  g_task_run_in_thread (task, mark_thread);
+}
+
+gboolean
+sm_server_mark_personal_finish (SmServer *self, GAsyncResult *result, GError **error)
+{
+  MarkData *d;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  if (!g_task_propagate_boolean (G_TASK (result), error))
+    return FALSE;
+  d = g_task_get_task_data (G_TASK (result));
+  sm_server_set_message_personal (self, d->mailbox, d->uid, TRUE);
+  return TRUE;
 }

@@ -119,6 +119,20 @@ GPtrArray *sm_server_list_messages (SmServer *server, guint limit);
 void sm_server_set_message_personal (SmServer *server, const char *mailbox, guint32 uid,
                                      gboolean personal);
 
+/* ---- [PERSONAL] marking (SPEC.md "[PERSONAL]") ----------------------------- */
+
+/* The IMAP keyword of a message marked personal. */
+#define SM_PERSONAL_KEYWORD "$Personal"
+
+/* Sets SM_PERSONAL_KEYWORD on message @uid of @mailbox at the provider, over
+ * a connection of its own (the provider password from the keyring), in a
+ * worker thread; then marks the ring's entries personal.  Refused with
+ * SM_ERROR_LOCKED while the gate is closed. */
+void     sm_server_mark_personal_async  (SmServer *server, const char *mailbox, guint32 uid,
+                                         GCancellable *cancellable, GAsyncReadyCallback callback,
+                                         gpointer user_data);
+gboolean sm_server_mark_personal_finish (SmServer *server, GAsyncResult *result, GError **error);
+
 /* Logs one line per live IMAP session (state, queues; never content). */
 void sm_server_log_sessions (SmServer *server);
 

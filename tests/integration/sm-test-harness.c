@@ -657,3 +657,15 @@ sm_test_smtp_data (SmTestClient *c, const char *message)
   sm_test_client_send (c, wire->str);
   return sm_test_smtp_reply (c, NULL);
 }
+
+void
+sm_test_proxy_wait_dbus (SmTestProxy *proxy)
+{
+  gint64 deadline = g_get_monotonic_time () + SM_TEST_DBUS_WAIT_MS * 1000;
+
+  while (sm_test_cli (proxy, NULL, NULL, NULL, "status", NULL) != 0)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50 * 1000);
+    }
+}

@@ -125,3 +125,16 @@ SmTestClient *sm_test_smtp_open (SmTestProxy *proxy, gboolean login);
 char *sm_test_smtp_data (SmTestClient *client, const char *message);
 
 G_END_DECLS
+
+/* ---- the proxy's D-Bus interface --------------------------------------------- */
+
+G_BEGIN_DECLS
+
+#define SM_TEST_DBUS_WAIT_MS 10000
+
+/* Waits until `securemail status` reaches @proxy over D-Bus (its listeners
+ * are up before it owns its bus name); fails the test after
+ * SM_TEST_DBUS_WAIT_MS. */
+void sm_test_proxy_wait_dbus (SmTestProxy *proxy);
+
+G_END_DECLS

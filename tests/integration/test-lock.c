@@ -7,6 +7,9 @@
  * - [security] start_locked = on: the proxy starts locked and refuses mail
  *   until unlocked.
  * - A message locked between MAIL and DATA is refused at DATA, not lost.
+ * - `securemail mark-personal MAILBOX UID` sets $Personal on a message
+ *   APPENDed straight to Dovecot, seen with a direct FETCH FLAGS; an unknown
+ *   UID and a locked proxy are refused with a clear line.
  */
 #include <glib.h>
 #include <string.h>
@@ -14,7 +17,6 @@
 #include "sm-test-harness.h"
 
 #define DELIVERY_TIMEOUT_MS 60000
-#define DBUS_WAIT_MS        10000
 #define START_LOCKED_EXTRA  "[security]\nstart_locked = on\n"
 
 typedef struct {
@@ -27,20 +29,13 @@ setup_with (Fixture *f, const char *extra)
 {
   g_autofree char *upstream = NULL;
   g_autofree char *uuid = g_uuid_string_random ();
-  gint64 deadline;
 
   f->marker = g_strdup_printf ("lock-%s", uuid);
   if (!sm_test_require_stack ())
     return;
   upstream = sm_test_upstream_section ("alice");
   f->proxy = sm_test_proxy_start ("alice@example.test", upstream, sm_test_env ("SM_TEST_PASSWORD"), extra);
-  /* The listeners are up before the proxy owns its bus name. */
-  deadline = g_get_monotonic_time () + DBUS_WAIT_MS * 1000;
-  while (sm_test_cli (f->proxy, NULL, NULL, NULL, "status", NULL) != 0)
-    {
-      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-      g_usleep (50 * 1000);
-    }
+  sm_test_proxy_wait_dbus (f->proxy);
 }
 
 static void
@@ -177,6 +172,78 @@ test_locked_before_data (Fixture *f, gconstpointer data)
   send_and_expect_delivery (f, c);
 }
 
+/* ---- [PERSONAL] marking ------------------------------------------------------- */
+
+/* APPENDs a message straight to Dovecot (argv: imaps port, CA, user,
+ * password, subject) and prints its UID. */
+static const char append_py[] =
+  "import imaplib, ssl, sys, re\n"
+  "imaps, ca, user, pw, subject = sys.argv[1:6]\n"
+  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
+  "d.login(user, pw)\n"
+  "msg = ('From: bob@example.test\\r\\nTo: alice@example.test\\r\\nSubject: %s\\r\\n\\r\\nHi\\r\\n' % subject)\n"
+  "typ, r = d.append('INBOX', None, None, msg.encode())\n"
+  "assert typ == 'OK', r\n"
+  "print(re.search(rb'APPENDUID \\d+ (\\d+)', r[0]).group(1).decode())\n"
+  "d.logout()\n";
+
+/* Prints the FLAGS of UID argv[5] in INBOX, read straight from Dovecot. */
+static const char flags_py[] =
+  "import imaplib, ssl, sys\n"
+  "imaps, ca, user, pw, uid = sys.argv[1:6]\n"
+  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
+  "d.login(user, pw)\n"
+  "d.select('INBOX', readonly=True)\n"
+  "typ, r = d.uid('FETCH', uid, '(FLAGS)')\n"
+  "print(r[0].decode())\n"
+  "d.logout()\n";
+
+static char *
+direct_python (const char *script, const char *arg)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  int rc = sm_test_python (NULL, script, &out, &err, sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_CA"),
+                           "alice", sm_test_env ("SM_TEST_PASSWORD"), arg, NULL);
+
+  if (rc != 0)
+    g_error ("direct IMAP failed (%d): %s", rc, err);
+  return g_strstrip (g_steal_pointer (&out));
+}
+
+static void
+test_mark_personal (Fixture *f, gconstpointer data)
+{
+  g_autofree char *uid = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *err2 = NULL;
+  g_autofree char *err3 = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  uid = direct_python (append_py, f->marker);
+  before = direct_python (flags_py, uid);
+  g_assert_null (strstr (before, "$Personal"));
+
+  g_assert_cmpint (sm_test_cli (f->proxy, NULL, &out, &err, "mark-personal", "INBOX", uid, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "[PERSONAL]"));
+  after = direct_python (flags_py, uid);
+  g_assert_nonnull (strstr (after, "$Personal"));
+
+  /* A UID that does not exist: refused, saying so. */
+  g_assert_cmpint (sm_test_cli (f->proxy, NULL, NULL, &err2, "mark-personal", "INBOX", "4000000000", NULL), ==, 1);
+  g_assert_nonnull (strstr (err2, "4000000000"));
+  g_assert_nonnull (strstr (err2, "not marked"));
+
+  /* Locked: nothing goes to the provider. */
+  cli_ok (f, NULL, "lock", NULL);
+  g_assert_cmpint (sm_test_cli (f->proxy, NULL, NULL, &err3, "mark-personal", "INBOX", uid, NULL), ==, 1);
+  g_assert_nonnull (strstr (err3, "locked"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -185,6 +252,8 @@ main (int argc, char **argv)
   g_test_add ("/proxy/lock/start-locked", Fixture, NULL, fixture_setup_start_locked, test_start_locked,
               fixture_teardown);
   g_test_add ("/proxy/lock/locked-before-data", Fixture, NULL, fixture_setup, test_locked_before_data,
+              fixture_teardown);
+  g_test_add ("/proxy/personal/mark-sets-keyword-upstream", Fixture, NULL, fixture_setup, test_mark_personal,
               fixture_teardown);
   return g_test_run ();
 }
