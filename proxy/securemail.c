@@ -411,25 +411,6 @@ cmd_queue (int argc, char **argv)
 
 #define MESSAGES_DEFAULT_LIMIT 20   /* a screenful; --limit 0 lists all the daemon keeps */
 
-/* The trust status in words, as the SPEC's table explains it. */
-static const char *
-trust_words (const char *trust)
-{
-  static const struct { const char *value; const char *words; } table[] = {
-    { "verified", N_("verified") },
-    { "signed-untrusted", N_("signed, signer not trusted") },
-    { "signer-mismatch", N_("WARNING: signed by someone else") },
-    { "invalid", N_("WARNING: invalid signature") },
-    { "decrypt-failed", N_("cannot decrypt") },
-    { "encrypted-unsigned", N_("encrypted, unsigned") },
-    { "unprotected", N_("unprotected") },
-  };
-  for (gsize i = 0; i < G_N_ELEMENTS (table); i++)
-    if (g_strcmp0 (trust, table[i].value) == 0)
-      return _(table[i].words);
-  return trust;
-}
-
 static gboolean
 parse_uint (const char *text, guint64 max, guint64 *out)
 {
@@ -525,7 +506,7 @@ cmd_messages (int argc, char **argv)
       g_variant_dict_lookup (&d, "uid", "u", &uid);
       g_variant_dict_lookup (&d, "personal", "b", &personal);
       g_print ("%s  %s %u  %s%s\n", when, dict_string (&d, "mailbox"), uid,
-               trust_words (dict_string (&d, "trust")), personal ? _("  [PERSONAL]") : "");
+               sm_dbus_trust_words (dict_string (&d, "trust")), personal ? _("  [PERSONAL]") : "");
       g_print (_("    From:     %s\n"), dict_string (&d, "from"));
       if (*signer)
         g_print (_("    Signer:   %s\n"), signer);

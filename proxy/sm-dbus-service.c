@@ -1,6 +1,8 @@
 /* sm-dbus-service.c: the daemon's D-Bus interface. */
 #include "config.h"
 
+#include <glib/gi18n.h>
+
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
 #include "sm-relay-worker.h"
@@ -144,6 +146,25 @@ handle_delete (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const 
   else
     sm_dbus_proxy1_complete_delete (skeleton, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+const char *
+sm_dbus_trust_words (const char *trust)
+{
+  static const struct { const char *value; const char *words; } table[] = {
+    { "verified", N_("verified") },
+    { "signed-untrusted", N_("signed, signer not trusted") },
+    { "signer-mismatch", N_("WARNING: signed by someone else") },
+    { "invalid", N_("WARNING: invalid signature") },
+    { "decrypt-failed", N_("cannot decrypt") },
+    { "encrypted-unsigned", N_("encrypted, unsigned") },
+    { "unprotected", N_("unprotected") },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (table); i++)
+    if (g_strcmp0 (trust, table[i].value) == 0)
+      return _(table[i].words);
+  return trust;
 }
 
 /* ---- recent messages (issue 6) --------------------------------------------- */

@@ -68,6 +68,9 @@ test_menu_and_quit (Fixture *f, gconstpointer data)
   g_assert_true (has_label (items, "Setup"));
   g_assert_true (has_label (items, "Help and contact"));
   g_assert_true (has_label (items, "Quit"));
+  g_assert_true (has_label (items, "Lock"));
+  g_assert_true (has_label (items, "Recent secure messages"));
+  g_assert_true (has_label (items, "Mark a message as [PERSONAL]"));
 
   quit = sm_gui_test_menu_id (f->bus_name, "Quit");
   g_assert_cmpint (quit, >, 0);
@@ -89,6 +92,7 @@ test_menu_mi (Fixture *f, gconstpointer data)
   g_assert_true (has_label (items, "Puta"));
   g_assert_true (has_label (items, "Whakatuwhera i SecureMail"));
   g_assert_true (has_label (items, "Āwhina, whakapā mai"));
+  g_assert_true (has_label (items, "Raka"));
   g_assert_false (has_label (items, "Quit"));
 }
 
@@ -123,6 +127,64 @@ test_status_connected (Fixture *f, gconstpointer data)
   g_free (status);
   status = sm_gui_test_wait_status (f->bus_name, "not running", SM_GUI_TEST_TIMEOUT_MS);
   g_assert_cmpstr (status, ==, "SecureMail is not running");
+}
+
+static gboolean
+proxy_locked (SmTestProxy *proxy)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  g_assert_cmpint (sm_test_cli (proxy, NULL, &out, &err, "status", "--json", NULL), ==, 0);
+  return strstr (out, "\"locked\" : true") != NULL;
+}
+
+/* The menu's Lock locks the real proxy (and becomes Unlock); Unlock opens
+ * it again from the keyring.  The menu also holds the recent messages
+ * submenu and "Mark a message as [PERSONAL]". */
+static void
+test_lock_unlock (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autoptr(GPtrArray) items = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *status = NULL;
+  int id;
+
+  if (!sm_test_require_stack ())
+    return;
+  upstream = sm_test_upstream_section ("alice");
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, "pass", NULL);
+  sm_test_proxy_wait_dbus (proxy);
+  config_env = tray_env_config (proxy);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
+  items = sm_gui_test_menu_items (f->bus_name);
+  g_assert_true (has_label (items, "Recent secure messages"));
+  g_assert_true (has_label (items, "Mark a message as [PERSONAL]"));
+  g_assert_false (proxy_locked (proxy));
+
+  id = sm_gui_test_menu_id (f->bus_name, "Lock");
+  g_assert_cmpint (id, >, 0);
+  sm_gui_test_menu_click (f->bus_name, id);
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "locked", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail is locked: unlock it to read and send secure mail");
+  g_assert_true (proxy_locked (proxy));
+
+  id = sm_gui_test_menu_id (f->bus_name, "Unlock");
+  g_assert_cmpint (id, >, 0);
+  g_assert_cmpint (sm_gui_test_menu_id (f->bus_name, "Lock"), ==, -1);
+  sm_gui_test_menu_click (f->bus_name, id);
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
+  g_assert_false (proxy_locked (proxy));
 }
 
 /* Provider down: a client logs in, the proxy cannot reach the provider,
@@ -198,7 +260,7 @@ test_fallback_menu_screenshot (Fixture *f, gconstpointer data)
       "[ -n \"$g\" ] || { echo 'no status icon window' >&2; exit 1; }; "
       "x=$(echo $g | cut -d+ -f2); y=$(echo $g | cut -d+ -f3); "
       "xdotool mousemove $((x + 16)) $((y + 15)) click 1 && sleep 1 && "
-      "if [ -n \"$2\" ]; then import -window root -crop 560x220+720+0 +repage -colors 256 -depth 8 \"$2/$1.png\"; fi";
+      "if [ -n \"$2\" ]; then import -window root -crop 560x300+720+0 +repage -colors 256 -depth 8 \"$2/$1.png\"; fi";
 
   if (g_find_program_in_path ("trayer") == NULL)
     {
@@ -247,6 +309,7 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/menu-and-quit", Fixture, NULL, fixture_setup, test_menu_and_quit, fixture_teardown);
   g_test_add ("/gui/tray/menu-mi", Fixture, NULL, fixture_setup, test_menu_mi, fixture_teardown);
   g_test_add ("/gui/tray/status-connected", Fixture, NULL, fixture_setup, test_status_connected, fixture_teardown);
+  g_test_add ("/gui/tray/lock-unlock", Fixture, NULL, fixture_setup, test_lock_unlock, fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,
