@@ -159,44 +159,6 @@ test_pages_and_report (void)
 
 #define MESSAGES_UIDVALIDITY 1
 
-/* APPENDs a message straight to Dovecot (argv: imaps port, CA, user,
- * password, subject) and prints its UID. */
-static const char append_py[] =
-  "import imaplib, ssl, sys, re\n"
-  "imaps, ca, user, pw, subject = sys.argv[1:6]\n"
-  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
-  "d.login(user, pw)\n"
-  "msg = ('From: Bob <bob@example.test>\\r\\nTo: alice@example.test\\r\\nSubject: %s\\r\\n'\n"
-  "       'Date: Sat, 28 Nov 2026 10:00:00 +0000\\r\\n\\r\\nHi\\r\\n' % subject)\n"
-  "typ, r = d.append('INBOX', None, None, msg.encode())\n"
-  "assert typ == 'OK', r\n"
-  "print(re.search(rb'APPENDUID \\d+ (\\d+)', r[0]).group(1).decode())\n"
-  "d.logout()\n";
-
-/* Prints the FLAGS of UID argv[5] in INBOX, read straight from Dovecot. */
-static const char flags_py[] =
-  "import imaplib, ssl, sys\n"
-  "imaps, ca, user, pw, uid = sys.argv[1:6]\n"
-  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
-  "d.login(user, pw)\n"
-  "d.select('INBOX', readonly=True)\n"
-  "typ, r = d.uid('FETCH', uid, '(FLAGS)')\n"
-  "print(r[0].decode())\n"
-  "d.logout()\n";
-
-static char *
-direct_python (const char *script, const char *arg)
-{
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-  int rc = sm_test_python (NULL, script, &out, &err, sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_CA"),
-                           "alice", sm_test_env ("SM_TEST_PASSWORD"), arg, NULL);
-
-  if (rc != 0)
-    g_error ("direct IMAP failed (%d): %s", rc, err);
-  return g_strstrip (g_steal_pointer (&out));
-}
-
 static gboolean name_acquired;
 
 static void
@@ -281,7 +243,7 @@ test_messages_page (void)
   /* A real message at the provider, and the view the IMAP session would
    * have built for it. */
   subject = g_strdup_printf ("Quarterly numbers %s", uuid);
-  uid = direct_python (append_py, subject);
+  uid = sm_test_direct_append ("alice", subject);
   raw = g_strdup_printf ("From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: [Verified] %s\r\n"
                          "Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nX-SecureMail-Trust: verified\r\n\r\nHi\r\n", subject);
   view.message = g_bytes_new_static (raw, strlen (raw));
@@ -338,7 +300,7 @@ test_messages_page (void)
   }
   g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (gtk_builder_get_object (b, "messages_result_label"))),
                             "[PERSONAL]"));
-  flags = direct_python (flags_py, uid);
+  flags = sm_test_direct_flags ("alice", uid);
   g_assert_nonnull (strstr (flags, "$Personal"));
   shot (window, "main-0-messages-personal");
 

@@ -174,43 +174,6 @@ test_locked_before_data (Fixture *f, gconstpointer data)
 
 /* ---- [PERSONAL] marking ------------------------------------------------------- */
 
-/* APPENDs a message straight to Dovecot (argv: imaps port, CA, user,
- * password, subject) and prints its UID. */
-static const char append_py[] =
-  "import imaplib, ssl, sys, re\n"
-  "imaps, ca, user, pw, subject = sys.argv[1:6]\n"
-  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
-  "d.login(user, pw)\n"
-  "msg = ('From: bob@example.test\\r\\nTo: alice@example.test\\r\\nSubject: %s\\r\\n\\r\\nHi\\r\\n' % subject)\n"
-  "typ, r = d.append('INBOX', None, None, msg.encode())\n"
-  "assert typ == 'OK', r\n"
-  "print(re.search(rb'APPENDUID \\d+ (\\d+)', r[0]).group(1).decode())\n"
-  "d.logout()\n";
-
-/* Prints the FLAGS of UID argv[5] in INBOX, read straight from Dovecot. */
-static const char flags_py[] =
-  "import imaplib, ssl, sys\n"
-  "imaps, ca, user, pw, uid = sys.argv[1:6]\n"
-  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
-  "d.login(user, pw)\n"
-  "d.select('INBOX', readonly=True)\n"
-  "typ, r = d.uid('FETCH', uid, '(FLAGS)')\n"
-  "print(r[0].decode())\n"
-  "d.logout()\n";
-
-static char *
-direct_python (const char *script, const char *arg)
-{
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-  int rc = sm_test_python (NULL, script, &out, &err, sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_CA"),
-                           "alice", sm_test_env ("SM_TEST_PASSWORD"), arg, NULL);
-
-  if (rc != 0)
-    g_error ("direct IMAP failed (%d): %s", rc, err);
-  return g_strstrip (g_steal_pointer (&out));
-}
-
 static void
 test_mark_personal (Fixture *f, gconstpointer data)
 {
@@ -224,13 +187,13 @@ test_mark_personal (Fixture *f, gconstpointer data)
 
   if (f->proxy == NULL)
     return;
-  uid = direct_python (append_py, f->marker);
-  before = direct_python (flags_py, uid);
+  uid = sm_test_direct_append ("alice", f->marker);
+  before = sm_test_direct_flags ("alice", uid);
   g_assert_null (strstr (before, "$Personal"));
 
   g_assert_cmpint (sm_test_cli (f->proxy, NULL, &out, &err, "mark-personal", "INBOX", uid, NULL), ==, 0);
   g_assert_nonnull (strstr (out, "[PERSONAL]"));
-  after = direct_python (flags_py, uid);
+  after = sm_test_direct_flags ("alice", uid);
   g_assert_nonnull (strstr (after, "$Personal"));
 
   /* A UID that does not exist: refused, saying so. */
