@@ -33,6 +33,7 @@ struct _SmServer {
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
   gboolean locked;
   gint64 last_activity;     /* monotonic microseconds */
+  gint64 idle_limit_us;     /* [security] idle_lock, scaled; 0 = never */
   guint idle_source;
   GQueue recent;            /* SmMessageSummary*, newest first, at most SM_SERVER_MAX_RECENT_MESSAGES */
 };
@@ -223,7 +224,7 @@ check_idle (gpointer user_data)
   SmServer *self = user_data;
   gint64 idle_us = g_get_monotonic_time () - self->last_activity;
 
-  if (!self->locked && idle_us >= (gint64) self->config->idle_lock_minutes * 60 * G_USEC_PER_SEC)
+  if (!self->locked && idle_us >= self->idle_limit_us)
     {
       g_autoptr(GError) error = NULL;
       g_message ("No client activity for %u minutes: locking", self->config->idle_lock_minutes);
@@ -246,7 +247,18 @@ sm_server_start (SmServer *self, GError **error)
         g_message ("Starting locked, but gpg-agent could not be told to forget passphrases: %s", local->message);
     }
   if (self->config->idle_lock_minutes > 0 && self->idle_source == 0)
-    self->idle_source = g_timeout_add_seconds (SM_SERVER_IDLE_CHECK_S, check_idle, self);
+    {
+      const char *scale_text = g_getenv (SM_SERVER_IDLE_SCALE_ENV);
+      double scale = scale_text ? g_ascii_strtod (scale_text, NULL) : 1.0;
+      guint interval_ms;
+
+      if (!(scale > 0.0 && scale <= 1.0))
+        scale = 1.0;
+      self->idle_limit_us = (gint64) (self->config->idle_lock_minutes * 60.0 * G_USEC_PER_SEC * scale);
+      /* Look four times per limit, so the lock comes at most a quarter late. */
+      interval_ms = (guint) CLAMP (self->idle_limit_us / 1000 / 4, 10, SM_SERVER_IDLE_CHECK_S * 1000);
+      self->idle_source = g_timeout_add (interval_ms, check_idle, self);
+    }
   self->imap_service = listen_on (&self->config->listen_imap, "imap", &self->imap_port, error);
   if (self->imap_service == NULL)
     return FALSE;

@@ -58,8 +58,11 @@ SmRelayWorker *sm_server_get_queue (SmServer *server);
  * keyring as before.  With [security] idle_lock = N it locks itself after N
  * minutes without client activity. */
 
-/* How often the idle auto-lock looks at the clock. */
+/* How often the idle auto-lock looks at the clock (at most). */
 #define SM_SERVER_IDLE_CHECK_S 30
+/* Tests only: a factor in (0, 1] on [security] idle_lock, so that a one
+ * minute setting locks within a second (like SECUREMAIL_TEST_RETRY_SCALE). */
+#define SM_SERVER_IDLE_SCALE_ENV "SECUREMAIL_TEST_IDLE_SCALE"
 
 gboolean sm_server_is_locked (SmServer *server);
 /* Closes the gate: gpg-agent forgets the passphrases (sm_key_gate_forget()).

@@ -7,6 +7,8 @@
  * - [security] start_locked = on: the proxy starts locked and refuses mail
  *   until unlocked.
  * - A message locked between MAIL and DATA is refused at DATA, not lost.
+ * - [security] idle_lock (scaled down for the test): SMTP commands keep
+ *   the gate open; without them it closes by itself.
  * - `securemail mark-personal MAILBOX UID` sets $Personal on a message
  *   APPENDed straight to Dovecot, seen with a direct FETCH FLAGS; an unknown
  *   UID and a locked proxy are refused with a clear line.
@@ -18,6 +20,8 @@
 
 #define DELIVERY_TIMEOUT_MS 60000
 #define START_LOCKED_EXTRA  "[security]\nstart_locked = on\n"
+#define IDLE_LOCK_EXTRA     "[security]\nidle_lock = 1\n"
+#define IDLE_SCALE          "0.02"   /* one minute becomes 1.2 s */
 
 typedef struct {
   SmTestProxy *proxy;
@@ -48,6 +52,14 @@ static void
 fixture_setup_start_locked (Fixture *f, gconstpointer data)
 {
   setup_with (f, START_LOCKED_EXTRA);
+}
+
+static void
+fixture_setup_idle_lock (Fixture *f, gconstpointer data)
+{
+  g_setenv ("SECUREMAIL_TEST_IDLE_SCALE", IDLE_SCALE, TRUE);   /* inherited by the proxy */
+  setup_with (f, IDLE_LOCK_EXTRA);
+  g_unsetenv ("SECUREMAIL_TEST_IDLE_SCALE");
 }
 
 static void
@@ -172,6 +184,34 @@ test_locked_before_data (Fixture *f, gconstpointer data)
   send_and_expect_delivery (f, c);
 }
 
+/* [security] idle_lock: activity keeps the gate open, silence closes it. */
+static void
+test_idle_lock (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SmTestClient) c = NULL;
+  g_autofree char *refused = NULL;
+  gint64 deadline;
+
+  if (f->proxy == NULL)
+    return;
+  c = sm_test_smtp_open (f->proxy, TRUE);
+  /* A command every 0.3 s for 3 s (more than twice the scaled limit). */
+  for (int i = 0; i < 10; i++)
+    {
+      g_autofree char *ok = sm_test_smtp_command (c, "NOOP", "250");
+      g_usleep (300 * 1000);
+    }
+  g_assert_false (status_locked (f));
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (!status_locked (f))
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (200 * 1000);
+    }
+  refused = mail_from (c);
+  g_assert_true (g_str_has_prefix (refused, "454 4.7.0 "));
+}
+
 /* ---- [PERSONAL] marking ------------------------------------------------------- */
 
 static void
@@ -216,6 +256,7 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/proxy/lock/locked-before-data", Fixture, NULL, fixture_setup, test_locked_before_data,
               fixture_teardown);
+  g_test_add ("/proxy/lock/idle-lock", Fixture, NULL, fixture_setup_idle_lock, test_idle_lock, fixture_teardown);
   g_test_add ("/proxy/personal/mark-sets-keyword-upstream", Fixture, NULL, fixture_setup, test_mark_personal,
               fixture_teardown);
   return g_test_run ();
