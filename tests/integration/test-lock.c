@@ -7,6 +7,10 @@
  * - [security] start_locked = on: the proxy starts locked and refuses mail
  *   until unlocked.
  * - A message locked between MAIL and DATA is refused at DATA, not lost.
+ * - `securemail unlock --stdin` with a typed passphrase, for a key whose
+ *   passphrase is not in the keyring: a wrong one is refused and the gate
+ *   stays closed; the right one is preset, so gpg signs with the key without
+ *   asking (and after `lock` it cannot).
  * - [security] idle_lock (scaled down for the test): SMTP commands keep
  *   the gate open; without them it closes by itself.
  * - `securemail mark-personal MAILBOX UID` sets $Personal on a message
@@ -184,6 +188,128 @@ test_locked_before_data (Fixture *f, gconstpointer data)
   send_and_expect_delivery (f, c);
 }
 
+/* ---- a typed passphrase ------------------------------------------------------ */
+
+#define TYPED_PASSPHRASE "typed-secret-42"
+
+static char *
+gpg_in (const char *home, const char *input, ...) G_GNUC_NULL_TERMINATED;
+
+/* Runs gpg --homedir @home --batch with the arguments; fails the test when
+ * gpg fails.  Returns its stdout. */
+static char *
+gpg_in (const char *home, const char *input, ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  va_list ap;
+  int rc;
+
+  g_ptr_array_add (argv, (gpointer) "gpg");
+  g_ptr_array_add (argv, (gpointer) "--homedir");
+  g_ptr_array_add (argv, (gpointer) home);
+  g_ptr_array_add (argv, (gpointer) "--batch");
+  va_start (ap, input);
+  for (const char *a = va_arg (ap, const char *); a != NULL; a = va_arg (ap, const char *))
+    g_ptr_array_add (argv, (gpointer) a);
+  va_end (ap);
+  g_ptr_array_add (argv, NULL);
+  rc = sm_test_run ((const char * const *) argv->pdata, NULL, input, &out, &err);
+  if (rc != 0)
+    g_error ("gpg failed (%d): %s", rc, err);
+  return g_steal_pointer (&out);
+}
+
+/* The first field @n of the colon listing's first @record line. */
+static char *
+colon_field (const char *listing, const char *record, guint n)
+{
+  g_auto(GStrv) lines = g_strsplit (listing, "\n", -1);
+
+  for (guint i = 0; lines[i]; i++)
+    if (g_str_has_prefix (lines[i], record))
+      {
+        g_auto(GStrv) fields = g_strsplit (lines[i], ":", -1);
+        g_assert_cmpuint (g_strv_length (fields), >, n);
+        return g_strdup (fields[n]);
+      }
+  g_error ("no %s line in the key listing", record);
+  return NULL;
+}
+
+/* Whether the proxy's gpg-agent signs with @fpr without asking. */
+static gboolean
+agent_can_sign (Fixture *f, const char *fpr)
+{
+  g_autofree char *home = g_build_filename (f->proxy->data_home, "securemail", "gnupg", NULL);
+  /* The signature goes to stdout, never to a path: gpg run as root replaces
+   * an output path it is given, even /dev/null. */
+  const char *argv[] = { "gpg", "--homedir", home, "--batch", "--pinentry-mode", "error", "-u", fpr,
+                         "--armor", "--detach-sign", NULL };
+  g_autofree char *out = NULL;
+
+  return sm_test_run (argv, NULL, "probe", &out, NULL) == 0;
+}
+
+static void
+test_unlock_typed (Fixture *f, gconstpointer data)
+{
+  g_autofree char *sender = NULL;
+  g_autofree char *conf = NULL;
+  g_autofree char *key_file = NULL;
+  g_autofree char *listing = NULL;
+  g_autofree char *armored = NULL;
+  g_autofree char *fpr = NULL;
+  g_autofree char *grip = NULL;
+  g_autofree char *input = g_strdup_printf ("%s\n", TYPED_PASSPHRASE);
+  g_autofree char *err = NULL;
+  g_autofree char *err2 = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  /* A key made elsewhere with a passphrase the user knows. */
+  sender = g_build_filename (f->proxy->dir, "sender-gnupg", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (sender, 0700), ==, 0);
+  conf = g_build_filename (sender, "gpg-agent.conf", NULL);
+  g_assert_true (g_file_set_contents (conf, "s2k-count 65536\n", -1, NULL));
+  g_free (gpg_in (sender, NULL, "--pinentry-mode", "loopback", "--passphrase", TYPED_PASSPHRASE, "--quick-gen-key",
+                  "Alice Typed <alice@example.test>", "future-default", "default", "never", NULL));
+  listing = gpg_in (sender, NULL, "--with-colons", "--with-keygrip", "--list-secret-keys", NULL);
+  fpr = colon_field (listing, "fpr:", 9);
+  grip = colon_field (listing, "grp:", 9);
+  armored = gpg_in (sender, NULL, "--pinentry-mode", "loopback", "--passphrase", TYPED_PASSPHRASE, "--armor",
+                    "--export-secret-keys", fpr, NULL);
+  key_file = g_build_filename (f->proxy->dir, "typed-key.asc", NULL);
+  g_assert_true (g_file_set_contents (key_file, armored, -1, NULL));
+  {
+    const char *kill[] = { "gpgconf", "--homedir", sender, "--kill", "all", NULL };
+    sm_test_run (kill, NULL, NULL, NULL, NULL);
+  }
+
+  /* Imported, then its keyring item removed: only the user knows it now. */
+  g_assert_cmpint (sm_test_cli (f->proxy, input, NULL, &err, "keys", "import", key_file, NULL), ==, 0);
+  {
+    const char *clear[] = { "secret-tool", "clear", "keygrip", grip, NULL };
+    g_assert_cmpint (sm_test_run (clear, NULL, NULL, NULL, NULL), ==, 0);
+  }
+  cli_ok (f, NULL, "lock", NULL);
+  g_assert_false (agent_can_sign (f, fpr));
+
+  g_assert_cmpint (sm_test_cli (f->proxy, "not the passphrase\n", NULL, &err2, "unlock", "--stdin", NULL), ==, 1);
+  g_assert_nonnull (strstr (err2, "passphrase is not right"));
+  g_assert_nonnull (strstr (err2, "stays locked"));
+  g_assert_true (status_locked (f));
+  g_assert_false (agent_can_sign (f, fpr));
+
+  cli_ok (f, input, "unlock", "--stdin");
+  g_assert_false (status_locked (f));
+  g_assert_true (agent_can_sign (f, fpr));
+
+  cli_ok (f, NULL, "lock", NULL);
+  g_assert_false (agent_can_sign (f, fpr));
+}
+
 /* [security] idle_lock: activity keeps the gate open, silence closes it. */
 static void
 test_idle_lock (Fixture *f, gconstpointer data)
@@ -255,6 +381,8 @@ main (int argc, char **argv)
   g_test_add ("/proxy/lock/start-locked", Fixture, NULL, fixture_setup_start_locked, test_start_locked,
               fixture_teardown);
   g_test_add ("/proxy/lock/locked-before-data", Fixture, NULL, fixture_setup, test_locked_before_data,
+              fixture_teardown);
+  g_test_add ("/proxy/lock/unlock-typed-passphrase", Fixture, NULL, fixture_setup, test_unlock_typed,
               fixture_teardown);
   g_test_add ("/proxy/lock/idle-lock", Fixture, NULL, fixture_setup_idle_lock, test_idle_lock, fixture_teardown);
   g_test_add ("/proxy/personal/mark-sets-keyword-upstream", Fixture, NULL, fixture_setup, test_mark_personal,
