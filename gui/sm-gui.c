@@ -185,3 +185,22 @@ sm_gui_job_finish (GAsyncResult *result, char **extra, GError **error)
     *extra = g_steal_pointer (&job->extra);
   return g_task_propagate_pointer (task, error);
 }
+
+char *
+sm_gui_ask_secret (GtkWindow *parent, const char *prompt, gboolean hide)
+{
+  GtkWidget *dialog = gtk_message_dialog_new (parent, GTK_DIALOG_MODAL, GTK_MESSAGE_QUESTION, GTK_BUTTONS_OK_CANCEL,
+                                              "%s", prompt);
+  GtkWidget *entry = gtk_entry_new ();
+  char *secret = NULL;
+
+  gtk_entry_set_visibility (GTK_ENTRY (entry), !hide);
+  gtk_entry_set_activates_default (GTK_ENTRY (entry), TRUE);
+  gtk_dialog_set_default_response (GTK_DIALOG (dialog), GTK_RESPONSE_OK);
+  gtk_container_add (GTK_CONTAINER (gtk_message_dialog_get_message_area (GTK_MESSAGE_DIALOG (dialog))), entry);
+  gtk_widget_show (entry);
+  if (gtk_dialog_run (GTK_DIALOG (dialog)) == GTK_RESPONSE_OK)
+    secret = g_strdup (gtk_entry_get_text (GTK_ENTRY (entry)));
+  gtk_widget_destroy (dialog);
+  return secret;
+}

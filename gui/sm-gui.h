@@ -29,6 +29,10 @@ void sm_gui_copy_text (GtkWidget *widget, const char *text);
 /* A modal message for the user, parented to @parent. */
 void sm_gui_message (GtkWindow *parent, GtkMessageType type, const char *primary, const char *secondary);
 
+/* Asks for one line of text in a modal dialog under @parent (may be NULL),
+ * hidden as it is typed when @hide.  Returns it (free with
+ * sm_gui_secret_free()), or NULL when cancelled. */
+char *sm_gui_ask_secret (GtkWindow *parent, const char *prompt, gboolean hide);
 /* Whether the user's autostart file for the tray exists. */
 char *sm_gui_autostart_path (void);
 /* Writes (@enable) or removes $XDG_CONFIG_HOME/autostart/securemail-tray.desktop. */

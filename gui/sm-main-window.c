@@ -2,7 +2,10 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <string.h>
 
+#include "sm-dbus-generated.h"
+#include "sm-dbus-service.h"
 #include "sm-doctor.h"
 #include "sm-gui-keys.h"
 #include "sm-gui-settings.h"
@@ -17,7 +20,21 @@ typedef struct {
   SmGuiSettings *settings;
   GHashTable *entries;    /* "group.key" -> GtkEntry */
   guint busy;
+  SmDbusProxy1 *proxy;    /* the daemon, for Messages; NULL until connected */
+  GCancellable *cancellable;  /* cancelled when the window goes: D-Bus replies then touch nothing */
 } MainWindow;
+
+/* Columns of messages_store (ui/main-window.ui). */
+enum {
+  MSG_COL_TRUST,
+  MSG_COL_SENDER,
+  MSG_COL_SUBJECT,
+  MSG_COL_DATE,
+  MSG_COL_PERSONAL,
+  MSG_COL_MAILBOX,
+  MSG_COL_UID,
+  MSG_COL_SIGNER,
+};
 
 /* The keys the Settings page shows, in order, with a plain name. */
 static const struct {
@@ -44,6 +61,11 @@ static const struct {
 static void
 main_window_free (MainWindow *mw)
 {
+  g_cancellable_cancel (mw->cancellable);
+  g_clear_object (&mw->cancellable);
+  if (mw->proxy != NULL)
+    g_signal_handlers_disconnect_by_data (mw->proxy, mw);
+  g_clear_object (&mw->proxy);
   g_clear_object (&mw->builder);
   g_clear_pointer (&mw->settings, sm_gui_settings_free);
   g_clear_pointer (&mw->entries, g_hash_table_unref);
@@ -261,7 +283,6 @@ ask_file (MainWindow *mw, const char *title, GtkFileChooserAction action, const 
 {
   g_autoptr(GtkFileChooserNative) chooser = gtk_file_chooser_native_new (title, mw->window, action, NULL, NULL);
   g_autofree char *path = NULL;
-  GtkWidget *dialog, *entry;
 
   if (current_name != NULL)
     {
@@ -274,19 +295,9 @@ ask_file (MainWindow *mw, const char *title, GtkFileChooserAction action, const 
   if (secret_prompt == NULL)
     return g_steal_pointer (&path);
 
-  dialog = gtk_message_dialog_new (mw->window, GTK_DIALOG_MODAL, GTK_MESSAGE_QUESTION, GTK_BUTTONS_OK_CANCEL, "%s",
-                                   secret_prompt);
-  entry = gtk_entry_new ();
-  gtk_entry_set_visibility (GTK_ENTRY (entry), !hide_secret);
-  gtk_entry_set_activates_default (GTK_ENTRY (entry), TRUE);
-  gtk_dialog_set_default_response (GTK_DIALOG (dialog), GTK_RESPONSE_OK);
-  gtk_container_add (GTK_CONTAINER (gtk_message_dialog_get_message_area (GTK_MESSAGE_DIALOG (dialog))), entry);
-  gtk_widget_show (entry);
-  if (gtk_dialog_run (GTK_DIALOG (dialog)) == GTK_RESPONSE_OK)
-    *secret = g_strdup (gtk_entry_get_text (GTK_ENTRY (entry)));
-  else
+  *secret = sm_gui_ask_secret (mw->window, secret_prompt, hide_secret);
+  if (*secret == NULL)
     g_clear_pointer (&path, g_free);
-  gtk_widget_destroy (dialog);
   return g_steal_pointer (&path);
 }
 
@@ -458,6 +469,170 @@ on_report (GtkButton *button, MainWindow *mw)
   g_task_run_in_thread (task, report_thread);
 }
 
+/* ---- Messages (issue 6) ------------------------------------------------------- */
+
+static void
+on_messages_listed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GVariant) entries = NULL;
+  g_autoptr(GError) error = NULL;
+  MainWindow *mw = user_data;
+  GtkListStore *store;
+  GVariantIter iter;
+  GVariant *e;
+
+  if (!sm_dbus_proxy1_call_list_messages_finish (SM_DBUS_PROXY1 (source), &entries, result, &error))
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        return;   /* the window is gone */
+      g_dbus_error_strip_remote_error (error);
+      set_label (mw, "messages_result_label", error->message);
+      return;
+    }
+  store = GTK_LIST_STORE (gtk_builder_get_object (mw->builder, "messages_store"));
+  gtk_list_store_clear (store);
+  g_variant_iter_init (&iter, entries);
+  while ((e = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      const char *trust = "", *from = "", *subject = "", *mailbox = "", *signer = "";
+      gint64 date = 0;
+      guint32 uid = 0;
+      gboolean personal = FALSE;
+      g_autofree char *when = NULL;
+
+      g_variant_lookup (e, "trust", "&s", &trust);
+      g_variant_lookup (e, "from", "&s", &from);
+      g_variant_lookup (e, "subject", "&s", &subject);
+      g_variant_lookup (e, "mailbox", "&s", &mailbox);
+      g_variant_lookup (e, "signer", "&s", &signer);
+      g_variant_lookup (e, "date", "x", &date);
+      g_variant_lookup (e, "uid", "u", &uid);
+      g_variant_lookup (e, "personal", "b", &personal);
+      if (date != 0)
+        {
+          g_autoptr(GDateTime) t = g_date_time_new_from_unix_local (date);
+          when = t ? g_date_time_format (t, "%Y-%m-%d %H:%M") : NULL;
+        }
+      gtk_list_store_insert_with_values (store, NULL, -1, MSG_COL_TRUST, sm_dbus_trust_words (trust),
+                                         MSG_COL_SENDER, from, MSG_COL_SUBJECT, subject, MSG_COL_DATE,
+                                         when ? when : "", MSG_COL_PERSONAL, personal, MSG_COL_MAILBOX, mailbox,
+                                         MSG_COL_UID, uid, MSG_COL_SIGNER, signer, -1);
+      g_variant_unref (e);
+    }
+  if (g_variant_n_children (entries) == 0)
+    set_label (mw, "messages_result_label",
+               _("No secure messages yet: they appear here once your mail program has opened them through SecureMail."));
+}
+
+static void
+refresh_messages (MainWindow *mw)
+{
+  if (mw->proxy != NULL)
+    sm_dbus_proxy1_call_list_messages (mw->proxy, 0, mw->cancellable, on_messages_listed, mw);
+}
+
+static void
+on_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  SmDbusProxy1 *proxy = sm_dbus_proxy1_proxy_new_for_bus_finish (result, &error);
+  MainWindow *mw = user_data;
+
+  if (proxy == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        set_label (mw, "messages_result_label", error->message);
+      return;
+    }
+  mw->proxy = proxy;
+  g_signal_connect_swapped (proxy, "messages-changed", G_CALLBACK (refresh_messages), mw);
+  g_signal_connect_swapped (proxy, "notify::g-name-owner", G_CALLBACK (refresh_messages), mw);
+  refresh_messages (mw);
+}
+
+static gboolean
+contains_casefold (const char *haystack, const char *needle_folded)
+{
+  g_autofree char *folded = g_utf8_casefold (haystack ? haystack : "", -1);
+  return strstr (folded, needle_folded) != NULL;
+}
+
+static gboolean
+message_visible (GtkTreeModel *model, GtkTreeIter *iter, gpointer user_data)
+{
+  MainWindow *mw = user_data;
+  const char *text = gtk_entry_get_text (GTK_ENTRY (w (mw, "messages_filter_entry")));
+  g_autofree char *needle = NULL;
+  const int columns[] = { MSG_COL_TRUST, MSG_COL_SENDER, MSG_COL_SUBJECT, MSG_COL_SIGNER, MSG_COL_MAILBOX };
+
+  if (*text == '\0')
+    return TRUE;
+  needle = g_utf8_casefold (text, -1);
+  for (gsize i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      g_autofree char *value = NULL;
+      gtk_tree_model_get (model, iter, columns[i], &value, -1);
+      if (contains_casefold (value, needle))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+on_filter_changed (GtkSearchEntry *entry, MainWindow *mw)
+{
+  gtk_tree_model_filter_refilter (GTK_TREE_MODEL_FILTER (gtk_builder_get_object (mw->builder, "messages_filter")));
+}
+
+static void
+on_marked (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  MainWindow *mw = user_data;
+  gboolean ok = sm_dbus_proxy1_call_mark_personal_finish (SM_DBUS_PROXY1 (source), result, &error);
+
+  if (!ok && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  mw->busy--;
+  if (ok)
+    set_label (mw, "messages_result_label", _("The message is marked [PERSONAL] at your provider."));
+  else
+    {
+      g_autofree char *msg = NULL;
+      g_dbus_error_strip_remote_error (error);
+      msg = g_strdup_printf (_("The message was not marked: %s"), error->message);
+      set_label (mw, "messages_result_label", msg);
+    }
+}
+
+static void
+on_personal_toggled (GtkCellRendererToggle *toggle, const char *path, MainWindow *mw)
+{
+  GtkTreeModel *model = GTK_TREE_MODEL (gtk_builder_get_object (mw->builder, "messages_filter"));
+  g_autofree char *mailbox = NULL;
+  gboolean personal = FALSE;
+  guint uid = 0;
+  GtkTreeIter iter;
+
+  if (!gtk_tree_model_get_iter_from_string (model, &iter, path))
+    return;
+  gtk_tree_model_get (model, &iter, MSG_COL_PERSONAL, &personal, MSG_COL_MAILBOX, &mailbox, MSG_COL_UID, &uid, -1);
+  if (personal)
+    {
+      /* The daemon has no way back: removing $Personal would put the
+       * message back into the detailed audit log, a decision for the mail
+       * program's own keyword editor. */
+      set_label (mw, "messages_result_label",
+                 _("This message is already marked [PERSONAL]. SecureMail does not unmark messages."));
+      return;
+    }
+  if (mw->proxy == NULL)
+    return;
+  mw->busy++;
+  set_label (mw, "messages_result_label", _("Marking the message [PERSONAL]…"));
+  sm_dbus_proxy1_call_mark_personal (mw->proxy, mailbox, uid, mw->cancellable, on_marked, mw);
+}
+
 /* ---- the window ------------------------------------------------------------ */
 
 static void
@@ -468,6 +643,8 @@ on_page_changed (GObject *stack, GParamSpec *pspec, MainWindow *mw)
     fill_keys (mw);
   else if (g_strcmp0 (name, "settings") == 0)
     fill_settings (mw);
+  else if (g_strcmp0 (name, "messages") == 0)
+    refresh_messages (mw);
 }
 
 GtkWindow *
@@ -491,6 +668,15 @@ sm_main_window_new (GtkApplication *app, const char *config_path)
   g_signal_connect (w (mw, "run_checks_button"), "clicked", G_CALLBACK (on_run_checks), mw);
   g_signal_connect (w (mw, "report_button"), "clicked", G_CALLBACK (on_report), mw);
   g_signal_connect (w (mw, "stack"), "notify::visible-child", G_CALLBACK (on_page_changed), mw);
+  g_signal_connect (w (mw, "messages_filter_entry"), "search-changed", G_CALLBACK (on_filter_changed), mw);
+  g_signal_connect (gtk_builder_get_object (mw->builder, "messages_personal_toggle"), "toggled",
+                    G_CALLBACK (on_personal_toggled), mw);
+  gtk_tree_model_filter_set_visible_func (GTK_TREE_MODEL_FILTER (gtk_builder_get_object (mw->builder, "messages_filter")),
+                                          message_visible, mw, NULL);
+  mw->cancellable = g_cancellable_new ();
+  sm_dbus_proxy1_proxy_new_for_bus (G_BUS_TYPE_SESSION,
+                                    G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES | G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START, SM_DBUS_NAME,
+                                    SM_DBUS_OBJECT_PATH, mw->cancellable, on_proxy_ready, mw);
   fill_settings (mw);
   return mw->window;
 }

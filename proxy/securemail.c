@@ -240,7 +240,7 @@ connect_proxy_or_die (int *code)
 
   if (owner == NULL)
     {
-      *code = die (EXIT_NOT_RUNNING, _("securemail-proxy is not running, and the queue is its job; start it "
+      *code = die (EXIT_NOT_RUNNING, _("securemail-proxy is not running, and this is its job; start it "
                                        "(it starts with your desktop session)"));
       return NULL;
     }
@@ -404,6 +404,216 @@ cmd_queue (int argc, char **argv)
     g_print (_("Message %s will be sent again now.\n"), argv[2]);
   else
     g_print (_("Message %s was removed from the queue; it was not sent.\n"), argv[2]);
+  return 0;
+}
+
+/* ---- securemail messages [--limit N] ----------------------------------------- */
+
+#define MESSAGES_DEFAULT_LIMIT 20   /* a screenful; --limit 0 lists all the daemon keeps */
+
+static gboolean
+parse_uint (const char *text, guint64 max, guint64 *out)
+{
+  return text != NULL && g_ascii_string_to_unsigned (text, 10, 0, max, out, NULL);
+}
+
+static int
+cmd_messages (int argc, char **argv)
+{
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) entries = NULL;
+  guint64 limit = MESSAGES_DEFAULT_LIMIT;
+  GVariantIter iter;
+  GVariant *item;
+  int code = 0;
+
+  for (int i = 1; i < argc; i++)
+    {
+      if (strcmp (argv[i], "--limit") == 0 && i + 1 < argc)
+        {
+          if (!parse_uint (argv[++i], G_MAXUINT32, &limit))
+            return die (EXIT_USAGE, _("--limit needs a number (0 for all), not “%s”"), argv[i]);
+        }
+      else
+        return die (EXIT_USAGE, _("usage: securemail messages [--limit N] [--json]"));
+    }
+  proxy = connect_proxy_or_die (&code);
+  if (proxy == NULL)
+    return code;
+  if (!sm_dbus_proxy1_call_list_messages_sync (proxy, (guint) limit, &entries, NULL, &error))
+    {
+      g_dbus_error_strip_remote_error (error);
+      return die (1, _("cannot read the recent messages: %s"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_array (b);
+      g_variant_iter_init (&iter, entries);
+      while ((item = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          g_auto(GVariantDict) d = G_VARIANT_DICT_INIT (item);
+          const char *strings[] = { "mailbox", "trust", "signer", "from", "subject" };
+          const char *numbers[] = { "uidvalidity", "uid" };
+          const char *flags[] = { "encrypted", "personal" };
+
+          json_builder_begin_object (b);
+          for (gsize k = 0; k < G_N_ELEMENTS (strings); k++)
+            {
+              json_builder_set_member_name (b, strings[k]);
+              json_builder_add_string_value (b, dict_string (&d, strings[k]));
+            }
+          for (gsize k = 0; k < G_N_ELEMENTS (numbers); k++)
+            {
+              guint32 v = 0;
+              g_variant_dict_lookup (&d, numbers[k], "u", &v);
+              json_builder_set_member_name (b, numbers[k]);
+              json_builder_add_int_value (b, v);
+            }
+          json_builder_set_member_name (b, "date");
+          json_builder_add_int_value (b, dict_int64 (&d, "date"));
+          for (gsize k = 0; k < G_N_ELEMENTS (flags); k++)
+            {
+              gboolean v = FALSE;
+              g_variant_dict_lookup (&d, flags[k], "b", &v);
+              json_builder_set_member_name (b, flags[k]);
+              json_builder_add_boolean_value (b, v);
+            }
+          json_builder_end_object (b);
+          g_variant_unref (item);
+        }
+      json_builder_end_array (b);
+      print_json (b);
+      return 0;
+    }
+  if (g_variant_n_children (entries) == 0)
+    {
+      g_print (_("No secure messages yet: they are listed once your mail program has opened them "
+                 "through SecureMail.\n"));
+      return 0;
+    }
+  g_variant_iter_init (&iter, entries);
+  while ((item = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_auto(GVariantDict) d = G_VARIANT_DICT_INIT (item);
+      gint64 date = dict_int64 (&d, "date");
+      g_autofree char *when = date ? local_time (date) : g_strdup ("-");
+      guint32 uid = 0;
+      gboolean personal = FALSE;
+      const char *signer = dict_string (&d, "signer");
+
+      g_variant_dict_lookup (&d, "uid", "u", &uid);
+      g_variant_dict_lookup (&d, "personal", "b", &personal);
+      g_print ("%s  %s %u  %s%s\n", when, dict_string (&d, "mailbox"), uid,
+               sm_dbus_trust_words (dict_string (&d, "trust")), personal ? _("  [PERSONAL]") : "");
+      g_print (_("    From:     %s\n"), dict_string (&d, "from"));
+      if (*signer)
+        g_print (_("    Signer:   %s\n"), signer);
+      g_print (_("    Subject:  %s\n"), dict_string (&d, "subject"));
+      g_variant_unref (item);
+    }
+  return 0;
+}
+
+/* ---- securemail mark-personal MAILBOX UID ---------------------------------------- */
+
+static int
+cmd_mark_personal (int argc, char **argv)
+{
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 uid = 0;
+  int code = 0;
+
+  if (argc != 3)
+    return die (EXIT_USAGE, _("usage: securemail mark-personal MAILBOX UID (both are in “securemail messages”)"));
+  if (!parse_uint (argv[2], G_MAXUINT32, &uid) || uid == 0)
+    return die (EXIT_USAGE, _("the UID must be a number above 0, not “%s” (see “securemail messages”)"), argv[2]);
+  proxy = connect_proxy_or_die (&code);
+  if (proxy == NULL)
+    return code;
+  if (!sm_dbus_proxy1_call_mark_personal_sync (proxy, argv[1], (guint) uid, NULL, &error))
+    {
+      g_dbus_error_strip_remote_error (error);
+      return die (1, _("%s; the message was not marked"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "mailbox");
+      json_builder_add_string_value (b, argv[1]);
+      json_builder_set_member_name (b, "uid");
+      json_builder_add_int_value (b, (gint64) uid);
+      json_builder_set_member_name (b, "personal");
+      json_builder_add_boolean_value (b, TRUE);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else
+    g_print (_("Message %s %u is marked [PERSONAL] at your provider.\n"), argv[1], (guint) uid);
+  return 0;
+}
+
+/* ---- securemail lock | unlock [--stdin] ----------------------------------------- */
+
+static int
+cmd_lock (int argc, char **argv)
+{
+  g_autoptr(SmDbusProxy1) proxy = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean unlock = strcmp (argv[0], "unlock") == 0;
+  gboolean from_stdin = unlock && argc == 2 && strcmp (argv[1], "--stdin") == 0;
+  char *passphrase = NULL;
+  gboolean ok;
+  int code = 0;
+
+  if (argc > 2 || (argc == 2 && !from_stdin))
+    return die (EXIT_USAGE, unlock ? _("usage: securemail unlock [--stdin]; the passphrase is never taken "
+                                       "from the command line")
+                                   : _("usage: securemail lock"));
+  proxy = connect_proxy_or_die (&code);
+  if (proxy == NULL)
+    return code;
+  if (unlock && (from_stdin || isatty (STDIN_FILENO)))
+    {
+      /* Enter alone (or an empty line on stdin) means: from the keyring. */
+      passphrase = read_secret (_("Key passphrase or smartcard PIN (Enter alone: use the login keyring): "),
+                                &error);
+      if (passphrase == NULL && !g_error_matches (error, SM_ERROR, SM_ERROR_FAILED))
+        return die (1, _("%s; SecureMail stays locked"), error->message);
+      g_clear_error (&error);
+    }
+  if (unlock)
+    ok = sm_dbus_proxy1_call_unlock_sync (proxy, passphrase ? passphrase : "", NULL, &error);
+  else
+    ok = sm_dbus_proxy1_call_lock_sync (proxy, NULL, &error);
+  if (passphrase != NULL)
+    {
+      sm_wipe (passphrase, strlen (passphrase));
+      g_free (passphrase);
+    }
+  if (!ok)
+    {
+      g_dbus_error_strip_remote_error (error);
+      if (unlock)
+        return die (1, _("%s (SecureMail stays locked; try again, or run “securemail doctor”)"), error->message);
+      return die (1, _("SecureMail is locked, but: %s"), error->message);
+    }
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "locked");
+      json_builder_add_boolean_value (b, !unlock);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else if (unlock)
+    g_print (_("SecureMail is unlocked: your mail program can read and send secure mail.\n"));
+  else
+    g_print (_("SecureMail is locked: secure mail waits until you run “securemail unlock”.\n"));
   return 0;
 }
 
@@ -574,7 +784,10 @@ usage (void)
                 "  keys list|generate|import FILE|export FILE|backup FILE|restore FILE\n"
                 "                                     your own keys; backup writes an encrypted bundle\n"
                 "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"
-                "  queue [list|retry ID|delete ID]    the outbound queue\n"));
+                "  queue [list|retry ID|delete ID]    the outbound queue\n"
+                "  messages [--limit N]               recent messages and their trust status\n"
+                "  mark-personal MAILBOX UID          mark a stored message [PERSONAL]\n"
+                "  lock | unlock [--stdin]            the local unlock gate\n"));
 }
 
 int
@@ -622,6 +835,12 @@ main (int argc, char **argv)
     return cmd_client_config ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "queue") == 0)
     return cmd_queue ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "lock") == 0 || strcmp (cmd, "unlock") == 0)
+    return cmd_lock ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "mark-personal") == 0)
+    return cmd_mark_personal ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "messages") == 0)
+    return cmd_messages ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "keys") == 0 || strcmp (cmd, "certs") == 0)
     {
       /* certstore's commands read the same settings and take --json. */

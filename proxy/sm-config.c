@@ -334,6 +334,22 @@ BOOL_KEY (k_subject_tags, subject_tags)
 BOOL_KEY (k_request_receipts, request_receipts)
 BOOL_KEY (k_personal_enforce, personal_enforce)
 BOOL_KEY (k_allow_remote_listen, allow_remote_listen)
+BOOL_KEY (k_start_locked, start_locked)
+
+static gboolean
+k_idle_lock (SmConfig *c, const char *v, GError **e)
+{
+  guint64 minutes = 0;
+
+  if (!g_ascii_string_to_unsigned (v, 10, 0, SM_CONFIG_MAX_IDLE_LOCK_MIN, &minutes, NULL))
+    {
+      g_set_error (e, SM_ERROR, SM_ERROR_CONFIG, _("must be a number of minutes from 0 (never) to %u, not “%s”"),
+                   (guint) SM_CONFIG_MAX_IDLE_LOCK_MIN, v);
+      return FALSE;
+    }
+  c->idle_lock_minutes = (guint) minutes;
+  return TRUE;
+}
 
 static gboolean
 k_send_receipts (SmConfig *c, const char *v, GError **e)
@@ -429,6 +445,8 @@ static const SmKeyInfo keys[] = {
   { "policy", "personal_enforce", k_personal_enforce, "on", FALSE, FALSE },
   { "policy", "allow_remote_listen", k_allow_remote_listen, "off", FALSE, TRUE },
   { "policy", "trust_anchors_dir", k_trust_anchors_dir, NULL, FALSE, TRUE },
+  { "security", "start_locked", k_start_locked, "off", FALSE, FALSE },
+  { "security", "idle_lock", k_idle_lock, G_STRINGIFY (SM_CONFIG_DEFAULT_IDLE_LOCK_MIN), FALSE, FALSE },
   { "admin", "contact_email", k_contact_email, NULL, FALSE, FALSE },
   { "admin", "contact_phone", k_contact_phone, NULL, FALSE, FALSE },
 };

@@ -14,6 +14,10 @@ G_BEGIN_DECLS
 
 #define SM_CONFIG_DEFAULT_POLICY_PATH "/etc/securemail/policy.conf"
 #define SM_CONFIG_MAX_FILE_SIZE       (256 * 1024)   /* a config larger than this is a mistake */
+/* [security] idle_lock: minutes without client activity before the gate
+ * closes again; 0 = never. */
+#define SM_CONFIG_DEFAULT_IDLE_LOCK_MIN 0
+#define SM_CONFIG_MAX_IDLE_LOCK_MIN     (7 * 24 * 60)
 
 typedef enum {
   SM_AUTH_PASSWORD,
@@ -79,6 +83,9 @@ typedef struct {
   gboolean allow_remote_listen;  /* policy file only */
   char *trust_anchors_dir;       /* policy file only, NULL when unset */
 
+  /* [security] (issue 7, the unlock gate) */
+  gboolean start_locked;      /* start with the gate closed: the user unlocks */
+  guint idle_lock_minutes;    /* 0 = no auto-lock */
   /* [admin] */
   char *contact_email;
   char *contact_phone;

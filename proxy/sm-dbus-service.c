@@ -1,6 +1,8 @@
 /* sm-dbus-service.c: the daemon's D-Bus interface. */
 #include "config.h"
 
+#include <glib/gi18n.h>
+
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
 #include "sm-relay-worker.h"
@@ -10,6 +12,8 @@ struct _SmDbusService {
   SmServer *server;
   SmDbusProxy1 *skeleton;
   gulong status_handler;
+  gulong messages_handler;
+  gulong lock_handler;
   gulong queue_handler;         /* on the relay worker */
   gulong failed_handler;
 };
@@ -23,6 +27,10 @@ sm_dbus_service_finalize (GObject *object)
 
   if (self->status_handler)
     g_signal_handler_disconnect (self->server, self->status_handler);
+  if (self->messages_handler)
+    g_signal_handler_disconnect (self->server, self->messages_handler);
+  if (self->lock_handler)
+    g_signal_handler_disconnect (self->server, self->lock_handler);
   if (self->queue_handler)
     g_signal_handler_disconnect (sm_server_get_queue (self->server), self->queue_handler);
   if (self->failed_handler)
@@ -140,6 +148,123 @@ handle_delete (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const 
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+const char *
+sm_dbus_trust_words (const char *trust)
+{
+  static const struct { const char *value; const char *words; } table[] = {
+    { "verified", N_("verified") },
+    { "signed-untrusted", N_("signed, signer not trusted") },
+    { "signer-mismatch", N_("WARNING: signed by someone else") },
+    { "invalid", N_("WARNING: invalid signature") },
+    { "decrypt-failed", N_("cannot decrypt") },
+    { "encrypted-unsigned", N_("encrypted, unsigned") },
+    { "unprotected", N_("unprotected") },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (table); i++)
+    if (g_strcmp0 (trust, table[i].value) == 0)
+      return _(table[i].words);
+  return trust;
+}
+
+/* ---- recent messages (issue 6) --------------------------------------------- */
+
+static GVariant *
+summary_to_variant (const SmMessageSummary *m)
+{
+  GVariantDict d;
+
+  /* Every string was made valid UTF-8 by the server. */
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "mailbox", "s", m->mailbox);
+  g_variant_dict_insert (&d, "uidvalidity", "u", m->uidvalidity);
+  g_variant_dict_insert (&d, "uid", "u", m->uid);
+  g_variant_dict_insert (&d, "trust", "s", sm_trust_header_value (m->trust));
+  g_variant_dict_insert (&d, "signer", "s", m->signer);
+  g_variant_dict_insert (&d, "from", "s", m->from);
+  g_variant_dict_insert (&d, "subject", "s", m->subject);
+  g_variant_dict_insert (&d, "date", "x", m->date);
+  g_variant_dict_insert (&d, "encrypted", "b", m->encrypted);
+  g_variant_dict_insert (&d, "personal", "b", m->personal);
+  return g_variant_dict_end (&d);
+}
+
+static gboolean
+handle_list_messages (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, guint limit, SmDbusService *self)
+{
+  g_autoptr(GPtrArray) list = sm_server_list_messages (self->server, limit);
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    g_variant_builder_add_value (&b, summary_to_variant (list->pdata[i]));
+  sm_dbus_proxy1_complete_list_messages (skeleton, invocation, g_variant_builder_end (&b));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+on_messages_changed (SmDbusService *self)
+{
+  sm_dbus_proxy1_emit_messages_changed (self->skeleton);
+}
+
+/* ---- [PERSONAL] ---------------------------------------------------------------- */
+
+static void
+on_marked (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GDBusMethodInvocation) invocation = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!sm_server_mark_personal_finish (SM_SERVER (source), result, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    g_dbus_method_invocation_return_value (invocation, NULL);
+}
+
+static gboolean
+handle_mark_personal (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const char *mailbox, guint uid,
+                      SmDbusService *self)
+{
+  sm_server_mark_personal_async (self->server, mailbox, uid, NULL, on_marked, g_object_ref (invocation));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+/* ---- the unlock gate (issue 7) --------------------------------------------- */
+
+static void
+on_lock_changed (SmDbusService *self, gboolean locked)
+{
+  sm_dbus_proxy1_set_locked (self->skeleton, locked);
+  sm_dbus_proxy1_emit_lock_changed (self->skeleton, locked);
+}
+
+static gboolean
+handle_lock (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, SmDbusService *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* The gate is closed even when gpg-agent failed to forget: report it. */
+  if (!sm_server_lock (self->server, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    sm_dbus_proxy1_complete_lock (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_unlock (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const char *passphrase,
+               SmDbusService *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!sm_server_unlock (self->server, *passphrase ? passphrase : NULL, &error))
+    g_dbus_method_invocation_return_gerror (invocation, error);
+  else
+    sm_dbus_proxy1_complete_unlock (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 SmDbusService *
 sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **error)
 {
@@ -165,9 +290,15 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
       g_signal_connect (self->skeleton, "handle-retry", G_CALLBACK (handle_retry), self);
       g_signal_connect (self->skeleton, "handle-delete", G_CALLBACK (handle_delete), self);
     }
-  sm_dbus_proxy1_set_locked (self->skeleton, FALSE);
+  sm_dbus_proxy1_set_locked (self->skeleton, sm_server_is_locked (server));
+  self->lock_handler = g_signal_connect_swapped (server, "lock-changed", G_CALLBACK (on_lock_changed), self);
+  g_signal_connect (self->skeleton, "handle-lock", G_CALLBACK (handle_lock), self);
+  g_signal_connect (self->skeleton, "handle-mark-personal", G_CALLBACK (handle_mark_personal), self);
+  g_signal_connect (self->skeleton, "handle-unlock", G_CALLBACK (handle_unlock), self);
   update (self);
   self->status_handler = g_signal_connect_swapped (server, "status-changed", G_CALLBACK (update), self);
+  self->messages_handler = g_signal_connect_swapped (server, "messages-changed", G_CALLBACK (on_messages_changed), self);
+  g_signal_connect (self->skeleton, "handle-list-messages", G_CALLBACK (handle_list_messages), self);
   if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton), connection,
                                          SM_DBUS_OBJECT_PATH, error))
     return NULL;

@@ -14,6 +14,11 @@ G_BEGIN_DECLS
 #define SM_TYPE_DBUS_SERVICE (sm_dbus_service_get_type ())
 G_DECLARE_FINAL_TYPE (SmDbusService, sm_dbus_service, SM, DBUS_SERVICE, GObject)
 
+/* The trust status of a ListMessages entry (an X-SecureMail-Trust value,
+ * SPEC.md "Trust status of a message") in a few translated words for the
+ * CLI, the tray and the main window; unknown values come back unchanged. */
+const char *sm_dbus_trust_words (const char *trust);
+
 /* Exports the interface for @server on @connection and keeps it current. */
 SmDbusService *sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **error);
 

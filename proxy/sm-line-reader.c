@@ -130,3 +130,13 @@ sm_line_reader_set_stream (SmLineReader *reader, GInputStream *stream, GError **
   g_set_object (&reader->stream, stream);
   return TRUE;
 }
+
+void
+sm_line_reader_unread (SmLineReader *reader, GBytes *bytes)
+{
+  gsize len = 0;
+  const guint8 *data = g_bytes_get_data (bytes, &len);
+
+  if (len > 0)
+    g_byte_array_prepend (reader->buf, data, (guint) len);
+}

@@ -31,6 +31,9 @@ gsize sm_line_reader_buffered (SmLineReader *reader);
 /* Takes the buffered bytes (transfer full; may be empty). */
 GBytes *sm_line_reader_steal_buffer (SmLineReader *reader);
 
+/* Puts @bytes back in front of what is buffered (bytes an earlier reader
+ * of the same stream read too far, e.g. SmImapUpstream.pending). */
+void sm_line_reader_unread (SmLineReader *reader, GBytes *bytes);
 /* Replaces the stream (after STARTTLS).  Fails if bytes were buffered from
  * the old one: those came before the TLS handshake and must not be trusted
  * (the STARTTLS command injection class, CVE-2011-0411). */

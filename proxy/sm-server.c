@@ -2,15 +2,20 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <libetpan/libetpan.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
 #include "sm-error.h"
 #include "sm-imap-session.h"
+#include "sm-keyring.h"
+#include "sm-key-gate.h"
+#include "sm-mime.h"
 #include "sm-relay-worker.h"
 #include "sm-server.h"
 #include "sm-smtp-session.h"
 #include "sm-view-cache.h"
+#include "sm-upstream.h"
 
 struct _SmServer {
   GObject parent_instance;
@@ -28,12 +33,27 @@ struct _SmServer {
   gboolean upstream_ok;
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
   SmViewCache *views;       /* decrypted views, shared by the IMAP sessions */
+  gboolean locked;
+  gint64 last_activity;     /* monotonic microseconds */
+  gint64 idle_limit_us;     /* [security] idle_lock, scaled; 0 = never */
+  guint idle_source;
+  GQueue recent;            /* SmMessageSummary*, newest first, at most SM_SERVER_MAX_RECENT_MESSAGES */
 };
 
-enum { SIGNAL_STATUS_CHANGED, N_SIGNALS };
+enum { SIGNAL_STATUS_CHANGED, SIGNAL_MESSAGES_CHANGED, SIGNAL_LOCK_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (SmServer, sm_server, G_TYPE_OBJECT)
+
+static void
+summary_free (SmMessageSummary *m)
+{
+  g_free (m->mailbox);
+  g_free (m->signer);
+  g_free (m->from);
+  g_free (m->subject);
+  g_free (m);
+}
 
 static void
 sm_server_finalize (GObject *object)
@@ -49,6 +69,7 @@ sm_server_finalize (GObject *object)
   g_clear_object (&self->local_cert);
   g_clear_pointer (&self->config, sm_config_free);
   g_free (self->last_error);
+  g_queue_clear_full (&self->recent, (GDestroyNotify) summary_free);
   G_OBJECT_CLASS (sm_server_parent_class)->finalize (object);
 }
 
@@ -60,6 +81,15 @@ sm_server_class_init (SmServerClass *klass)
   signals[SIGNAL_STATUS_CHANGED] = g_signal_new ("status-changed", G_TYPE_FROM_CLASS (klass),
                                                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                                  G_TYPE_NONE, 0);
+  /* Emitted when the ring of recent messages changes. */
+  signals[SIGNAL_MESSAGES_CHANGED] = g_signal_new ("messages-changed", G_TYPE_FROM_CLASS (klass),
+                                                   G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                   G_TYPE_NONE, 0);
+  /* Emitted when the unlock gate opens or closes; the argument is the new
+   * locked state. */
+  signals[SIGNAL_LOCK_CHANGED] = g_signal_new ("lock-changed", G_TYPE_FROM_CLASS (klass),
+                                               G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                               G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
 }
 
 static void
@@ -75,6 +105,10 @@ sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
   SmServer *self = g_object_new (SM_TYPE_SERVER, NULL);
   self->config = config;
   self->local_cert = g_object_ref (local_cert);
+  /* The gate's state is known from the start, so that nothing is served
+   * before sm_server_start() closes it in gpg-agent too. */
+  self->locked = config->start_locked;
+  self->last_activity = g_get_monotonic_time ();
   return self;
 }
 
@@ -101,6 +135,7 @@ on_imap_incoming (GSocketService *service, GSocketConnection *connection, GObjec
       return TRUE;
     }
   g_socket_set_option (g_socket_connection_get_socket (connection), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+  sm_server_note_activity (self);
   session = sm_imap_session_new (self, connection);
   g_hash_table_add (self->sessions, session);
   self->n_imap++;
@@ -120,6 +155,7 @@ on_smtp_incoming (GSocketService *service, GSocketConnection *connection, GObjec
       refuse_busy (connection, "421 4.7.0 Too many connections to SecureMail, try again later\r\n");
       return TRUE;
     }
+  sm_server_note_activity (self);
   session = sm_smtp_session_new (self, connection);
   g_hash_table_add (self->sessions, session);
   self->n_smtp++;
@@ -193,11 +229,47 @@ sm_server_get_queue (SmServer *self)
   return self->queue;
 }
 
+static gboolean
+check_idle (gpointer user_data)
+{
+  SmServer *self = user_data;
+  gint64 idle_us = g_get_monotonic_time () - self->last_activity;
+
+  if (!self->locked && idle_us >= self->idle_limit_us)
+    {
+      g_autoptr(GError) error = NULL;
+      g_message ("No client activity for %u minutes: locking", self->config->idle_lock_minutes);
+      if (!sm_server_lock (self, &error))
+        g_message ("Locking: %s", error->message);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
 gboolean
 sm_server_start (SmServer *self, GError **error)
 {
   if (self->queue == NULL && !start_queue (self, error))
     return FALSE;
+  if (self->config->start_locked)
+    {
+      g_autoptr(GError) local = NULL;
+      /* A passphrase an earlier run preset may still sit in the agent. */
+      if (!sm_key_gate_forget (&local))
+        g_message ("Starting locked, but gpg-agent could not be told to forget passphrases: %s", local->message);
+    }
+  if (self->config->idle_lock_minutes > 0 && self->idle_source == 0)
+    {
+      const char *scale_text = g_getenv (SM_SERVER_IDLE_SCALE_ENV);
+      double scale = scale_text ? g_ascii_strtod (scale_text, NULL) : 1.0;
+      guint interval_ms;
+
+      if (!(scale > 0.0 && scale <= 1.0))
+        scale = 1.0;
+      self->idle_limit_us = (gint64) (self->config->idle_lock_minutes * 60.0 * G_USEC_PER_SEC * scale);
+      /* Look four times per limit, so the lock comes at most a quarter late. */
+      interval_ms = (guint) CLAMP (self->idle_limit_us / 1000 / 4, 10, SM_SERVER_IDLE_CHECK_S * 1000);
+      self->idle_source = g_timeout_add (interval_ms, check_idle, self);
+    }
   self->imap_service = listen_on (&self->config->listen_imap, "imap", &self->imap_port, error);
   if (self->imap_service == NULL)
     return FALSE;
@@ -223,6 +295,7 @@ sm_server_stop (SmServer *self)
 
   if (self->queue != NULL)
     sm_relay_worker_stop (self->queue);
+  g_clear_handle_id (&self->idle_source, g_source_remove);
 
   for (guint i = 0; i < G_N_ELEMENTS (services); i++)
     if (services[i] != NULL)
@@ -338,4 +411,296 @@ sm_server_log_sessions (SmServer *self)
         g_autofree char *line = sm_imap_session_describe (SM_IMAP_SESSION (key));
         g_message ("%s", line);
       }
+}
+
+/* ---- the unlock gate ------------------------------------------------------------ */
+
+static void
+set_locked (SmServer *self, gboolean locked)
+{
+  if (self->locked == locked)
+    return;
+  self->locked = locked;
+  g_message (locked ? "Locked" : "Unlocked");
+  g_signal_emit (self, signals[SIGNAL_LOCK_CHANGED], 0, locked);
+}
+
+gboolean
+sm_server_is_locked (SmServer *self)
+{
+  g_return_val_if_fail (SM_IS_SERVER (self), TRUE);
+  return self->locked;
+}
+
+gboolean
+sm_server_lock (SmServer *self, GError **error)
+{
+  g_return_val_if_fail (SM_IS_SERVER (self), FALSE);
+  /* Closed first: whatever gpg-agent does, no mail passes from now on. */
+  set_locked (self, TRUE);
+  return sm_key_gate_forget (error);
+}
+
+gboolean
+sm_server_unlock (SmServer *self, const char *passphrase_or_null, GError **error)
+{
+  guint n = 0;
+
+  g_return_val_if_fail (SM_IS_SERVER (self), FALSE);
+  if (!sm_key_gate_remember (passphrase_or_null, &n, error))
+    return FALSE;
+  g_debug ("%u key(s) unlocked", n);
+  self->last_activity = g_get_monotonic_time ();
+  set_locked (self, FALSE);
+  return TRUE;
+}
+
+void
+sm_server_note_activity (SmServer *self)
+{
+  g_return_if_fail (SM_IS_SERVER (self));
+  self->last_activity = g_get_monotonic_time ();
+}
+
+/* ---- recent messages ----------------------------------------------------------- */
+
+/* @text as a display line: valid UTF-8, no control characters (a header can
+ * carry anything once decoded), at most SM_SERVER_MAX_SUMMARY_TEXT bytes. */
+static char *
+display_text (const char *text)
+{
+  g_autofree char *valid = g_utf8_make_valid (text ? text : "", -1);
+  GString *out = g_string_new (NULL);
+
+  for (const char *p = valid; *p; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+      if (out->len + 6 > SM_SERVER_MAX_SUMMARY_TEXT)
+        break;
+      if (g_unichar_iscntrl (c))
+        g_string_append_c (out, ' ');
+      else
+        g_string_append_unichar (out, c);
+    }
+  return g_strstrip (g_string_free (out, FALSE));
+}
+
+/* RFC 5322 section 3.3 date-time to unix seconds; 0 when it does not parse. */
+static gint64
+parse_date (const char *value)
+{
+  struct mailimf_date_time *dt = NULL;
+  size_t index = 0;
+  gint64 result = 0;
+
+  if (mailimf_date_time_parse (value, strlen (value), &index, &dt) != MAILIMF_NO_ERROR || dt == NULL)
+    return 0;
+  {
+    int zone = dt->dt_zone;   /* +hhmm as an integer, e.g. -1330 */
+    g_autoptr(GTimeZone) tz = g_time_zone_new_offset ((zone / 100) * 3600 + (zone % 100) * 60);
+    g_autoptr(GDateTime) t = g_date_time_new (tz, dt->dt_year, dt->dt_month, dt->dt_day, dt->dt_hour,
+                                              dt->dt_min, dt->dt_sec);
+    if (t != NULL)
+      result = g_date_time_to_unix (t);
+  }
+  mailimf_date_time_free (dt);
+  return result;
+}
+
+/* The Subject and Date of the view's rebuilt header.  The Subject loses the
+ * trust tag we put in front of it: the trust is a column of its own. */
+static void
+read_header (const SmSecureView *view, char **subject, gint64 *date)
+{
+  gsize len = 0;
+  const char *data = view->message ? g_bytes_get_data (view->message, &len) : NULL;
+  gsize header_len, body_start;
+  g_autoptr(GArray) fields = NULL;
+  int i;
+
+  *subject = g_strdup ("");
+  *date = 0;
+  if (data == NULL)
+    return;
+  header_len = sm_mime_header_length (data, len, &body_start);
+  fields = sm_mime_fields_parse (data, header_len, NULL);
+  if (fields == NULL)
+    return;
+  i = sm_mime_fields_find (data, fields, "Subject");
+  if (i >= 0)
+    {
+      g_autofree char *raw = sm_mime_field_value (data, &g_array_index (fields, SmMimeField, i));
+      g_autofree char *decoded = sm_mime_decode_header_value (raw);
+      const char *tag = sm_trust_subject_tag (view->trust);
+      const char *shown = decoded;
+
+      if (tag != NULL && g_str_has_prefix (shown, tag))
+        shown += strlen (tag);
+      g_free (*subject);
+      *subject = display_text (shown);
+    }
+  i = sm_mime_fields_find (data, fields, "Date");
+  if (i >= 0)
+    {
+      g_autofree char *raw = sm_mime_field_value (data, &g_array_index (fields, SmMimeField, i));
+      *date = parse_date (raw);
+    }
+}
+
+static GList *
+find_message (SmServer *self, const char *mailbox, guint32 uidvalidity, guint32 uid)
+{
+  for (GList *l = self->recent.head; l != NULL; l = l->next)
+    {
+      SmMessageSummary *m = l->data;
+      if (m->uid == uid && m->uidvalidity == uidvalidity && strcmp (m->mailbox, mailbox) == 0)
+        return l;
+    }
+  return NULL;
+}
+
+void
+sm_server_note_message (SmServer *self, const char *mailbox, guint32 uidvalidity, guint32 uid,
+                        const SmSecureView *view)
+{
+  SmMessageSummary *m;
+  GList *old;
+
+  g_return_if_fail (SM_IS_SERVER (self));
+  g_return_if_fail (mailbox != NULL && view != NULL);
+
+  sm_server_note_activity (self);
+  m = g_new0 (SmMessageSummary, 1);
+  m->mailbox = display_text (mailbox);
+  m->uidvalidity = uidvalidity;
+  m->uid = uid;
+  m->trust = view->trust;
+  m->signer = display_text (view->signer);
+  m->from = display_text (view->from);
+  m->encrypted = view->encrypted;
+  read_header (view, &m->subject, &m->date);
+
+  old = find_message (self, m->mailbox, uidvalidity, uid);
+  if (old != NULL)
+    {
+      m->personal = ((SmMessageSummary *) old->data)->personal;
+      summary_free (old->data);
+      g_queue_delete_link (&self->recent, old);
+    }
+  g_queue_push_head (&self->recent, m);
+  while (self->recent.length > SM_SERVER_MAX_RECENT_MESSAGES)
+    summary_free (g_queue_pop_tail (&self->recent));
+  g_signal_emit (self, signals[SIGNAL_MESSAGES_CHANGED], 0);
+}
+
+GPtrArray *
+sm_server_list_messages (SmServer *self, guint limit)
+{
+  GPtrArray *list = g_ptr_array_new ();
+
+  g_return_val_if_fail (SM_IS_SERVER (self), list);
+  for (GList *l = self->recent.head; l != NULL && (limit == 0 || list->len < limit); l = l->next)
+    g_ptr_array_add (list, l->data);
+  return list;
+}
+
+void
+sm_server_set_message_personal (SmServer *self, const char *mailbox, guint32 uid, gboolean personal)
+{
+  gboolean changed = FALSE;
+
+  g_return_if_fail (SM_IS_SERVER (self));
+  for (GList *l = self->recent.head; l != NULL; l = l->next)
+    {
+      SmMessageSummary *m = l->data;
+      if (m->uid == uid && strcmp (m->mailbox, mailbox) == 0 && m->personal != personal)
+        {
+          m->personal = personal;
+          changed = TRUE;
+        }
+    }
+  if (changed)
+    g_signal_emit (self, signals[SIGNAL_MESSAGES_CHANGED], 0);
+}
+
+/* ---- [PERSONAL] marking ---------------------------------------------------------- */
+
+typedef struct {
+  char *mailbox;
+  guint32 uid;
+} MarkData;
+
+static void
+mark_data_free (MarkData *d)
+{
+  g_free (d->mailbox);
+  g_free (d);
+}
+
+/* Worker thread: the config is never changed after sm_server_new(), and the
+ * task holds a reference to the server. */
+static void
+mark_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  SmServer *self = source;
+  MarkData *d = task_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmImapUpstream) up = NULL;
+  char *password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, self->config->address, &error);
+
+  if (password == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  up = sm_imap_upstream_open (self->config, password, cancellable, &error);
+  sm_keyring_free (password);
+  if (up == NULL || !sm_imap_upstream_add_keyword (up, d->mailbox, d->uid, SM_PERSONAL_KEYWORD, cancellable, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+sm_server_mark_personal_async (SmServer *self, const char *mailbox, guint32 uid, GCancellable *cancellable,
+                               GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  MarkData *d;
+
+  g_return_if_fail (SM_IS_SERVER (self));
+  g_task_set_source_tag (task, sm_server_mark_personal_async);
+  if (self->locked)
+    {
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_LOCKED,
+                               _("SecureMail is locked: unlock it first (tray menu “Unlock”, or “securemail unlock”)"));
+      return;
+    }
+  if (mailbox == NULL || *mailbox == '\0' || uid == 0)
+    {
+      g_task_return_new_error (task, SM_ERROR, SM_ERROR_FAILED,
+                               _("A mailbox name and a UID above 0 are needed (see “securemail messages”)"));
+      return;
+    }
+  d = g_new0 (MarkData, 1);
+  d->mailbox = g_strdup (mailbox);
+  d->uid = uid;
+  g_task_set_task_data (task, d, (GDestroyNotify) mark_data_free);
+  sm_server_note_activity (self);
+  g_task_run_in_thread (task, mark_thread);
+}
+
+gboolean
+sm_server_mark_personal_finish (SmServer *self, GAsyncResult *result, GError **error)
+{
+  MarkData *d;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  if (!g_task_propagate_boolean (G_TASK (result), error))
+    return FALSE;
+  d = g_task_get_task_data (G_TASK (result));
+  sm_server_set_message_personal (self, d->mailbox, d->uid, TRUE);
+  return TRUE;
 }

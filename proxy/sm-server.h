@@ -10,6 +10,7 @@
 #include <gio/gio.h>
 
 #include "sm-config.h"
+#include "sm-secure-view.h"
 
 G_BEGIN_DECLS
 
@@ -51,6 +52,93 @@ SmRelayWorker *sm_server_get_queue (SmServer *server);
 /* The decrypted views shared by the IMAP sessions (made on first use). */
 typedef struct _SmViewCache SmViewCache;
 SmViewCache *sm_server_get_view_cache (SmServer *server);
+
+/* ---- the unlock gate (issue 7) ---------------------------------------------
+ *
+ * While locked, gpg-agent holds no passphrase of the user's keys and the
+ * sessions refuse mail: SMTP 454 4.7.0 (sm-smtp-session.c), IMAP NO
+ * [UNAVAILABLE]; both say to unlock SecureMail.  The proxy starts locked
+ * when [security] start_locked is on; otherwise it unlocks from the login
+ * keyring as before.  With [security] idle_lock = N it locks itself after N
+ * minutes without client activity. */
+
+/* How often the idle auto-lock looks at the clock (at most). */
+#define SM_SERVER_IDLE_CHECK_S 30
+/* Tests only: a factor in (0, 1] on [security] idle_lock, so that a one
+ * minute setting locks within a second (like SECUREMAIL_TEST_RETRY_SCALE). */
+#define SM_SERVER_IDLE_SCALE_ENV "SECUREMAIL_TEST_IDLE_SCALE"
+
+gboolean sm_server_is_locked (SmServer *server);
+/* Closes the gate: gpg-agent forgets the passphrases (sm_key_gate_forget()).
+ * The gate is closed even when gpg-agent could not be reached (then it
+ * fails, saying so).  Emits "lock-changed" when the state changed. */
+gboolean sm_server_lock (SmServer *server, GError **error);
+/* Opens the gate: presets the passphrases from the keyring, and with
+ * @passphrase_or_null the typed passphrase (or smartcard PIN) for keys the
+ * keyring holds none for (checked; a wrong one fails with SM_ERROR_AUTH and
+ * the gate stays closed).  Emits "lock-changed" when the state changed. */
+gboolean sm_server_unlock (SmServer *server, const char *passphrase_or_null, GError **error);
+/* A client did something (a command, a login, a message): restarts the idle
+ * time of [security] idle_lock.  Cheap: call it from any session. */
+void     sm_server_note_activity (SmServer *server);
+
+/* ---- recent messages (issue 6) ----------------------------------------------
+ *
+ * A bounded ring of summaries of the messages the IMAP sessions decrypted and
+ * verified, newest first, for `securemail messages`, the tray and the main
+ * window.  Memory only: a decrypted Subject is never written to disk or to a
+ * log. */
+
+/* Summaries kept; the oldest is dropped past this (the tray shows ten). */
+#define SM_SERVER_MAX_RECENT_MESSAGES 100
+/* Longest Subject, signer or sender kept, in bytes (a display line, not
+ * the message). */
+#define SM_SERVER_MAX_SUMMARY_TEXT    998
+
+typedef struct {
+  char    *mailbox;       /* UTF-8 as the client named it */
+  guint32  uidvalidity;
+  guint32  uid;
+  SmTrust  trust;
+  char    *signer;        /* "" when unsigned */
+  char    *from;          /* "" when none */
+  char    *subject;       /* decoded (RFC 2047), without our trust tag; "" when none */
+  gint64   date;          /* the Date: field, unix seconds; 0 when missing or unreadable */
+  gboolean encrypted;
+  gboolean personal;      /* marked [PERSONAL] ($Personal upstream) */
+} SmMessageSummary;
+
+/* Records the view the IMAP session built for (@mailbox, @uidvalidity,
+ * @uid).  Called on the main thread.  A message seen again replaces its old
+ * entry (keeping its personal mark) and becomes the newest.  Emits
+ * "messages-changed". */
+void sm_server_note_message (SmServer *server, const char *mailbox, guint32 uidvalidity,
+                             guint32 uid, const SmSecureView *view);
+
+/* The newest @limit summaries (0 = all), newest first, as borrowed
+ * SmMessageSummary pointers valid until the next change of the ring.  Free
+ * the array only. */
+GPtrArray *sm_server_list_messages (SmServer *server, guint limit);
+
+/* Sets the personal mark of every entry for @mailbox @uid (any
+ * UIDVALIDITY: the caller just stored the keyword in the current one).
+ * Emits "messages-changed" when an entry changed. */
+void sm_server_set_message_personal (SmServer *server, const char *mailbox, guint32 uid,
+                                     gboolean personal);
+
+/* ---- [PERSONAL] marking (SPEC.md "[PERSONAL]") ----------------------------- */
+
+/* The IMAP keyword of a message marked personal. */
+#define SM_PERSONAL_KEYWORD "$Personal"
+
+/* Sets SM_PERSONAL_KEYWORD on message @uid of @mailbox at the provider, over
+ * a connection of its own (the provider password from the keyring), in a
+ * worker thread; then marks the ring's entries personal.  Refused with
+ * SM_ERROR_LOCKED while the gate is closed. */
+void     sm_server_mark_personal_async  (SmServer *server, const char *mailbox, guint32 uid,
+                                         GCancellable *cancellable, GAsyncReadyCallback callback,
+                                         gpointer user_data);
+gboolean sm_server_mark_personal_finish (SmServer *server, GAsyncResult *result, GError **error);
 
 /* Logs one line per live IMAP session (state, queues; never content). */
 void sm_server_log_sessions (SmServer *server);

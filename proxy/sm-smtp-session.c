@@ -454,6 +454,19 @@ cmd_auth (SmSmtpSession *self, const char *arg)
     reply (self, _("504 5.5.4 Unrecognized authentication type; use PLAIN or LOGIN"));
 }
 
+/* The unlock gate (issue 7): while locked the keys cannot sign, so no
+ * message is taken.  4xx: the client keeps it and tries again (RFC 5321
+ * section 4.2.5); 4.7.0 is "other security status" (RFC 3463). */
+static gboolean
+refuse_if_locked (SmSmtpSession *self)
+{
+  if (!sm_server_is_locked (self->server))
+    return FALSE;
+  reply (self, _("454 4.7.0 SecureMail is locked: unlock it (tray menu “Unlock”, or “securemail unlock”), "
+                 "then send again"));
+  return TRUE;
+}
+
 static void
 cmd_mail (SmSmtpSession *self, const char *arg)
 {
@@ -472,6 +485,8 @@ cmd_mail (SmSmtpSession *self, const char *arg)
       reply (self, _("503 5.5.1 Sender already given"));
       return;
     }
+  if (refuse_if_locked (self))
+    return;
   if (g_ascii_strncasecmp (arg, "FROM:", 5) != 0 || (addr = parse_path (arg + 5, &params)) == NULL)
     {
       reply (self, _("501 5.5.4 Syntax: MAIL FROM:<address>"));
@@ -546,6 +561,8 @@ cmd_data (SmSmtpSession *self)
     reply (self, _("503 5.5.1 Need MAIL before DATA"));
   else if (self->recipients->len == 0)
     reply (self, _("554 5.5.1 No valid recipients"));
+  else if (refuse_if_locked (self))
+    reset_transaction (self);   /* locked after MAIL: the client starts over once unlocked */
   else
     {
       self->message = g_byte_array_new ();
@@ -560,6 +577,8 @@ handle_command (SmSmtpSession *self, char *line)
   char *sp = strchr (line, ' ');
   const char *arg = sp ? sp + 1 : "";
   g_autofree char *verb = g_ascii_strup (line, sp ? sp - line : -1);
+
+  sm_server_note_activity (self->server);
 
   if (strcmp (verb, "EHLO") == 0 || strcmp (verb, "HELO") == 0)
     cmd_ehlo (self, arg, verb[0] == 'E');

@@ -120,11 +120,12 @@ has_capability (const char *caps, const char *name)
 }
 
 /* Reads responses until the tagged one for @tag; collects capabilities seen
- * on the way into *caps.  Returns the tagged status, or NONE on error.
+ * on the way into *caps and counts untagged FETCH responses in *fetches
+ * (either may be NULL).  Returns the tagged status, or NONE on error.
  * *text receives the tagged response's text for messages. */
 static SmImapStatus
-read_tagged (SmLineReader *reader, const char *tag, char **caps, char **text,
-             GCancellable *cancellable, GError **error)
+read_tagged_counting (SmLineReader *reader, const char *tag, char **caps, char **text, guint *fetches,
+                      GCancellable *cancellable, GError **error)
 {
   for (;;)
     {
@@ -160,6 +161,8 @@ read_tagged (SmLineReader *reader, const char *tag, char **caps, char **text,
           if (n > 0 && (skipped = sm_line_reader_read_bytes (reader, n, cancellable, error)) == NULL)
             return SM_IMAP_STATUS_NONE;
         }
+      if (fetches != NULL && resp.kind == SM_IMAP_RESPONSE_UNTAGGED && g_strcmp0 (resp.keyword, "FETCH") == 0)
+        (*fetches)++;
       if (resp.kind == SM_IMAP_RESPONSE_UNTAGGED && resp.status == SM_IMAP_STATUS_BYE)
         {
           g_autofree char *why = sm_upstream_sanitize_text (resp.text);
@@ -173,6 +176,13 @@ read_tagged (SmLineReader *reader, const char *tag, char **caps, char **text,
           return resp.status;
         }
     }
+}
+
+static SmImapStatus
+read_tagged (SmLineReader *reader, const char *tag, char **caps, char **text,
+             GCancellable *cancellable, GError **error)
+{
+  return read_tagged_counting (reader, tag, caps, text, NULL, cancellable, error);
 }
 
 /* IMAP quoted string (RFC 9051 §4.3): only 7-bit text without CR/LF; \ and "
@@ -394,6 +404,71 @@ sm_imap_upstream_open (const SmConfig *config, const char *password, GCancellabl
   up->pending = sm_line_reader_steal_buffer (reader);
   g_socket_set_timeout (g_socket_connection_get_socket (up->socket), 0);
   return g_steal_pointer (&up);
+}
+
+gboolean
+sm_imap_upstream_add_keyword (SmImapUpstream *up, const char *mailbox, guint32 uid, const char *keyword,
+                              GCancellable *cancellable, GError **error)
+{
+  g_autofree char *quoted = imap_quote (mailbox);
+  g_autoptr(SmLineReader) reader = NULL;
+  g_autofree char *select = NULL;
+  g_autofree char *store = NULL;
+  g_autofree char *text = NULL;
+  guint fetches = 0;
+  SmImapStatus st;
+
+  g_return_val_if_fail (up != NULL && up->stream != NULL, FALSE);
+  if (quoted == NULL)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED, _("The mailbox name “%s” cannot be sent to the provider"),
+                   mailbox);
+      return FALSE;
+    }
+  /* The login left the socket without a timeout (for IDLE); this short
+   * conversation wants one. */
+  g_socket_set_timeout (g_socket_connection_get_socket (up->socket), SM_UPSTREAM_IO_TIMEOUT_S);
+  reader = sm_line_reader_new (g_io_stream_get_input_stream (up->stream));
+  if (up->pending != NULL)
+    sm_line_reader_unread (reader, up->pending);
+  g_clear_pointer (&up->pending, g_bytes_unref);
+
+  select = g_strdup_printf ("smk1 SELECT %s\r\n", quoted);
+  if (!write_all (up->stream, select, strlen (select), cancellable, error))
+    return FALSE;
+  st = read_tagged (reader, "smk1", NULL, &text, cancellable, error);
+  if (st == SM_IMAP_STATUS_NONE)
+    return FALSE;
+  if (st != SM_IMAP_STATUS_OK)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED, _("The provider cannot open the mailbox %s: %s"), mailbox, text);
+      return FALSE;
+    }
+  g_clear_pointer (&text, g_free);
+
+  /* RFC 9051 section 6.4.6: without .SILENT the server answers with the
+   * new flags in an untagged FETCH, which tells us the UID exists. */
+  store = g_strdup_printf ("smk2 UID STORE %u +FLAGS (%s)\r\n", uid, keyword);
+  if (!write_all (up->stream, store, strlen (store), cancellable, error))
+    return FALSE;
+  st = read_tagged_counting (reader, "smk2", NULL, &text, &fetches, cancellable, error);
+  if (st == SM_IMAP_STATUS_NONE)
+    return FALSE;
+  if (st != SM_IMAP_STATUS_OK)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED, _("The provider refused to mark message %u in %s: %s"), uid,
+                   mailbox, text);
+      return FALSE;
+    }
+  if (fetches == 0)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_FAILED,
+                   _("There is no message with UID %u in %s (moved or deleted?)"), uid, mailbox);
+      return FALSE;
+    }
+  /* Best effort: the keyword is stored whatever LOGOUT does. */
+  write_all (up->stream, "smk3 LOGOUT\r\n", 13, cancellable, NULL);
+  return TRUE;
 }
 
 /* ---- SMTP ---------------------------------------------------------------- */

@@ -37,6 +37,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImapUpstream, sm_imap_upstream_free)
 SmImapUpstream *sm_imap_upstream_open (const SmConfig *config, const char *password,
                                        GCancellable *cancellable, GError **error);
 
+/* Sets the IMAP keyword @keyword (e.g. "$Personal") on message @uid of
+ * @mailbox (its name as the client sent it: ASCII, modified UTF-7):
+ * SELECT, UID STORE +FLAGS, LOGOUT on @upstream, which must be freshly
+ * logged in and is spent afterwards.  Fails with SM_ERROR_FAILED (with the
+ * provider's reason) when the mailbox cannot be opened, the store is
+ * refused, or no message has that UID; SM_ERROR_UNAVAILABLE on connection
+ * problems.  Blocking. */
+gboolean sm_imap_upstream_add_keyword (SmImapUpstream *upstream, const char *mailbox, guint32 uid,
+                                       const char *keyword, GCancellable *cancellable, GError **error);
+
 #define SM_UPSTREAM_MAX_QUOTED_TEXT 300   /* characters of provider text quoted to users */
 
 /* Provider text quoted in a reply, a log or D-Bus status: made valid UTF-8,

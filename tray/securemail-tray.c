@@ -19,10 +19,9 @@ on_window_destroy (GtkWidget *window, GtkApplication *app)
     g_object_set_data (G_OBJECT (app), "sm-main-window", NULL);
 }
 
-static void
-open_window (GSimpleAction *action, GVariant *param, gpointer user_data)
+static GtkWindow *
+main_window (GtkApplication *app)
 {
-  GtkApplication *app = user_data;
   GtkWindow *window = g_object_get_data (G_OBJECT (app), "sm-main-window");
 
   if (window == NULL)
@@ -31,6 +30,23 @@ open_window (GSimpleAction *action, GVariant *param, gpointer user_data)
       g_object_set_data (G_OBJECT (app), "sm-main-window", window);
       g_signal_connect (window, "destroy", G_CALLBACK (on_window_destroy), app);
     }
+  return window;
+}
+
+static void
+open_window (GSimpleAction *action, GVariant *param, gpointer user_data)
+{
+  gtk_window_present (main_window (user_data));
+}
+
+/* app.open-page("messages"): the window at one page (the tray's "Mark a
+ * message as [PERSONAL]" and its recent messages). */
+static void
+open_page (GSimpleAction *action, GVariant *param, gpointer user_data)
+{
+  GtkWindow *window = main_window (user_data);
+
+  sm_main_window_show_page (window, g_variant_get_string (param, NULL));
   gtk_window_present (window);
 }
 
@@ -39,6 +55,7 @@ on_startup (GtkApplication *app)
 {
   static const GActionEntry actions[] = {
     { "open", open_window, NULL, NULL, NULL, { 0 } },
+    { "open-page", open_page, "s", NULL, NULL, { 0 } },
   };
 
   g_action_map_add_action_entries (G_ACTION_MAP (app), actions, G_N_ELEMENTS (actions), app);

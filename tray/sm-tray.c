@@ -16,6 +16,7 @@
 #define ICON_OK        "mail-send-receive"
 #define ICON_ATTENTION "mail-unread"
 #define ICON_ERROR     "dialog-error"
+#define ICON_LOCKED    "system-lock-screen"
 
 struct _SmTray {
   GObject parent_instance;
@@ -27,6 +28,7 @@ struct _SmTray {
   GCancellable *cancellable;
   SmTrayState state;
   gboolean was_online;
+  gboolean busy;              /* a Lock/Unlock call is on its way */
   GtkWindow *main_window;     /* weak */
 };
 
@@ -76,6 +78,12 @@ update (SmTray *self)
       icon = ICON_ERROR;
       self->was_online = FALSE;
     }
+  else if (sm_dbus_proxy1_get_locked (self->proxy))
+    {
+      self->state = SM_TRAY_STATE_LOCKED;
+      status = g_strdup (_("SecureMail is locked: unlock it to read and send secure mail"));
+      icon = ICON_LOCKED;
+    }
   else if (!sm_dbus_proxy1_get_online (self->proxy))
     {
       const char *err = sm_dbus_proxy1_get_last_error (self->proxy);
@@ -110,11 +118,185 @@ update (SmTray *self)
       self->was_online = TRUE;
     }
   gtk_menu_item_set_label (GTK_MENU_ITEM (item (self, "status_item")), status);
+  gtk_menu_item_set_label (GTK_MENU_ITEM (item (self, "lock_item")),
+                           self->state == SM_TRAY_STATE_LOCKED ? _("Unlock") : _("Lock"));
+  gtk_widget_set_sensitive (item (self, "lock_item"), owner != NULL && !self->busy);
+  gtk_widget_set_sensitive (item (self, "personal_item"), owner != NULL);
   app_indicator_set_attention_icon_full (self->indicator, icon, status);
   app_indicator_set_icon_full (self->indicator, icon, status);
   app_indicator_set_title (self->indicator, status);
   app_indicator_set_status (self->indicator, ind_status);
   g_debug ("state: %s", status);
+}
+
+/* ---- recent secure messages (issue 6) ---------------------------------------------- */
+
+static void
+open_page (SmTray *self, const char *page)
+{
+  g_action_group_activate_action (G_ACTION_GROUP (self->app), "open-page", g_variant_new_string (page));
+}
+
+static void
+on_recent_activate (GtkMenuItem *mi, SmTray *self)
+{
+  open_page (self, "messages");
+}
+
+/* "verified — alice@example.test — Quarterly numbers" */
+static char *
+recent_label (GVariant *entry)
+{
+  const char *trust = "", *from = "", *subject = "";
+  g_autofree char *short_subject = NULL;
+
+  g_variant_lookup (entry, "trust", "&s", &trust);
+  g_variant_lookup (entry, "from", "&s", &from);
+  g_variant_lookup (entry, "subject", "&s", &subject);
+  if (g_utf8_strlen (subject, -1) > SM_TRAY_MAX_SUBJECT_CHARS)
+    {
+      g_autofree char *cut = g_utf8_substring (subject, 0, SM_TRAY_MAX_SUBJECT_CHARS - 1);
+      short_subject = g_strconcat (cut, "…", NULL);
+    }
+  else
+    short_subject = g_strdup (*subject ? subject : _("(no subject)"));
+  return g_strdup_printf (_("%s — %s — %s"), sm_dbus_trust_words (trust), *from ? from : _("(no sender)"),
+                          short_subject);
+}
+
+static void
+on_messages_listed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmTray) self = user_data;
+  g_autoptr(GVariant) entries = NULL;
+  g_autoptr(GError) error = NULL;
+  GtkWidget *menu;
+  g_autoptr(GList) old = NULL;
+  GVariantIter iter;
+  GVariant *entry;
+
+  if (!sm_dbus_proxy1_call_list_messages_finish (SM_DBUS_PROXY1 (source), &entries, result, &error))
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_debug ("ListMessages: %s", error->message);
+      return;
+    }
+  if (self->builder == NULL)
+    return;
+  menu = item (self, "recent_menu");
+  old = gtk_container_get_children (GTK_CONTAINER (menu));
+  for (GList *l = old; l != NULL; l = l->next)
+    if (l->data != (gpointer) item (self, "recent_empty_item"))
+      gtk_widget_destroy (l->data);
+  gtk_widget_set_visible (item (self, "recent_empty_item"), g_variant_n_children (entries) == 0);
+  g_variant_iter_init (&iter, entries);
+  while ((entry = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_autofree char *label = recent_label (entry);
+      GtkWidget *mi = gtk_menu_item_new_with_label (label);
+
+      g_signal_connect (mi, "activate", G_CALLBACK (on_recent_activate), self);
+      gtk_widget_show (mi);
+      gtk_menu_shell_append (GTK_MENU_SHELL (menu), mi);
+      g_variant_unref (entry);
+    }
+}
+
+static void
+refresh_recent (SmTray *self)
+{
+  sm_dbus_proxy1_call_list_messages (self->proxy, SM_TRAY_RECENT_MESSAGES, self->cancellable, on_messages_listed,
+                                     g_object_ref (self));
+}
+
+/* ---- the unlock gate (issue 7) ----------------------------------------------------- */
+
+static void
+on_lock_changed (SmDbusProxy1 *proxy, gboolean locked, SmTray *self)
+{
+  g_autoptr(GNotification) n = g_notification_new (locked ? _("SecureMail is locked")
+                                                          : _("SecureMail is unlocked"));
+
+  g_notification_set_body (n, locked ? _("Secure mail waits until you choose Unlock in the SecureMail menu.")
+                                     : _("Your mail program can read and send secure mail again."));
+  g_application_send_notification (G_APPLICATION (self->app), "lock", n);
+}
+
+static void unlock_with (SmTray *self, const char *passphrase);
+
+static void
+on_lock_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmTray) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  self->busy = FALSE;
+  if (sm_dbus_proxy1_call_lock_finish (SM_DBUS_PROXY1 (source), result, &error))
+    return;
+  g_dbus_error_strip_remote_error (error);
+  if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    sm_gui_message (NULL, GTK_MESSAGE_WARNING, _("SecureMail is locked, but"), error->message);
+  update (self);
+}
+
+static void
+on_unlock_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmTray) self = user_data;
+  g_autoptr(GError) error = NULL;
+  gboolean typed = GPOINTER_TO_INT (g_object_steal_data (G_OBJECT (self), "sm-unlock-typed"));
+  char *passphrase;
+
+  self->busy = FALSE;
+  if (sm_dbus_proxy1_call_unlock_finish (SM_DBUS_PROXY1 (source), result, &error))
+    return;
+  update (self);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  g_dbus_error_strip_remote_error (error);
+  if (typed)
+    {
+      sm_gui_message (NULL, GTK_MESSAGE_ERROR, _("SecureMail stays locked"), error->message);
+      return;
+    }
+  /* The keyring could not do it: the user's own passphrase or PIN may. */
+  passphrase = sm_gui_ask_secret (NULL, _("Type the passphrase of your key (or your smartcard PIN) to unlock SecureMail"),
+                                  TRUE);
+  if (passphrase != NULL && *passphrase != '\0')
+    unlock_with (self, passphrase);
+  sm_gui_secret_free (passphrase);
+}
+
+/* @passphrase NULL: from the keyring. */
+static void
+unlock_with (SmTray *self, const char *passphrase)
+{
+  self->busy = TRUE;
+  g_object_set_data (G_OBJECT (self), "sm-unlock-typed", GINT_TO_POINTER (passphrase != NULL));
+  sm_dbus_proxy1_call_unlock (self->proxy, passphrase ? passphrase : "", self->cancellable, on_unlock_done,
+                              g_object_ref (self));
+  update (self);
+}
+
+static void
+on_lock (GtkMenuItem *mi, SmTray *self)
+{
+  if (self->proxy == NULL || self->busy)
+    return;
+  if (sm_dbus_proxy1_get_locked (self->proxy))
+    unlock_with (self, NULL);
+  else
+    {
+      self->busy = TRUE;
+      sm_dbus_proxy1_call_lock (self->proxy, self->cancellable, on_lock_done, g_object_ref (self));
+      update (self);
+    }
+}
+
+static void
+on_personal (GtkMenuItem *mi, SmTray *self)
+{
+  open_page (self, "messages");
 }
 
 static void
@@ -133,7 +315,11 @@ on_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   g_signal_connect_swapped (self->proxy, "g-properties-changed", G_CALLBACK (update), self);
   g_signal_connect_swapped (self->proxy, "notify::g-name-owner", G_CALLBACK (update), self);
+  g_signal_connect_swapped (self->proxy, "notify::g-name-owner", G_CALLBACK (refresh_recent), self);
+  g_signal_connect_swapped (self->proxy, "messages-changed", G_CALLBACK (refresh_recent), self);
+  g_signal_connect (self->proxy, "lock-changed", G_CALLBACK (on_lock_changed), self);
   update (self);
+  refresh_recent (self);
 }
 
 static void
@@ -225,6 +411,8 @@ sm_tray_new (GtkApplication *app, const char *config_path)
   menu = GTK_MENU (gtk_builder_get_object (self->builder, "tray_menu"));
 
   g_signal_connect (item (self, "open_item"), "activate", G_CALLBACK (on_open), self);
+  g_signal_connect (item (self, "lock_item"), "activate", G_CALLBACK (on_lock), self);
+  g_signal_connect (item (self, "personal_item"), "activate", G_CALLBACK (on_personal), self);
   g_signal_connect (item (self, "setup_item"), "activate", G_CALLBACK (on_setup), self);
   g_signal_connect (item (self, "help_item"), "activate", G_CALLBACK (on_help), self);
   g_signal_connect (item (self, "quit_item"), "activate", G_CALLBACK (on_quit), self);

@@ -16,7 +16,13 @@ typedef enum {
   SM_TRAY_STATE_OK,
   SM_TRAY_STATE_ATTENTION,     /* messages waiting in the queue */
   SM_TRAY_STATE_ERROR,         /* provider unreachable */
+  SM_TRAY_STATE_LOCKED,        /* the unlock gate is closed */
 } SmTrayState;
+
+/* Secure messages in the "Recent secure messages" submenu (issue 6). */
+#define SM_TRAY_RECENT_MESSAGES     10
+/* Characters of a Subject shown there; longer ones end in "…". */
+#define SM_TRAY_MAX_SUBJECT_CHARS   48
 
 /* The indicator for @app; @config_path NULL = the default settings. */
 SmTray     *sm_tray_new (GtkApplication *app, const char *config_path);

@@ -106,12 +106,10 @@ layout (const char *bus_name)
   return r;
 }
 
-GPtrArray *
-sm_gui_test_menu_items (const char *bus_name)
+/* "id=label" of each item in @children (the av of a dbusmenu layout). */
+static GPtrArray *
+items_of (GVariant *children)
 {
-  g_autoptr(GVariant) r = layout (bus_name);
-  g_autoptr(GVariant) root = g_variant_get_child_value (r, 1);
-  g_autoptr(GVariant) children = g_variant_get_child_value (root, 2);
   GPtrArray *items = g_ptr_array_new_with_free_func (g_free);
 
   for (gsize i = 0; i < g_variant_n_children (children); i++)
@@ -127,6 +125,39 @@ sm_gui_test_menu_items (const char *bus_name)
       g_ptr_array_add (items, g_strdup_printf ("%d=%s", id, label));
     }
   return items;
+}
+
+GPtrArray *
+sm_gui_test_menu_items (const char *bus_name)
+{
+  g_autoptr(GVariant) r = layout (bus_name);
+  g_autoptr(GVariant) root = g_variant_get_child_value (r, 1);
+  g_autoptr(GVariant) children = g_variant_get_child_value (root, 2);
+
+  return items_of (children);
+}
+
+GPtrArray *
+sm_gui_test_submenu_items (const char *bus_name, const char *parent_label)
+{
+  g_autoptr(GVariant) r = layout (bus_name);
+  g_autoptr(GVariant) root = g_variant_get_child_value (r, 1);
+  g_autoptr(GVariant) children = g_variant_get_child_value (root, 2);
+
+  for (gsize i = 0; i < g_variant_n_children (children); i++)
+    {
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (children, i);
+      g_autoptr(GVariant) child = g_variant_get_variant (boxed);
+      g_autoptr(GVariant) props = g_variant_get_child_value (child, 1);
+      const char *label = "";
+
+      if (g_variant_lookup (props, "label", "&s", &label) && g_strcmp0 (label, parent_label) == 0)
+        {
+          g_autoptr(GVariant) sub = g_variant_get_child_value (child, 2);
+          return items_of (sub);
+        }
+    }
+  return g_ptr_array_new_with_free_func (g_free);
 }
 
 static const char *

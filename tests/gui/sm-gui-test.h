@@ -21,6 +21,9 @@ GSubprocess *sm_gui_test_start_tray (const char * const *envp, char **bus_name);
 /* The top-level menu items as "id=label" strings (separators have no
  * label: "id="). */
 GPtrArray *sm_gui_test_menu_items (const char *bus_name);
+/* The same for the submenu of the top-level item labelled @parent_label
+ * (empty when there is none). */
+GPtrArray *sm_gui_test_submenu_items (const char *bus_name, const char *parent_label);
 /* The label of the first item, polled until it contains @needle; returns it
  * (or the last label seen when the time runs out). */
 char *sm_gui_test_wait_status (const char *bus_name, const char *needle, guint timeout_ms);

@@ -1,15 +1,25 @@
 /* test-gui-main-window.c: the SecureMail window's pages with the real
- * proxy, and the support report (which must never hold a secret). */
+ * proxy, and the support report (which must never hold a secret).
+ *
+ * The Messages page is tested against the daemon's own SmServer and D-Bus
+ * service run in this process (owning org.securemail.Proxy on the test's
+ * bus): the test feeds its ring of recent messages directly, as the IMAP
+ * session does once it decrypts, with a message APPENDed to the real
+ * Dovecot; ticking "Personal" then sets $Personal there, checked with a
+ * direct FETCH FLAGS. */
 #include <glib/gstdio.h>
 #include <gtk/gtk.h>
 #include <string.h>
 
+#include "sm-dbus-service.h"
 #include "sm-gui-test.h"
 #include "sm-gui.h"
 #include "sm-keyring.h"
 #include "sm-main-window.h"
+#include "sm-server.h"
 #include "sm-support-report.h"
 #include "sm-test-harness.h"
+#include "sm-tls.h"
 
 static void
 settle (void)
@@ -84,6 +94,7 @@ test_pages_and_report (void)
   window = sm_main_window_new (NULL, NULL);
   b = sm_main_window_get_builder (window);
   gtk_widget_show (GTK_WIDGET (window));
+  sm_main_window_show_page (window, "settings");
   settle ();
 
   /* Settings: the locked key is insensitive. */
@@ -144,6 +155,165 @@ test_pages_and_report (void)
   sm_test_proxy_stop (proxy);
 }
 
+/* ---- Messages ------------------------------------------------------------------ */
+
+#define MESSAGES_UIDVALIDITY 1
+
+static gboolean name_acquired;
+
+static void
+on_name_acquired (GDBusConnection *c, const char *name, gpointer user_data)
+{
+  name_acquired = TRUE;
+}
+
+/* Turns the main loop until @model has @n rows (fails after a while). */
+static void
+wait_rows (GtkTreeModel *model, int n)
+{
+  gint64 deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+
+  while (gtk_tree_model_iter_n_children (model, NULL) != n)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (10 * 1000);
+    }
+}
+
+static gboolean
+first_row_personal (GtkTreeModel *model)
+{
+  GtkTreeIter iter;
+  gboolean personal = FALSE;
+
+  g_assert_true (gtk_tree_model_get_iter_first (model, &iter));
+  gtk_tree_model_get (model, &iter, 4, &personal, -1);
+  return personal;
+}
+
+static void
+test_messages_page (void)
+{
+  g_autofree char *upstream = NULL;
+  g_autofree char *config_text = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *subject = NULL;
+  g_autofree char *uid = NULL;
+  g_autofree char *raw = NULL;
+  g_autofree char *flags = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmConfig) config = NULL;
+  g_autoptr(GTlsCertificate) cert = NULL;
+  g_autoptr(SmServer) server = NULL;
+  g_autoptr(SmDbusService) service = NULL;
+  g_autoptr(GDBusConnection) bus = NULL;
+  SmSecureView view = { 0 };
+  GtkTreeModel *filter, *store;
+  GtkTreeIter iter;
+  GtkWindow *window;
+  GtkBuilder *b;
+  guint owner_id;
+
+  if (!sm_test_require_stack ())
+    return;
+  /* The daemon's objects, in this process, with the stack as provider. */
+  upstream = sm_test_upstream_section ("alice");
+  config_text = g_strdup_printf ("[account]\naddress = alice@example.test\n%s", upstream);
+  config = sm_config_load_data (config_text, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, "alice@example.test", sm_test_env ("SM_TEST_PASSWORD"),
+                                   &error));
+  g_assert_no_error (error);
+  dir = g_dir_make_tmp ("smgui-msg-XXXXXX", &error);
+  g_assert_no_error (error);
+  cert = sm_tls_local_certificate (dir, &error);
+  g_assert_no_error (error);
+  server = sm_server_new (g_steal_pointer (&config), cert);
+  bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
+  g_assert_no_error (error);
+  service = sm_dbus_service_new (server, bus, &error);
+  g_assert_no_error (error);
+  owner_id = g_bus_own_name_on_connection (bus, SM_DBUS_NAME, G_BUS_NAME_OWNER_FLAGS_NONE, on_name_acquired, NULL,
+                                           NULL, NULL);
+  while (!name_acquired)
+    g_main_context_iteration (NULL, TRUE);
+
+  /* A real message at the provider, and the view the IMAP session would
+   * have built for it. */
+  subject = g_strdup_printf ("Quarterly numbers %s", uuid);
+  uid = sm_test_direct_append ("alice", subject);
+  raw = g_strdup_printf ("From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: [Verified] %s\r\n"
+                         "Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nX-SecureMail-Trust: verified\r\n\r\nHi\r\n", subject);
+  view.message = g_bytes_new_static (raw, strlen (raw));
+  view.trust = SM_TRUST_VERIFIED;
+  view.signed_ = TRUE;
+  view.from = (char *) "bob@example.test";
+  view.signer = (char *) "bob@example.test (CN=Bob)";
+  sm_server_note_message (server, "INBOX", MESSAGES_UIDVALIDITY, (guint32) g_ascii_strtoull (uid, NULL, 10), &view);
+  g_bytes_unref (view.message);
+
+  window = sm_main_window_new (NULL, NULL);
+  b = sm_main_window_get_builder (window);
+  filter = GTK_TREE_MODEL (gtk_builder_get_object (b, "messages_filter"));
+  store = GTK_TREE_MODEL (gtk_builder_get_object (b, "messages_store"));
+  gtk_widget_show (GTK_WIDGET (window));
+  sm_main_window_show_page (window, "messages");
+  wait_rows (filter, 1);
+  {
+    g_autofree char *trust = NULL;
+    g_autofree char *sender = NULL;
+    g_autofree char *shown = NULL;
+    g_autofree char *date = NULL;
+
+    g_assert_true (gtk_tree_model_get_iter_first (filter, &iter));
+    gtk_tree_model_get (filter, &iter, 0, &trust, 1, &sender, 2, &shown, 3, &date, -1);
+    g_assert_cmpstr (trust, ==, "verified");
+    g_assert_cmpstr (sender, ==, "bob@example.test");
+    g_assert_cmpstr (shown, ==, subject);   /* the [Verified] tag is the Trust column */
+    g_assert_true (g_str_has_prefix (date, "2026-11-2"));
+  }
+  g_assert_false (first_row_personal (filter));
+  shot (window, "main-0-messages");
+
+  /* The filter matches sender, subject and trust, case-insensitively. */
+  gtk_entry_set_text (GTK_ENTRY (gtk_builder_get_object (b, "messages_filter_entry")), "no such sender");
+  wait_rows (filter, 0);
+  g_assert_cmpint (gtk_tree_model_iter_n_children (store, NULL), ==, 1);
+  gtk_entry_set_text (GTK_ENTRY (gtk_builder_get_object (b, "messages_filter_entry")), "QUARTERLY");
+  wait_rows (filter, 1);
+  gtk_entry_set_text (GTK_ENTRY (gtk_builder_get_object (b, "messages_filter_entry")), "");
+  wait_rows (filter, 1);
+
+  /* Ticking "Personal" marks it at the provider. */
+  g_signal_emit_by_name (gtk_builder_get_object (b, "messages_personal_toggle"), "toggled", "0");
+  wait_idle (window);
+  {
+    gint64 deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+    while (!first_row_personal (filter))
+      {
+        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+        g_main_context_iteration (NULL, FALSE);
+        g_usleep (10 * 1000);
+      }
+  }
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (gtk_builder_get_object (b, "messages_result_label"))),
+                            "[PERSONAL]"));
+  flags = sm_test_direct_flags ("alice", uid);
+  g_assert_nonnull (strstr (flags, "$Personal"));
+  shot (window, "main-0-messages-personal");
+
+  gtk_widget_destroy (GTK_WIDGET (window));
+  settle ();
+  g_bus_unown_name (owner_id);
+  {
+    g_autofree char *pem = g_build_filename (dir, "local-tls.pem", NULL);
+    g_unlink (pem);
+    g_rmdir (dir);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -152,5 +322,6 @@ main (int argc, char **argv)
   gtk_test_init (&argc, &argv, NULL);
   sm_gui_init ();
   g_test_add_func ("/gui/main-window/pages-and-report", test_pages_and_report);
+  g_test_add_func ("/gui/main-window/messages-personal", test_messages_page);
   return g_test_run ();
 }

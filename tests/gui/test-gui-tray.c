@@ -1,12 +1,21 @@
 /* test-gui-tray.c: securemail-tray as a desktop sees it: its
  * StatusNotifierItem and menu read over D-Bus from a
- * status-notifier-watcher, following the real securemail-proxy. */
+ * status-notifier-watcher, following the real securemail-proxy.
+ *
+ * The recent messages submenu is tested against the daemon's own SmServer
+ * and D-Bus service run in a thread of this process (owning
+ * org.securemail.Proxy), whose ring the test feeds directly, as the IMAP
+ * session does once it decrypts a message. */
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "sm-dbus-service.h"
 #include "sm-gui-test.h"
+#include "sm-server.h"
 #include "sm-test-harness.h"
+#include "sm-tls.h"
 
 typedef struct {
   GSubprocess *watcher;
@@ -68,6 +77,9 @@ test_menu_and_quit (Fixture *f, gconstpointer data)
   g_assert_true (has_label (items, "Setup"));
   g_assert_true (has_label (items, "Help and contact"));
   g_assert_true (has_label (items, "Quit"));
+  g_assert_true (has_label (items, "Lock"));
+  g_assert_true (has_label (items, "Recent secure messages"));
+  g_assert_true (has_label (items, "Mark a message as [PERSONAL]"));
 
   quit = sm_gui_test_menu_id (f->bus_name, "Quit");
   g_assert_cmpint (quit, >, 0);
@@ -89,6 +101,7 @@ test_menu_mi (Fixture *f, gconstpointer data)
   g_assert_true (has_label (items, "Puta"));
   g_assert_true (has_label (items, "Whakatuwhera i SecureMail"));
   g_assert_true (has_label (items, "Āwhina, whakapā mai"));
+  g_assert_true (has_label (items, "Raka"));
   g_assert_false (has_label (items, "Quit"));
 }
 
@@ -123,6 +136,223 @@ test_status_connected (Fixture *f, gconstpointer data)
   g_free (status);
   status = sm_gui_test_wait_status (f->bus_name, "not running", SM_GUI_TEST_TIMEOUT_MS);
   g_assert_cmpstr (status, ==, "SecureMail is not running");
+}
+
+static gboolean
+proxy_locked (SmTestProxy *proxy)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  g_assert_cmpint (sm_test_cli (proxy, NULL, &out, &err, "status", "--json", NULL), ==, 0);
+  return strstr (out, "\"locked\" : true") != NULL;
+}
+
+/* The menu's Lock locks the real proxy (and becomes Unlock); Unlock opens
+ * it again from the keyring.  The menu also holds the recent messages
+ * submenu and "Mark a message as [PERSONAL]". */
+static void
+test_lock_unlock (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autoptr(GPtrArray) items = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *status = NULL;
+  int id;
+
+  if (!sm_test_require_stack ())
+    return;
+  upstream = sm_test_upstream_section ("alice");
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, "pass", NULL);
+  sm_test_proxy_wait_dbus (proxy);
+  config_env = tray_env_config (proxy);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
+  items = sm_gui_test_menu_items (f->bus_name);
+  g_assert_true (has_label (items, "Recent secure messages"));
+  g_assert_true (has_label (items, "Mark a message as [PERSONAL]"));
+  g_assert_false (proxy_locked (proxy));
+
+  id = sm_gui_test_menu_id (f->bus_name, "Lock");
+  g_assert_cmpint (id, >, 0);
+  sm_gui_test_menu_click (f->bus_name, id);
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "locked", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail is locked: unlock it to read and send secure mail");
+  g_assert_true (proxy_locked (proxy));
+
+  id = sm_gui_test_menu_id (f->bus_name, "Unlock");
+  g_assert_cmpint (id, >, 0);
+  g_assert_cmpint (sm_gui_test_menu_id (f->bus_name, "Lock"), ==, -1);
+  sm_gui_test_menu_click (f->bus_name, id);
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
+  g_assert_false (proxy_locked (proxy));
+}
+
+/* ---- recent secure messages ------------------------------------------------------ */
+
+#define RECENT_SUBJECT "Quarterly numbers"
+
+typedef struct {
+  char *dir;              /* config and local certificate */
+  char *config_path;
+  GMainContext *context;
+  GMainLoop *loop;
+  GThread *thread;
+  gint ready;             /* atomic: the name is owned and a message noted */
+} Daemon;
+
+static void
+on_daemon_name (GDBusConnection *c, const char *name, gpointer user_data)
+{
+  g_atomic_int_set ((gint *) user_data, 1);
+}
+
+/* The daemon's objects on a connection and main context of their own, so
+ * that they answer the tray while the test thread waits. */
+static gpointer
+daemon_thread (gpointer user_data)
+{
+  Daemon *d = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *address = NULL;
+  g_autoptr(SmConfig) config = NULL;
+  g_autoptr(GTlsCertificate) cert = NULL;
+  g_autoptr(SmServer) server = NULL;
+  g_autoptr(SmDbusService) service = NULL;
+  g_autoptr(GDBusConnection) bus = NULL;
+  const char *raw = "From: Bob <bob@example.test>\r\nSubject: [Verified] " RECENT_SUBJECT "\r\n"
+                    "X-SecureMail-Trust: verified\r\n\r\nHi\r\n";
+  SmSecureView view = { 0 };
+  gint named = 0;
+  guint owner;
+
+  g_main_context_push_thread_default (d->context);
+  g_assert_true (g_file_get_contents (d->config_path, &text, NULL, NULL));
+  config = sm_config_load_data (text, NULL, &error);
+  g_assert_no_error (error);
+  cert = sm_tls_local_certificate (d->dir, &error);
+  g_assert_no_error (error);
+  server = sm_server_new (g_steal_pointer (&config), cert);
+  address = g_dbus_address_get_for_bus_sync (G_BUS_TYPE_SESSION, NULL, &error);
+  g_assert_no_error (error);
+  bus = g_dbus_connection_new_for_address_sync (address,
+      G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION, NULL, NULL,
+      &error);
+  g_assert_no_error (error);
+  service = sm_dbus_service_new (server, bus, &error);
+  g_assert_no_error (error);
+  owner = g_bus_own_name_on_connection (bus, SM_DBUS_NAME, G_BUS_NAME_OWNER_FLAGS_NONE, on_daemon_name, NULL,
+                                        &named, NULL);
+  while (!g_atomic_int_get (&named))
+    g_main_context_iteration (d->context, TRUE);
+
+  view.message = g_bytes_new_static (raw, strlen (raw));
+  view.trust = SM_TRUST_VERIFIED;
+  view.from = (char *) "bob@example.test";
+  view.signer = (char *) "bob@example.test (CN=Bob)";
+  sm_server_note_message (server, "INBOX", 1, 7, &view);
+  g_bytes_unref (view.message);
+  g_atomic_int_set (&d->ready, 1);
+
+  g_main_loop_run (d->loop);
+  g_bus_unown_name (owner);
+  g_dbus_connection_close_sync (bus, NULL, NULL);
+  g_main_context_pop_thread_default (d->context);
+  return NULL;
+}
+
+static gboolean
+has_label_containing (GPtrArray *items, const char *needle)
+{
+  for (guint i = 0; i < items->len; i++)
+    if (strstr (strchr (items->pdata[i], '=') + 1, needle) != NULL)
+      return TRUE;
+  return FALSE;
+}
+
+/* The submenu lists the daemon's recent messages: trust, sender, Subject
+ * (without the tag); choosing one opens the main window. */
+static void
+test_recent_messages (Fixture *f, gconstpointer data)
+{
+  Daemon d = { 0 };
+  g_autofree char *config_env = NULL;
+  g_autofree char *status = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *expected = "verified — bob@example.test — " RECENT_SUBJECT;
+  gint64 deadline;
+  int id = -1;
+
+  d.dir = g_dir_make_tmp ("smtray-XXXXXX", &error);
+  g_assert_no_error (error);
+  d.config_path = g_build_filename (d.dir, "securemail.conf", NULL);
+  g_assert_true (g_file_set_contents (d.config_path,
+                                      "[account]\naddress = alice@example.test\n[upstream]\n"
+                                      "imap = imaps://imap.example.test\nsmtp = smtp://smtp.example.test\n"
+                                      "[listen]\nimap = 127.0.0.1:0\nsmtp = 127.0.0.1:0\n", -1, NULL));
+  d.context = g_main_context_new ();
+  d.loop = g_main_loop_new (d.context, FALSE);
+  d.thread = g_thread_new ("daemon", daemon_thread, &d);
+  deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+  while (!g_atomic_int_get (&d.ready))
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (20 * 1000);
+    }
+
+  config_env = g_strdup_printf ("SECUREMAIL_CONFIG=%s", d.config_path);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to imap.example.test");
+  while (id < 0)
+    {
+      g_autoptr(GPtrArray) items = sm_gui_test_submenu_items (f->bus_name, "Recent secure messages");
+      for (guint i = 0; i < items->len; i++)
+        if (g_strcmp0 (strchr (items->pdata[i], '=') + 1, expected) == 0)
+          id = atoi (items->pdata[i]);
+      if (id < 0)
+        {
+          g_assert_false (has_label_containing (items, "[Verified]"));
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          g_usleep (100 * 1000);
+        }
+    }
+
+  /* Choosing it opens the main window (at its Messages page). */
+  sm_gui_test_menu_click (f->bus_name, id);
+  {
+    const char *argv[] = { "sh", "-c",
+                           "for i in $(seq 100); do xwininfo -root -tree | grep -q '\"SecureMail\": (' && exit 0; "
+                           "sleep 0.1; done; exit 1", NULL };
+    g_assert_cmpint (sm_test_run (argv, NULL, NULL, NULL, NULL), ==, 0);
+  }
+
+  stop (f->tray);
+  g_clear_object (&f->tray);
+  g_main_loop_quit (d.loop);
+  g_thread_join (d.thread);
+  g_main_loop_unref (d.loop);
+  g_main_context_unref (d.context);
+  {
+    g_autofree char *pem = g_build_filename (d.dir, "local-tls.pem", NULL);
+    g_unlink (pem);
+    g_unlink (d.config_path);
+    g_rmdir (d.dir);
+  }
+  g_free (d.config_path);
+  g_free (d.dir);
 }
 
 /* Provider down: a client logs in, the proxy cannot reach the provider,
@@ -198,7 +428,7 @@ test_fallback_menu_screenshot (Fixture *f, gconstpointer data)
       "[ -n \"$g\" ] || { echo 'no status icon window' >&2; exit 1; }; "
       "x=$(echo $g | cut -d+ -f2); y=$(echo $g | cut -d+ -f3); "
       "xdotool mousemove $((x + 16)) $((y + 15)) click 1 && sleep 1 && "
-      "if [ -n \"$2\" ]; then import -window root -crop 560x220+720+0 +repage -colors 256 -depth 8 \"$2/$1.png\"; fi";
+      "if [ -n \"$2\" ]; then import -window root -crop 560x300+720+0 +repage -colors 256 -depth 8 \"$2/$1.png\"; fi";
 
   if (g_find_program_in_path ("trayer") == NULL)
     {
@@ -247,6 +477,8 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/menu-and-quit", Fixture, NULL, fixture_setup, test_menu_and_quit, fixture_teardown);
   g_test_add ("/gui/tray/menu-mi", Fixture, NULL, fixture_setup, test_menu_mi, fixture_teardown);
   g_test_add ("/gui/tray/status-connected", Fixture, NULL, fixture_setup, test_status_connected, fixture_teardown);
+  g_test_add ("/gui/tray/recent-messages", Fixture, NULL, fixture_setup, test_recent_messages, fixture_teardown);
+  g_test_add ("/gui/tray/lock-unlock", Fixture, NULL, fixture_setup, test_lock_unlock, fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,

@@ -657,3 +657,65 @@ sm_test_smtp_data (SmTestClient *c, const char *message)
   sm_test_client_send (c, wire->str);
   return sm_test_smtp_reply (c, NULL);
 }
+
+void
+sm_test_proxy_wait_dbus (SmTestProxy *proxy)
+{
+  gint64 deadline = g_get_monotonic_time () + SM_TEST_DBUS_WAIT_MS * 1000;
+
+  while (sm_test_cli (proxy, NULL, NULL, NULL, "status", NULL) != 0)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50 * 1000);
+    }
+}
+
+/* APPENDs a message straight to Dovecot (argv: imaps port, CA, user,
+ * password, subject) and prints its UID. */
+static const char append_py[] =
+  "import imaplib, ssl, sys, re\n"
+  "imaps, ca, user, pw, subject = sys.argv[1:6]\n"
+  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
+  "d.login(user, pw)\n"
+  "msg = ('From: Bob <bob@example.test>\\r\\nTo: alice@example.test\\r\\nSubject: %s\\r\\n'\n"
+  "       'Date: Sat, 28 Nov 2026 10:00:00 +0000\\r\\n\\r\\nHi\\r\\n' % subject)\n"
+  "typ, r = d.append('INBOX', None, None, msg.encode())\n"
+  "assert typ == 'OK', r\n"
+  "print(re.search(rb'APPENDUID \\d+ (\\d+)', r[0]).group(1).decode())\n"
+  "d.logout()\n";
+
+/* Prints the FLAGS of UID argv[5] in INBOX, read straight from Dovecot. */
+static const char flags_py[] =
+  "import imaplib, ssl, sys\n"
+  "imaps, ca, user, pw, uid = sys.argv[1:6]\n"
+  "d = imaplib.IMAP4_SSL('localhost', int(imaps), ssl_context=ssl.create_default_context(cafile=ca))\n"
+  "d.login(user, pw)\n"
+  "d.select('INBOX', readonly=True)\n"
+  "typ, r = d.uid('FETCH', uid, '(FLAGS)')\n"
+  "print(r[0].decode())\n"
+  "d.logout()\n";
+
+static char *
+direct_python (const char *script, const char *user, const char *arg)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  int rc = sm_test_python (NULL, script, &out, &err, sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_CA"),
+                           user, sm_test_env ("SM_TEST_PASSWORD"), arg, NULL);
+
+  if (rc != 0)
+    g_error ("direct IMAP failed (%d): %s", rc, err);
+  return g_strstrip (g_steal_pointer (&out));
+}
+
+char *
+sm_test_direct_append (const char *user, const char *subject)
+{
+  return direct_python (append_py, user, subject);
+}
+
+char *
+sm_test_direct_flags (const char *user, const char *uid)
+{
+  return direct_python (flags_py, user, uid);
+}

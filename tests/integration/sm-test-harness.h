@@ -125,3 +125,24 @@ SmTestClient *sm_test_smtp_open (SmTestProxy *proxy, gboolean login);
 char *sm_test_smtp_data (SmTestClient *client, const char *message);
 
 G_END_DECLS
+
+/* ---- the proxy's D-Bus interface --------------------------------------------- */
+
+G_BEGIN_DECLS
+
+#define SM_TEST_DBUS_WAIT_MS 10000
+
+/* Waits until `securemail status` reaches @proxy over D-Bus (its listeners
+ * are up before it owns its bus name); fails the test after
+ * SM_TEST_DBUS_WAIT_MS. */
+void sm_test_proxy_wait_dbus (SmTestProxy *proxy);
+
+/* ---- straight to Dovecot, around the proxy ------------------------------------ */
+
+/* APPENDs a small message from bob@example.test with @subject (and a fixed
+ * Date) to @user's INBOX directly over IMAPS; returns its UID as text. */
+char *sm_test_direct_append (const char *user, const char *subject);
+/* The FETCH FLAGS response line of @uid in @user's INBOX, read directly. */
+char *sm_test_direct_flags (const char *user, const char *uid);
+
+G_END_DECLS

@@ -68,6 +68,8 @@ check_defaults (const SmConfig *c)
   g_assert_null (c->trust_anchors_dir);
   g_assert_null (c->contact_email);
   g_assert_null (c->contact_phone);
+  g_assert_false (c->start_locked);
+  g_assert_cmpuint (c->idle_lock_minutes, ==, SM_CONFIG_DEFAULT_IDLE_LOCK_MIN);
   /* Nothing is locked without a policy. */
   g_assert_false (sm_config_is_locked (c, "account", "address"));
   g_assert_false (sm_config_is_locked (c, "crypto", "encrypt"));
@@ -186,6 +188,15 @@ check_remote_listen (const SmConfig *c)
   g_assert_cmpstr (c->listen_smtp.host, ==, "192.0.2.7");
 }
 
+/* The administrator can force the unlock gate closed at start. */
+static void
+check_start_locked_by_policy (const SmConfig *c)
+{
+  g_assert_true (c->start_locked);
+  g_assert_true (sm_config_is_locked (c, "security", "start_locked"));
+  g_assert_cmpuint (c->idle_lock_minutes, ==, 15);
+}
+
 static void
 check_allowed_upstreams (const SmConfig *c)
 {
@@ -256,6 +267,9 @@ static const ConfigCase cases[] = {
   { "/proxy/config/good/remote-listen-allowed-by-policy",
     MINIMAL "[listen]\nimap = 0.0.0.0:1143\nsmtp = 192.0.2.7:1025\n",
     "[policy]\nallow_remote_listen = on\n", check_remote_listen, { NULL } },
+  { "/proxy/config/good/start-locked-by-policy",
+    MINIMAL "[security]\nstart_locked = off\nidle_lock = 15\n", "[security]\nstart_locked = on\n",
+    check_start_locked_by_policy, { NULL } },
   { "/proxy/config/good/allowed-upstreams-match",
     MINIMAL, "[policy]\nallowed_upstreams = *.example.test;mx.backup.test\n", check_allowed_upstreams, { NULL } },
   { "/proxy/config/good/trust-anchors-dir-in-policy",
@@ -380,6 +394,12 @@ static const ConfigCase cases[] = {
     { "[crypto] subject_tags", "on or off" } },
   { "/proxy/config/bad/crypto/request-receipts", MINIMAL "[crypto]\nrequest_receipts = 2\n", NULL, NULL,
     { "[crypto] request_receipts", "on or off" } },
+  { "/proxy/config/bad/security/start-locked", MINIMAL "[security]\nstart_locked = sometimes\n", NULL, NULL,
+    { "[security] start_locked" } },
+  { "/proxy/config/bad/security/idle-lock", MINIMAL "[security]\nidle_lock = 10m\n", NULL, NULL,
+    { "[security] idle_lock", "minutes", "10m" } },
+  { "/proxy/config/bad/security/idle-lock-too-long", MINIMAL "[security]\nidle_lock = 999999\n", NULL, NULL,
+    { "[security] idle_lock", "10080" } },
   { "/proxy/config/bad/crypto/send-receipts", MINIMAL "[crypto]\nsend_receipts = yes\n", NULL, NULL,
     { "[crypto] send_receipts", "auto or never" } },
 
