@@ -623,6 +623,37 @@ test_database (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (error->message, "newer"));
 }
 
+/* Both families' micalg spellings name one digest; MD5 and unknown names
+ * are not accepted. */
+static void
+test_micalg_names (void)
+{
+  static const struct { const char *name; gboolean ok; GChecksumType type; const char *canonical; } cases[] = {
+    { "sha-256", TRUE, G_CHECKSUM_SHA256, "sha-256" },
+    { "PGP-SHA256", TRUE, G_CHECKSUM_SHA256, "sha-256" },
+    { "sha256", TRUE, G_CHECKSUM_SHA256, "sha-256" },
+    { "pgp-sha512", TRUE, G_CHECKSUM_SHA512, "sha-512" },
+    { "sha-384", TRUE, G_CHECKSUM_SHA384, "sha-384" },
+    { "sha1", TRUE, G_CHECKSUM_SHA1, "sha-1" },
+    { "md5", FALSE, 0, NULL },
+    { "sha-256x", FALSE, 0, NULL },
+    { "", FALSE, 0, NULL },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      GChecksumType type = G_CHECKSUM_MD5;
+      const char *canonical = NULL;
+
+      g_assert_cmpint (sm_secure_view_micalg_lookup (cases[i].name, &type, &canonical), ==, cases[i].ok);
+      if (cases[i].ok)
+        {
+          g_assert_cmpint (type, ==, cases[i].type);
+          g_assert_cmpstr (canonical, ==, cases[i].canonical);
+        }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -652,6 +683,7 @@ main (int argc, char **argv)
   bob_store = new_store ("bob", bob_others);
   eve_store = new_store ("eve", eve_others);
 
+  g_test_add_func ("/proxy/receipts/micalg-names", test_micalg_names);
 #define ADD(path, fn) g_test_add (path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
   ADD ("/proxy/receipts/request", test_request);
   ADD ("/proxy/receipts/round-trip", test_round_trip);
