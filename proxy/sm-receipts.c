@@ -299,11 +299,16 @@ sm_receipts_get_default (GError **error)
   if (default_receipts == NULL)
     {
       g_autofree char *path = sm_receipts_default_path ();
-      /* Worker threads have no thread-default context: "changed" then goes
-       * to the main loop's. */
-      g_main_context_push_thread_default (NULL);
+
       default_receipts = sm_receipts_new (path, NULL, error);
-      g_main_context_pop_thread_default (NULL);
+      /* Whichever thread opened it, "changed" goes to the main loop's
+       * context (the global default one, which the main thread owns: it
+       * must not be pushed from here). */
+      if (default_receipts != NULL)
+        {
+          g_main_context_unref (default_receipts->context);
+          default_receipts->context = g_main_context_ref (g_main_context_default ());
+        }
     }
   r = default_receipts;
   g_mutex_unlock (&default_lock);

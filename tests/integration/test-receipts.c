@@ -111,6 +111,18 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_free (f->marker);
 }
 
+/* The proxy's log has no GLib warning or critical (one in a worker thread
+ * would not fail anything else). */
+static void
+assert_log_clean (SmTestProxy *p)
+{
+  g_autofree char *log = NULL;
+
+  g_assert_true (g_file_get_contents (p->log_path, &log, NULL, NULL));
+  if (strstr (log, "-WARNING **") != NULL || strstr (log, "-CRITICAL **") != NULL)
+    g_error ("securemail-proxy logged a warning:\n%s", log);
+}
+
 /* Runs sm-receipts-view on @message as @p's user; returns its line. */
 static char *
 receipts_view (SmTestProxy *p, const char *name, const char *message)
@@ -195,6 +207,7 @@ test_delivered_verified (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (landed, "multipart/encrypted"));
   g_assert_nonnull (strstr (landed, "Disposition-Notification-To: <alice@example.test>"));
   sm_test_proxy_stop (f->alice);
+  assert_log_clean (f->alice);
   rcpts = receipts_json (f->alice, mid, &parser);
   g_assert_cmpuint (json_array_get_length (rcpts), ==, 1);
   r = json_array_get_object_element (rcpts, 0);
@@ -221,6 +234,7 @@ test_delivered_verified (Fixture *f, gconstpointer data)
       g_error ("no receipt reached alice; bob's proxy log:\n%s", log ? log : "");
     }
   sm_test_proxy_stop (f->bob);
+  assert_log_clean (f->bob);
   /* Protected on the way: the report is inside the encryption. */
   g_assert_nonnull (strstr (mdn, "multipart/encrypted"));
   g_assert_null (strstr (mdn, "Received-Content-MIC"));
