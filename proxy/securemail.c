@@ -19,6 +19,7 @@
 #include "sm-doctor.h"
 #include "sm-error.h"
 #include "sm-keyring.h"
+#include "sm-receipts.h"
 
 #define EXIT_USAGE       2
 #define EXIT_NOT_RUNNING 3
@@ -617,6 +618,118 @@ cmd_lock (int argc, char **argv)
   return 0;
 }
 
+/* `securemail receipts`: reads state.db directly (SPEC.md: works whether
+ * the proxy runs or not; WAL lets it read while the proxy writes). */
+static void
+json_member_string (JsonBuilder *b, const char *name, const char *value)
+{
+  json_builder_set_member_name (b, name);
+  if (value != NULL)
+    json_builder_add_string_value (b, value);
+  else
+    json_builder_add_null_value (b);
+}
+
+static int
+cmd_receipts (int argc, char **argv)
+{
+  g_autoptr(SmConfig) config = NULL;
+  g_autoptr(SmReceipts) receipts = NULL;
+  g_autoptr(GPtrArray) rows = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = sm_receipts_default_path ();
+  const char *last = NULL;
+  int code = 0;
+
+  if (argc > 1)
+    return die (EXIT_USAGE, _("usage: securemail receipts [--json]"));
+  config = load_config_or_die (&code);
+  if (config == NULL)
+    return code;
+  if (g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      receipts = sm_receipts_new (path, NULL, &error);
+      if (receipts == NULL)
+        return die (1, _("%s (run `securemail doctor`)"), error->message);
+      rows = sm_receipts_list (receipts, g_get_real_time () / G_USEC_PER_SEC, config->receipt_overdue_s, &error);
+      if (rows == NULL)
+        return die (1, _("%s (run `securemail doctor`)"), error->message);
+    }
+  else
+    rows = g_ptr_array_new ();
+
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+
+      /* One object per sent message, its recipients inside. */
+      json_builder_begin_array (b);
+      for (guint i = 0; i < rows->len; i++)
+        {
+          const SmReceiptRow *r = rows->pdata[i];
+
+          if (last == NULL || strcmp (last, r->message_id) != 0)
+            {
+              if (last != NULL)
+                {
+                  json_builder_end_array (b);
+                  json_builder_end_object (b);
+                }
+              json_builder_begin_object (b);
+              json_member_string (b, "message_id", r->message_id);
+              json_builder_set_member_name (b, "sent");
+              json_builder_add_int_value (b, r->sent);
+              json_member_string (b, "micalg", r->micalg);
+              json_builder_set_member_name (b, "recipients");
+              json_builder_begin_array (b);
+              last = r->message_id;
+            }
+          json_builder_begin_object (b);
+          json_member_string (b, "recipient", r->recipient);
+          json_member_string (b, "status", sm_receipt_status_to_string (r->status));
+          json_builder_set_member_name (b, "time");
+          json_builder_add_int_value (b, r->changed);
+          json_member_string (b, "signer", r->signer);
+          json_member_string (b, "reason", r->reason);
+          json_builder_end_object (b);
+        }
+      if (last != NULL)
+        {
+          json_builder_end_array (b);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+      print_json (b);
+      return 0;
+    }
+
+  if (rows->len == 0)
+    {
+      g_print (_("No receipts were requested yet.\n"));
+      return 0;
+    }
+  for (guint i = 0; i < rows->len; i++)
+    {
+      const SmReceiptRow *r = rows->pdata[i];
+      g_autofree char *when = local_time (r->changed);
+
+      if (last == NULL || strcmp (last, r->message_id) != 0)
+        {
+          g_autofree char *sent = local_time (r->sent);
+          g_print (_("%s  sent %s\n"), r->message_id, sent);
+          last = r->message_id;
+        }
+      g_print ("    %-32s  %-18s  %s\n", r->recipient, sm_receipt_status_to_string (r->status), when);
+      if (r->status == SM_RECEIPT_DELIVERED_VERIFIED && r->signer != NULL)
+        g_print (_("        signed by %s\n"), r->signer);
+      else if (r->status == SM_RECEIPT_FAILED && r->reason != NULL)
+        g_print (_("        why: %s\n"), r->reason);
+      else if (r->status == SM_RECEIPT_OVERDUE)
+        g_print (_("        no receipt yet; the recipient may not use SecureMail or has not opened it\n"));
+    }
+  return 0;
+}
+
 static const char *
 result_word (SmCheckResult r)
 {
@@ -786,6 +899,7 @@ usage (void)
                 "  certs list|import FILE|trust FILE  correspondents' certificates; trust anchors\n"
                 "  queue [list|retry ID|delete ID]    the outbound queue\n"
                 "  messages [--limit N]               recent messages and their trust status\n"
+                "  receipts                           sent messages and their receipt status\n"
                 "  mark-personal MAILBOX UID          mark a stored message [PERSONAL]\n"
                 "  lock | unlock [--stdin]            the local unlock gate\n"));
 }
@@ -833,6 +947,8 @@ main (int argc, char **argv)
     return cmd_doctor ();
   if (strcmp (cmd, "client-config") == 0)
     return cmd_client_config ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "receipts") == 0)
+    return cmd_receipts ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "queue") == 0)
     return cmd_queue ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "lock") == 0 || strcmp (cmd, "unlock") == 0)

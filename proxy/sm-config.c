@@ -319,6 +319,51 @@ k_encrypt (SmConfig *c, const char *v, GError **e)
   return TRUE;
 }
 
+gboolean
+sm_config_parse_duration (const char *text, gint64 *seconds)
+{
+  static const struct { char unit; gint64 factor; } units[] = {
+    { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 24 * 3600 }, { 'w', 7 * 24 * 3600 },
+  };
+  guint64 n = 0;
+  char *end = NULL;
+  gint64 factor = 1;
+
+  g_return_val_if_fail (text != NULL, FALSE);
+  if (!g_ascii_isdigit (*text))
+    return FALSE;
+  n = g_ascii_strtoull (text, &end, 10);
+  if (*end != '\0')
+    {
+      gsize i;
+
+      for (i = 0; i < G_N_ELEMENTS (units) && units[i].unit != g_ascii_tolower (*end); i++)
+        ;
+      if (i == G_N_ELEMENTS (units) || end[1] != '\0')
+        return FALSE;
+      factor = units[i].factor;
+    }
+  if (n > (guint64) (G_MAXINT64 / factor))
+    return FALSE;
+  *seconds = (gint64) n * factor;
+  return TRUE;
+}
+
+static gboolean
+k_receipt_overdue (SmConfig *c, const char *v, GError **e)
+{
+  gint64 s = 0;
+
+  if (!sm_config_parse_duration (v, &s) || s == 0 || s > SM_CONFIG_MAX_RECEIPT_OVERDUE_S)
+    {
+      g_set_error (e, SM_ERROR, SM_ERROR_CONFIG,
+                   _("must be a time such as 3d, 12h or 90m (at most a year), not “%s”"), v);
+      return FALSE;
+    }
+  c->receipt_overdue_s = s;
+  return TRUE;
+}
+
 #define BOOL_KEY(fn, field)                                   \
   static gboolean fn (SmConfig *c, const char *v, GError **e) \
   {                                                           \
@@ -440,6 +485,7 @@ static const SmKeyInfo keys[] = {
   { "crypto", "subject_tags", k_subject_tags, "on", FALSE, FALSE },
   { "crypto", "request_receipts", k_request_receipts, "on", FALSE, FALSE },
   { "crypto", "send_receipts", k_send_receipts, "auto", FALSE, FALSE },
+  { "crypto", "receipt_overdue", k_receipt_overdue, SM_CONFIG_DEFAULT_RECEIPT_OVERDUE, FALSE, FALSE },
   { "policy", "allowed_upstreams", k_allowed_upstreams, "", FALSE, FALSE },
   { "policy", "personal_tag", k_personal_tag, "[PERSONAL]", FALSE, FALSE },
   { "policy", "personal_enforce", k_personal_enforce, "on", FALSE, FALSE },

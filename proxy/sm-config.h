@@ -18,6 +18,10 @@ G_BEGIN_DECLS
  * closes again; 0 = never. */
 #define SM_CONFIG_DEFAULT_IDLE_LOCK_MIN 0
 #define SM_CONFIG_MAX_IDLE_LOCK_MIN     (7 * 24 * 60)
+/* [crypto] receipt_overdue: the default, and the longest we accept (a
+ * receipt later than a year is no receipt). */
+#define SM_CONFIG_DEFAULT_RECEIPT_OVERDUE "3d"
+#define SM_CONFIG_MAX_RECEIPT_OVERDUE_S   (366 * 24 * 3600)
 
 typedef enum {
   SM_AUTH_PASSWORD,
@@ -75,6 +79,7 @@ typedef struct {
   gboolean subject_tags;
   gboolean request_receipts;
   gboolean send_receipts;
+  gint64 receipt_overdue_s;   /* a requested receipt is "overdue" after this many seconds */
 
   /* [policy] */
   char **allowed_upstreams;   /* host globs; empty = any */
@@ -117,6 +122,10 @@ gboolean sm_config_is_locked (const SmConfig *config, const char *group, const c
 /* Checks @host against [policy] allowed_upstreams (case-insensitive globs).
  * Fails with SM_ERROR_POLICY saying so. */
 gboolean sm_config_check_upstream_allowed (const SmConfig *config, const char *host, GError **error);
+
+/* Parses a duration "N" (seconds) or "Ns", "Nm", "Nh", "Nd", "Nw" into
+ * seconds.  FALSE when it is not one, or negative. */
+gboolean sm_config_parse_duration (const char *text, gint64 *seconds);
 
 /* "host:port" for messages.  Returns a new string. */
 char *sm_endpoint_to_string (const SmEndpoint *endpoint);

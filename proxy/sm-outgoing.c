@@ -63,6 +63,7 @@ sm_outgoing_info_free (SmOutgoingInfo *info)
   g_free (info->message_id);
   g_free (info->mic);
   g_free (info->signer);
+  g_free (info->receipt_mic);
   g_strfreev (info->missing);
   g_free (info);
 }
@@ -301,6 +302,57 @@ is_7bit_clean (const char *data, gsize len)
         return FALSE;
     }
   return TRUE;
+}
+
+/* TRUE when the message is a report (RFC 6522 multipart/report): delivery
+ * and disposition notifications never ask for a receipt themselves
+ * (RFC 8098 §2.1, RFC 3464 §2). */
+static gboolean
+is_report (GPtrArray *fields)
+{
+  const Field *ct = find_field (fields, "Content-Type");
+  struct mailmime_content *content = NULL;
+  const char *v;
+  size_t idx = 0;
+  gboolean report = FALSE;
+
+  if (ct == NULL)
+    return FALSE;
+  v = field_value (ct);
+  if (mailmime_content_parse (v, strlen (v), &idx, &content) == MAILIMF_NO_ERROR && content != NULL)
+    {
+      report = content->ct_type->tp_type == MAILMIME_TYPE_COMPOSITE_TYPE &&
+               content->ct_type->tp_data.tp_composite_type->ct_type == MAILMIME_COMPOSITE_TYPE_MULTIPART &&
+               content->ct_subtype != NULL && g_ascii_strcasecmp (content->ct_subtype, "report") == 0;
+      mailmime_content_free (content);
+    }
+  return report;
+}
+
+/* Replaces any receipt request of the client with ours (RFC 8098 §2.1,
+ * signed receipts as in RFC 8551 §2.7 / RFC 3335): receipts go to the
+ * authenticated sender, signed with the protocol we sign with, and carry
+ * a SM_OUTGOING_RECEIPT_MICALG digest of the signed content.  These fields
+ * are not structural, so they end up both in the protected header inside
+ * the signature and outside. */
+static void
+add_receipt_request (GPtrArray *fields, const char *sender, gboolean smime)
+{
+  g_autofree char *to = g_strdup_printf ("Disposition-Notification-To: <%s>\r\n", sender);
+  g_autofree char *options =
+    g_strdup_printf ("Disposition-Notification-Options: signed-receipt-protocol=required,%s;\r\n"
+                     " signed-receipt-micalg=required,%s\r\n",
+                     smime ? "application/pkcs7-signature" : "application/pgp-signature",
+                     SM_OUTGOING_RECEIPT_MICALG);
+
+  for (guint i = fields->len; i > 0; i--)
+    {
+      const Field *f = fields->pdata[i - 1];
+      if (field_is (f, "Disposition-Notification-To") || field_is (f, "Disposition-Notification-Options"))
+        g_ptr_array_remove_index (fields, i - 1);
+    }
+  g_ptr_array_add (fields, field_new ("Disposition-Notification-To", to));
+  g_ptr_array_add (fields, field_new ("Disposition-Notification-Options", options));
 }
 
 /* ---- canonical entity ----------------------------------------------------------- */
@@ -843,6 +895,7 @@ sm_outgoing_protect (SmCertstore        *store,
   g_autofree char *message_id = NULL;
   g_autofree char *micalg = NULL;
   g_autofree char *mic = NULL;
+  g_autofree char *receipt_mic = NULL;
   g_autofree char *boundary = NULL;
   g_autoptr(SmSecretString) protected_fields = NULL;
   g_autoptr(SmSecretString) content = NULL;
@@ -856,7 +909,7 @@ sm_outgoing_protect (SmCertstore        *store,
   gpgme_error_t err;
   gpgme_sign_result_t sres;
   GChecksumType mic_type = G_CHECKSUM_SHA256;
-  gboolean smime, encrypt, ok;
+  gboolean smime, encrypt, ok, receipt;
   Canon canon = { 0, };
   const Field *mid;
 
@@ -905,6 +958,10 @@ sm_outgoing_protect (SmCertstore        *store,
       raw = g_strdup_printf ("Message-ID: %s\r\n", message_id);
       g_ptr_array_add (fields, field_new ("Message-ID", raw));
     }
+
+  receipt = config->request_receipts && !is_report (fields);
+  if (receipt)
+    add_receipt_request (fields, sender, smime);
 
   /* 2. The keys. */
   g_mutex_lock (&store_lock);
@@ -1004,6 +1061,8 @@ sm_outgoing_protect (SmCertstore        *store,
       goto fail;
     }
   mic = compute_mic (mic_type, entity);
+  if (receipt)
+    receipt_mic = compute_mic (G_CHECKSUM_SHA256, entity);
   gpgme_data_release (in);
   in = NULL;
   sig = take_data (dout);
@@ -1127,6 +1186,7 @@ sm_outgoing_protect (SmCertstore        *store,
       i->message_id = g_steal_pointer (&message_id);
       i->mic = g_steal_pointer (&mic);
       i->signer = g_steal_pointer (&signer_fpr);
+      i->receipt_mic = g_steal_pointer (&receipt_mic);
       g_ptr_array_add (missing, NULL);
       i->missing = g_strdupv ((char **) missing->pdata);
       *info = i;

@@ -11,7 +11,11 @@
  * The signed entity is canonical (CRLF, 7-bit transfer encodings: 8-bit and
  * fragile bodies are re-encoded as quoted-printable or base64 first, RFC 8551
  * §3.1.1 / RFC 3156 §3) and carries the protected header fields of RFC 9788.
- * Bcc is removed before anything is signed.  Blocking: call it from a worker
+ * Bcc is removed before anything is signed.  With `[crypto] request_receipts
+ * = on` the message asks for a signed receipt (Disposition-Notification-To
+ * and -Options, RFC 8098 §2.1) inside the signed entity and outside; a
+ * report (multipart/report, e.g. a receipt) never asks for one (RFC 8098
+ * §2.1: no MDN for an MDN).  Blocking: call it from a worker
  * thread.  Nothing of the message's content is logged.
  */
 #pragma once
@@ -32,6 +36,13 @@ typedef struct _SmCertstore SmCertstore;
 #define SM_OUTGOING_MAX_PARTS      1000                /* MIME parts in one message */
 #define SM_OUTGOING_LINE_LIMIT     998                 /* RFC 5322 §2.1.1 */
 
+/* The digest a signed receipt must return (Disposition-Notification-Options
+ * signed-receipt-micalg, RFC 8551 §2.7 / RFC 3335 style).  Fixed rather than
+ * the signature's own micalg: that one is known only after signing, and the
+ * request must be inside the signed content.  Both families' spellings
+ * ("sha-256", "pgp-sha256") name the same digest. */
+#define SM_OUTGOING_RECEIPT_MICALG "sha-256"
+
 /* What was done to a message; for the spool, the receipts and the logs. */
 typedef struct {
   gboolean signed_;           /* always TRUE on success */
@@ -42,6 +53,9 @@ typedef struct {
   char *mic;                  /* base64 digest (micalg) of the canonical signed entity,
                                * for Received-Content-MIC (receipts) */
   char *signer;               /* fingerprint of the key that signed */
+  char *receipt_mic;          /* base64 SM_OUTGOING_RECEIPT_MICALG digest of the canonical
+                               * signed entity when a signed receipt was requested
+                               * (`[crypto] request_receipts`), else NULL */
   GStrv missing;              /* addresses without a usable key (never NULL) */
 } SmOutgoingInfo;
 

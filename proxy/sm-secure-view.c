@@ -78,6 +78,8 @@ sm_secure_view_free (SmSecureView *view)
   g_free (view->from);
   g_free (view->message_id);
   g_free (view->receipt_to);
+  g_free (view->received_mic);
+  g_free (view->received_micalg);
   g_free (view->detail);
   g_free (view);
 }
@@ -415,6 +417,7 @@ typedef struct {
   char *detail;                 /* translated, first problem found */
   GPtrArray *sigs;              /* SigInfo */
   GBytes *failed_entity;        /* decrypt-failed: the entity we could not open */
+  GBytes *signed_content;       /* the exact bytes the innermost signature covers */
 } Build;
 
 static void
@@ -423,6 +426,16 @@ build_clear (Build *b)
   g_free (b->detail);
   g_clear_pointer (&b->sigs, g_ptr_array_unref);
   g_clear_pointer (&b->failed_entity, g_bytes_unref);
+  g_clear_pointer (&b->signed_content, g_bytes_unref);
+}
+
+/* Remembers what a signature layer covered, for the receipt's MIC; the
+ * innermost layer wins, as that is what a sender's proxy signs last. */
+static void
+build_signed_content (Build *b, GBytes *content)
+{
+  g_clear_pointer (&b->signed_content, g_bytes_unref);
+  b->signed_content = g_bytes_ref (content);
 }
 
 static void
@@ -621,6 +634,7 @@ unwrap_pkcs7_mime (Build *b, GBytes *entity, const SmMimeContentType *ct, GBytes
         {
           collect_signatures (b, SM_PROTOCOL_SMIME, ctx);
           *next = take_plaintext (out);
+          build_signed_content (b, *next);
         }
     }
   else
@@ -699,6 +713,8 @@ unwrap_signed (Build *b, GBytes *entity, SmProtocol protocol, GBytes **next, GEr
   /* The content is shown even when the signature is bad: the status says
    * what it is worth. */
   *next = g_bytes_new_from_bytes (entity, content->start, content->len);
+  if (!err)
+    build_signed_content (b, *next);
   return TRUE;
 }
 
@@ -764,9 +780,13 @@ unwrap_pgp_encrypted (Build *b, GBytes *entity, GBytes **next, GError **error)
       return decrypt_failed (b, entity, err, error);
     }
   vres = gpgme_op_verify_result (ctx);
-  if (vres != NULL && vres->signatures != NULL)
-    collect_signatures (b, SM_PROTOCOL_OPENPGP, ctx);
   *next = take_plaintext (out);
+  if (vres != NULL && vres->signatures != NULL)
+    {
+      collect_signatures (b, SM_PROTOCOL_OPENPGP, ctx);
+      /* RFC 3156 §6.2: the signature inside covers the whole plaintext. */
+      build_signed_content (b, *next);
+    }
   gpgme_data_release (in);
   gpgme_release (ctx);
   return TRUE;
@@ -1146,6 +1166,66 @@ has_protected_headers (const Entity *inner)
          || g_strcmp0 (sm_mime_content_type_param (ct, "protected-headers"), "v1") == 0;
 }
 
+gboolean
+sm_secure_view_micalg_lookup (const char *name, GChecksumType *type, const char **canonical)
+{
+  static const struct {
+    const char *names[3];
+    GChecksumType type;
+  } algs[] = {
+    /* RFC 8551 §3.5.3.2 (S/MIME), RFC 3156 §5 (OpenPGP), RFC 3335's bare form */
+    { { "sha-256", "pgp-sha256", "sha256" }, G_CHECKSUM_SHA256 },
+    { { "sha-384", "pgp-sha384", "sha384" }, G_CHECKSUM_SHA384 },
+    { { "sha-512", "pgp-sha512", "sha512" }, G_CHECKSUM_SHA512 },
+    { { "sha-1", "pgp-sha1", "sha1" }, G_CHECKSUM_SHA1 },
+  };
+
+  g_return_val_if_fail (name != NULL, FALSE);
+  for (gsize i = 0; i < G_N_ELEMENTS (algs); i++)
+    for (gsize n = 0; n < G_N_ELEMENTS (algs[i].names); n++)
+      if (g_ascii_strcasecmp (name, algs[i].names[n]) == 0)
+        {
+          if (type != NULL)
+            *type = algs[i].type;
+          if (canonical != NULL)
+            *canonical = algs[i].names[0];
+          return TRUE;
+        }
+  return FALSE;
+}
+
+/* The receipt digest the sender asked for: the first supported name in
+ * "signed-receipt-micalg=importance,alg1,alg2,..." of @options
+ * (Disposition-Notification-Options, RFC 8098 §2.2), else the default. */
+static const char *
+requested_micalg (const char *options, GChecksumType *type)
+{
+  const char *canonical = NULL;
+  g_auto(GStrv) params = NULL;
+
+  sm_secure_view_micalg_lookup (SM_SECURE_VIEW_DEFAULT_MICALG, type, &canonical);
+  if (options == NULL || strlen (options) > SM_SECURE_VIEW_MAX_DNO_LEN)
+    return canonical;
+  params = g_strsplit (options, ";", -1);
+  for (guint i = 0; params[i] != NULL; i++)
+    {
+      char *eq = strchr (params[i], '=');
+      g_auto(GStrv) values = NULL;
+
+      if (eq == NULL)
+        continue;
+      *eq = '\0';
+      if (g_ascii_strcasecmp (g_strstrip (params[i]), "signed-receipt-micalg") != 0)
+        continue;
+      values = g_strsplit (eq + 1, ",", -1);
+      /* values[0] is the importance (required/optional). */
+      for (guint v = 1; values[0] != NULL && values[v] != NULL; v++)
+        if (sm_secure_view_micalg_lookup (g_strstrip (values[v]), type, &canonical))
+          return canonical;
+    }
+  return canonical;
+}
+
 SmSecureView *
 sm_secure_view_build (SmCertstore       *store,
                       const char        *account_address,
@@ -1439,6 +1519,24 @@ sm_secure_view_build (SmCertstore       *store,
     if (mid == NULL && inner.fields != NULL)
       mid = entity_value (&inner, "Message-ID");
     view->message_id = mid ? strip_angle (mid) : NULL;
+    if (b.signed_content != NULL)
+      {
+        g_autofree char *options = NULL;
+        g_autoptr(GChecksum) sum = NULL;
+        GChecksumType type = G_CHECKSUM_SHA256;
+        guint8 digest[64];
+        gsize dlen = sizeof digest;
+
+        if (inner.fields != NULL && hp_names->len > 0)
+          options = entity_value (&inner, "Disposition-Notification-Options");
+        if (options == NULL)
+          options = entity_value (&outer, "Disposition-Notification-Options");
+        view->received_micalg = g_strdup (requested_micalg (options, &type));
+        sum = g_checksum_new (type);
+        g_checksum_update (sum, g_bytes_get_data (b.signed_content, NULL), g_bytes_get_size (b.signed_content));
+        g_checksum_get_digest (sum, digest, &dlen);
+        view->received_mic = g_base64_encode (digest, dlen);
+      }
     if (dnt != NULL)
       {
         view->receipt_to = single_address (dnt);

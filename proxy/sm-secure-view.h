@@ -38,6 +38,10 @@ typedef struct _SmCertstore SmCertstore;
 #define SM_SECURE_VIEW_SIGNER_TTL_S      300
 /* Most signers remembered (the table starts over beyond it). */
 #define SM_SECURE_VIEW_MAX_SIGNERS       1024
+/* The receipt digest when the sender named none we support. */
+#define SM_SECURE_VIEW_DEFAULT_MICALG    "sha-256"
+/* Longest Disposition-Notification-Options value we read. */
+#define SM_SECURE_VIEW_MAX_DNO_LEN       1024
 
 typedef enum {
   SM_TRUST_UNPROTECTED,
@@ -72,6 +76,13 @@ typedef struct {
   char     *message_id;         /* without <>, or NULL */
   gboolean  receipt_requested;  /* Disposition-Notification-To present (RFC 8098) */
   char     *receipt_to;         /* its address, or NULL */
+  char     *received_mic;       /* base64 digest of the signed content that was verified
+                                 * (the innermost signature layer's exact bytes, what the
+                                 * sender's sm-outgoing hashed), for Received-Content-MIC;
+                                 * NULL when nothing was signed */
+  char     *received_micalg;    /* its algorithm: the first one we support of the sender's
+                                 * signed-receipt-micalg (RFC 8551 §2.7 style), default
+                                 * SM_SECURE_VIEW_DEFAULT_MICALG; "sha-256" spelling */
   gboolean  signer_collected;   /* the signer's key/certificate is in the certstore
                                  * (sm_certstore_get_key() with signer_fingerprint) */
   char     *detail;             /* translated, one line: why this status; no message content */
@@ -119,5 +130,11 @@ GBytes       *sm_secure_view_strip_forged (GBytes *raw);
  * checked against the key store again (call on lock and after trust
  * changes). */
 void          sm_secure_view_forget_signers (void);
+/* Maps a micalg name of either family ("sha-256", "sha256", "pgp-sha256",
+ * any case) to its checksum type and canonical "sha-256" spelling (static).
+ * FALSE for names we do not support (MD5 and unknown ones). */
+gboolean      sm_secure_view_micalg_lookup (const char    *name,
+                                            GChecksumType *type,
+                                            const char   **canonical);
 
 G_END_DECLS

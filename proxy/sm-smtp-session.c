@@ -9,6 +9,7 @@
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
 #include "sm-outgoing.h"
+#include "sm-receipts.h"
 #include "sm-relay-worker.h"
 #include "sm-sender-check.h"
 #include "sm-smtp-session.h"
@@ -673,11 +674,12 @@ relay_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
    * keys that are missing -> 550 5.7.1 naming them; agent locked -> 454
    * 4.7.0 "unlock SecureMail"; no own key -> 554 5.7.0 (see
    * sm_outgoing_error_to_smtp()).  NULL store = the user's own, shared. */
+  g_autoptr(SmOutgoingInfo) info = NULL;
   {
     g_autoptr(GError) protect_error = NULL;
     GBytes *protected_msg = sm_outgoing_protect (NULL, data->config, data->sender,
                                                  (const char * const *) data->recipients, data->message,
-                                                 NULL, &protect_error);
+                                                 &info, &protect_error);
     if (protected_msg == NULL)
       {
         RelayResult *refused = g_new0 (RelayResult, 1);
@@ -698,6 +700,10 @@ relay_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
     {
       result->code = 250;
       result->text = g_strdup_printf (_("250 2.0.0 Queued as %s"), id);
+      /* Issue 5: the sent log for receipts.  The message is already ours to
+       * deliver, so a failure here costs only its receipt status. */
+      if (!sm_receipts_record_sent (NULL, info, (const char * const *) data->recipients, &error))
+        g_warning ("Message %s queued, but its receipt request is not tracked: %s", id, error->message);
     }
   else
     {

@@ -128,6 +128,18 @@ run_va (SmTestProxy *proxy, const char *prog, const char *input, char **out, cha
 }
 
 int
+sm_test_proxy_run (SmTestProxy *proxy, const char *prog, const char *input, char **out, char **err, ...)
+{
+  va_list ap;
+  int r;
+
+  va_start (ap, err);
+  r = run_va (proxy, prog, input, out, err, ap);
+  va_end (ap);
+  return r;
+}
+
+int
 sm_test_cli (SmTestProxy *proxy, const char *input, char **out, char **err, ...)
 {
   va_list ap;
@@ -166,61 +178,15 @@ port_accepts (guint16 port)
   return conn != NULL;
 }
 
-SmTestProxy *
-sm_test_proxy_start (const char *address, const char *upstream_section, const char *provider_password,
-                     const char *extra)
+/* Spawns securemail-proxy with @proxy's environment and log, and waits
+ * until both listeners accept connections (their ports go to @proxy). */
+static void
+spawn_and_wait (SmTestProxy *proxy)
 {
-  SmTestProxy *proxy = g_new0 (SmTestProxy, 1);
   g_autoptr(GError) error = NULL;
   g_autoptr(GSubprocessLauncher) l = NULL;
-  g_autofree char *config = NULL;
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
   g_auto(GStrv) env = NULL;
   gint64 deadline;
-
-  proxy->dir = g_dir_make_tmp ("sm-proxy-XXXXXX", &error);
-  g_assert_no_error (error);
-  proxy->config_path = g_build_filename (proxy->dir, "securemail.conf", NULL);
-  proxy->policy_path = g_build_filename (proxy->dir, "policy.conf", NULL);
-  proxy->log_path = g_build_filename (proxy->dir, "proxy.log", NULL);
-  proxy->data_home = g_build_filename (proxy->dir, "data", NULL);
-  proxy->address = g_strdup (address);
-  /* Port 0: the proxy binds free ports itself and logs them, so no other
-   * socket of the test (a fake provider bound to port 0) can take a port
-   * between choosing and binding it. */
-  /* Every message sent is signed (issue 4): the account gets an OpenPGP key
-   * below, unless the test brings its own [crypto] settings. */
-  config = g_strdup_printf ("[account]\naddress = %s\n\n%s\n[listen]\nimap = 127.0.0.1:0\nsmtp = 127.0.0.1:0\n%s%s",
-                            address, upstream_section,
-                            extra && strstr (extra, "[crypto]") ? "" : "[crypto]\nprotocol = openpgp\n",
-                            extra ? extra : "");
-  g_assert_true (g_file_set_contents (proxy->config_path, config, -1, NULL));
-
-  if (provider_password != NULL)
-    {
-      g_autofree char *input = g_strdup_printf ("%s\n", provider_password);
-      int rc = sm_test_cli (proxy, input, NULL, &err, "account", "set-password", "--stdin", NULL);
-      g_assert_cmpstr (err, ==, "");
-      g_assert_cmpint (rc, ==, 0);
-      g_clear_pointer (&err, g_free);
-    }
-  if (extra == NULL || strstr (extra, "[crypto]") == NULL)
-    {
-      /* A passphrase-protected key costs seconds of key stretching unless
-       * the agent is told otherwise (reference/test-stack.md §5). */
-      g_autofree char *gnupg = g_build_filename (proxy->data_home, "securemail", "gnupg", NULL);
-      g_autofree char *agent_conf = g_build_filename (gnupg, "gpg-agent.conf", NULL);
-      g_assert_cmpint (g_mkdir_with_parents (gnupg, 0700), ==, 0);
-      g_assert_true (g_file_set_contents (agent_conf, "s2k-count 65536\n", -1, NULL));
-      if (sm_test_cli (proxy, NULL, NULL, &err, "keys", "generate", "--protocol", "openpgp", NULL) != 0)
-        g_error ("securemail keys generate failed: %s", err);
-      g_clear_pointer (&err, g_free);
-    }
-  g_assert_cmpint (sm_test_cli (proxy, NULL, &out, &err, "account", "local-password", NULL), ==, 0);
-  g_strstrip (out);
-  g_assert_cmpuint (strlen (out), ==, 24);
-  proxy->local_password = g_steal_pointer (&out);
 
   l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
   env = proxy_env (proxy);
@@ -268,6 +234,71 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
     }
   g_assert_true (port_accepts (proxy->imap_port));
   g_assert_true (port_accepts (proxy->smtp_port));
+}
+
+void
+sm_test_proxy_restart (SmTestProxy *proxy, const char *log_name)
+{
+  g_assert_null (proxy->process);
+  g_free (proxy->log_path);
+  proxy->log_path = g_build_filename (proxy->dir, log_name, NULL);
+  spawn_and_wait (proxy);
+}
+
+SmTestProxy *
+sm_test_proxy_start (const char *address, const char *upstream_section, const char *provider_password,
+                     const char *extra)
+{
+  SmTestProxy *proxy = g_new0 (SmTestProxy, 1);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *config = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  proxy->dir = g_dir_make_tmp ("sm-proxy-XXXXXX", &error);
+  g_assert_no_error (error);
+  proxy->config_path = g_build_filename (proxy->dir, "securemail.conf", NULL);
+  proxy->policy_path = g_build_filename (proxy->dir, "policy.conf", NULL);
+  proxy->log_path = g_build_filename (proxy->dir, "proxy.log", NULL);
+  proxy->data_home = g_build_filename (proxy->dir, "data", NULL);
+  proxy->address = g_strdup (address);
+  /* Port 0: the proxy binds free ports itself and logs them, so no other
+   * socket of the test (a fake provider bound to port 0) can take a port
+   * between choosing and binding it. */
+  /* Every message sent is signed (issue 4): the account gets an OpenPGP key
+   * below, unless the test brings its own [crypto] settings. */
+  config = g_strdup_printf ("[account]\naddress = %s\n\n%s\n[listen]\nimap = 127.0.0.1:0\nsmtp = 127.0.0.1:0\n%s%s",
+                            address, upstream_section,
+                            extra && strstr (extra, "[crypto]") ? "" : "[crypto]\nprotocol = openpgp\n",
+                            extra ? extra : "");
+  g_assert_true (g_file_set_contents (proxy->config_path, config, -1, NULL));
+
+  if (provider_password != NULL)
+    {
+      g_autofree char *input = g_strdup_printf ("%s\n", provider_password);
+      int rc = sm_test_cli (proxy, input, NULL, &err, "account", "set-password", "--stdin", NULL);
+      g_assert_cmpstr (err, ==, "");
+      g_assert_cmpint (rc, ==, 0);
+      g_clear_pointer (&err, g_free);
+    }
+  if (extra == NULL || strstr (extra, "[crypto]") == NULL)
+    {
+      /* A passphrase-protected key costs seconds of key stretching unless
+       * the agent is told otherwise (reference/test-stack.md §5). */
+      g_autofree char *gnupg = g_build_filename (proxy->data_home, "securemail", "gnupg", NULL);
+      g_autofree char *agent_conf = g_build_filename (gnupg, "gpg-agent.conf", NULL);
+      g_assert_cmpint (g_mkdir_with_parents (gnupg, 0700), ==, 0);
+      g_assert_true (g_file_set_contents (agent_conf, "s2k-count 65536\n", -1, NULL));
+      if (sm_test_cli (proxy, NULL, NULL, &err, "keys", "generate", "--protocol", "openpgp", NULL) != 0)
+        g_error ("securemail keys generate failed: %s", err);
+      g_clear_pointer (&err, g_free);
+    }
+  g_assert_cmpint (sm_test_cli (proxy, NULL, &out, &err, "account", "local-password", NULL), ==, 0);
+  g_strstrip (out);
+  g_assert_cmpuint (strlen (out), ==, 24);
+  proxy->local_password = g_steal_pointer (&out);
+
+  spawn_and_wait (proxy);
   return proxy;
 }
 

@@ -61,6 +61,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmTestProxy, sm_test_proxy_free)
 int sm_test_run (const char * const *argv, const char * const *envp, const char *input,
                  char **out, char **err);
 
+/* Runs @prog (and the arguments after @err, NULL-terminated) with the
+ * proxy's environment (config, policy, XDG_DATA_HOME), like sm_test_cli(). */
+int sm_test_proxy_run (SmTestProxy *proxy, const char *prog, const char *input, char **out, char **err,
+                       ...) G_GNUC_NULL_TERMINATED;
+
+/* Starts a stopped (or killed) proxy again with the same config and data,
+ * logging to @log_name in its directory, and waits until it listens. */
+void sm_test_proxy_restart (SmTestProxy *proxy, const char *log_name);
+
 /* Runs the securemail CLI with the proxy's config. */
 int sm_test_cli (SmTestProxy *proxy, const char *input, char **out, char **err, ...) G_GNUC_NULL_TERMINATED;
 

@@ -153,43 +153,6 @@ kill_proxy (SmTestProxy *p)
   g_clear_object (&p->process);
 }
 
-/* Starts the proxy again with the same config and data, a new log. */
-static void
-restart_proxy (SmTestProxy *p, const char *log_name)
-{
-  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  g_autoptr(GError) error = NULL;
-  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-
-  g_free (p->log_path);
-  p->log_path = g_build_filename (p->dir, log_name, NULL);
-  g_subprocess_launcher_setenv (l, "SECUREMAIL_CONFIG", p->config_path, TRUE);
-  g_subprocess_launcher_setenv (l, "SECUREMAIL_POLICY", p->policy_path, TRUE);
-  g_subprocess_launcher_setenv (l, "XDG_DATA_HOME", p->data_home, TRUE);
-  g_subprocess_launcher_set_stderr_file_path (l, p->log_path);
-  g_subprocess_launcher_set_stdout_file_path (l, p->log_path);
-  p->process = g_subprocess_launcher_spawn (l, &error, sm_test_env ("SM_PROXY"), "--verbose", NULL);
-  g_assert_no_error (error);
-  for (;;)
-    {
-      g_autofree char *log = NULL;
-      const char *at;
-      guint imap = 0, smtp = 0;
-
-      g_file_get_contents (p->log_path, &log, NULL, NULL);
-      at = log ? strstr (log, "Listening: IMAP ") : NULL;
-      if (at != NULL && sscanf (at, "Listening: IMAP 127.0.0.1:%u, SMTP 127.0.0.1:%u", &imap, &smtp) == 2)
-        {
-          p->imap_port = (guint16) imap;
-          p->smtp_port = (guint16) smtp;
-          return;
-        }
-      if (g_subprocess_get_identifier (p->process) == NULL || g_get_monotonic_time () > deadline)
-        g_error ("the restarted proxy did not listen:\n%s", log ? log : "");
-      g_usleep (20 * 1000);
-    }
-}
-
 /* ---- helpers ---------------------------------------------------------------------- */
 
 static char *
@@ -330,7 +293,7 @@ test_crash_exactly_once (Fixture *f, gconstpointer data)
   g_clear_pointer (&c, sm_test_client_free);
 
   kill_proxy (f->proxy);
-  restart_proxy (f->proxy, "proxy-2.log");
+  sm_test_proxy_restart (f->proxy, "proxy-2.log");
   g_assert_cmpuint (queue_size (f->proxy), ==, N_CRASH_MESSAGES);
   postfix_start ();
 
@@ -551,7 +514,7 @@ test_disk_full (Fixture *f, gconstpointer data)
       }
   }
   f->mount = g_strdup (spool);
-  restart_proxy (f->proxy, "proxy-2.log");
+  sm_test_proxy_restart (f->proxy, "proxy-2.log");
 
   tag = g_strdup_printf ("%s-big", f->run);
   body = g_string_new (NULL);

@@ -61,6 +61,7 @@ check_defaults (const SmConfig *c)
   g_assert_true (c->subject_tags);
   g_assert_true (c->request_receipts);
   g_assert_true (c->send_receipts);
+  g_assert_cmpint (c->receipt_overdue_s, ==, 3 * 24 * 3600);
   g_assert_true (c->allowed_upstreams == NULL || c->allowed_upstreams[0] == NULL);
   g_assert_cmpstr (c->personal_tag, ==, "[PERSONAL]");
   g_assert_true (c->personal_enforce);
@@ -221,6 +222,12 @@ check_trust_anchors_dir (const SmConfig *c)
   g_assert_true (sm_config_is_locked (c, "policy", "trust_anchors_dir"));
 }
 
+static void
+check_receipt_overdue (const SmConfig *c)
+{
+  g_assert_cmpint (c->receipt_overdue_s, ==, 36 * 3600);
+}
+
 static const ConfigCase cases[] = {
   /* ---- good ---- */
   { "/proxy/config/good/minimal-defaults", MINIMAL, NULL, check_defaults, { NULL } },
@@ -259,6 +266,8 @@ static const ConfigCase cases[] = {
   { "/proxy/config/good/bools-false",
     MINIMAL "[crypto]\nsubject_tags = False\nrequest_receipts = 0\n[policy]\npersonal_enforce = NO\n",
     NULL, check_bools_false, { NULL } },
+  { "/proxy/config/good/receipt-overdue", MINIMAL "[crypto]\nreceipt_overdue = 36H\n", NULL,
+    check_receipt_overdue, { NULL } },
   { "/proxy/config/good/encrypt-never", MINIMAL "[crypto]\nencrypt = never\n", NULL, check_encrypt_never, { NULL } },
   { "/proxy/config/good/empty-optionals",
     MINIMAL "username =\nca_file =\npin_sha256 =\n[account]\npersonal_address =\ndisplay_name =\n"
@@ -400,6 +409,14 @@ static const ConfigCase cases[] = {
     { "[security] idle_lock", "minutes", "10m" } },
   { "/proxy/config/bad/security/idle-lock-too-long", MINIMAL "[security]\nidle_lock = 999999\n", NULL, NULL,
     { "[security] idle_lock", "10080" } },
+  { "/proxy/config/bad/crypto/receipt-overdue-word", MINIMAL "[crypto]\nreceipt_overdue = soon\n", NULL, NULL,
+    { "[crypto] receipt_overdue", "3d, 12h or 90m", "soon" } },
+  { "/proxy/config/bad/crypto/receipt-overdue-zero", MINIMAL "[crypto]\nreceipt_overdue = 0d\n", NULL, NULL,
+    { "[crypto] receipt_overdue", "at most a year" } },
+  { "/proxy/config/bad/crypto/receipt-overdue-too-long", MINIMAL "[crypto]\nreceipt_overdue = 400d\n", NULL,
+    NULL, { "[crypto] receipt_overdue", "at most a year" } },
+  { "/proxy/config/bad/crypto/receipt-overdue-negative", MINIMAL "[crypto]\nreceipt_overdue = -5h\n", NULL,
+    NULL, { "[crypto] receipt_overdue" } },
   { "/proxy/config/bad/crypto/send-receipts", MINIMAL "[crypto]\nsend_receipts = yes\n", NULL, NULL,
     { "[crypto] send_receipts", "auto or never" } },
 
