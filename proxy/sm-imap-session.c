@@ -10,6 +10,9 @@
 #include "sm-imap-session.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
+#include "sm-mime.h"
+#include "sm-receipts.h"
+#include "sm-relay-worker.h"
 #include "sm-secure-fetch.h"
 #include "sm-stream-writer.h"
 #include "sm-upstream.h"
@@ -758,13 +761,72 @@ fetch_resume (gpointer owner)
     sm_input_pump_resume (self->upstream_pump);
 }
 
+/* Worker thread: answers a receipt request, or matches an incoming receipt
+ * (sm-receipts.h), which signs and spools and so may take a while. */
+static void
+receipt_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  SmImapSession *self = SM_IMAP_SESSION (source);
+  SmCachedView *cached = task_data;
+  g_autoptr(GError) error = NULL;
+  SmReceipts *receipts = sm_receipts_get_default (&error);
+  SmRelayWorker *queue = sm_server_get_queue (self->server);
+
+  if (receipts == NULL || queue == NULL)
+    {
+      g_message ("Receipts are not available: %s", error ? error->message : "no queue");
+      g_task_return_boolean (task, FALSE);
+      return;
+    }
+  /* The raw message is not kept once its view exists; the view carries
+   * what a receipt needs (Message-ID, signer, received MIC). */
+  if (!sm_receipts_on_view (receipts, sm_server_get_config (self->server), sm_relay_worker_get_spool (queue),
+                            cached->view, NULL, &error))
+    g_message ("A receipt could not be queued (it is tried again next time): %s", error->message);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+on_receipt_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmImapSession *self = SM_IMAP_SESSION (source);
+  SmRelayWorker *queue = self->server ? sm_server_get_queue (self->server) : NULL;
+
+  /* A receipt answered goes out now rather than at the next retry. */
+  if (g_task_propagate_boolean (G_TASK (result), NULL) && queue != NULL)
+    sm_relay_worker_kick (queue);
+}
+
+/* Whether a view is a receipt request or a receipt (multipart/report). */
+static gboolean
+view_concerns_receipts (const SmSecureView *view)
+{
+  gsize len, body_start = 0;
+  const char *data;
+  g_autoptr(SmMimeContentType) ct = NULL;
+
+  if (view->receipt_requested)
+    return TRUE;
+  data = g_bytes_get_data (view->message, &len);
+  ct = sm_mime_content_type_of_header (data, sm_mime_header_length (data, len, &body_start));
+  return ct != NULL && g_strcmp0 (ct->type, "multipart") == 0 && g_strcmp0 (ct->subtype, "report") == 0;
+}
+
 static void
 fetch_view_built (gpointer owner, guint32 uid, SmCachedView *cached)
 {
   SmImapSession *self = owner;
 
-  g_debug ("IMAP view built for UID %u: %s", uid, sm_trust_header_value (cached->view->trust));
-  (void) self;
+  if (cached->view->trust == SM_TRUST_UNPROTECTED)
+    return;      /* forged fields removed from plain mail: nothing to list */
+  sm_server_note_message (self->server, self->mailbox ? self->mailbox : "", self->uidvalidity, uid,
+                          cached->view);
+  if (view_concerns_receipts (cached->view))
+    {
+      g_autoptr(GTask) task = g_task_new (self, NULL, on_receipt_done, NULL);
+      g_task_set_task_data (task, sm_cached_view_ref (cached), (GDestroyNotify) sm_cached_view_unref);
+      g_task_run_in_thread (task, receipt_thread);
+    }
 }
 
 static const SmSecureFetchHooks fetch_hooks = {
@@ -814,6 +876,15 @@ intercept_fetch (SmImapSession *self, const SmImapScanResult *r, const char *tag
     }
   if (!sm_imap_fetch_request_needs_content (request))
     return FALSE;
+  if (sm_server_is_locked (self->server))
+    {
+      /* Not even views already built: locked means nothing decrypted is
+       * served.  Plain mail waits too, so the client retries the command
+       * as a whole rather than caching half of it. */
+      reply (self, _("%s NO [UNAVAILABLE] SecureMail is locked: unlock it (from the tray, or with "
+                     "“securemail unlock”) to read your mail"), tag);
+      return TRUE;
+    }
   if (g_hash_table_size (self->outstanding) == 0)
     {
       g_autoptr(GBytes) line = g_bytes_new (r->data, r->len);
@@ -940,6 +1011,7 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
                 }
               if (strcmp (name, "LOGOUT") == 0)
                 self->logout_seen = TRUE;
+              sm_server_note_activity (self->server);
               if ((strcmp (name, "FETCH") == 0 || strcmp (name, "UID FETCH") == 0) && !r.has_literal &&
                   intercept_fetch (self, &r, tag))
                 break;

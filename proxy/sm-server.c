@@ -438,6 +438,11 @@ sm_server_lock (SmServer *self, GError **error)
   g_return_val_if_fail (SM_IS_SERVER (self), FALSE);
   /* Closed first: whatever gpg-agent does, no mail passes from now on. */
   set_locked (self, TRUE);
+  /* Decrypted views are plaintext in memory: locked means none is kept.
+   * Signers are looked up again after unlock, too. */
+  if (self->views != NULL)
+    sm_view_cache_clear (self->views);
+  sm_secure_view_forget_signers ();
   return sm_key_gate_forget (error);
 }
 

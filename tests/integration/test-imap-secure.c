@@ -213,6 +213,19 @@ test_trust_of_every_case (void)
       /* Exactly one trust field: a forged copy never survives. */
       g_assert_null (strstr (strstr (msg, "X-SecureMail-Trust:") + 1, "X-SecureMail-Trust:"));
     }
+
+  /* The daemon lists what it decrypted for the tray and the CLI (issue 6),
+   * with the decrypted (protected) Subject. */
+  {
+    g_autofree char *list = NULL;
+    g_autofree char *lerr = NULL;
+
+    g_assert_cmpint (sm_test_cli (bob, NULL, &list, &lerr, "messages", "--limit", "0", "--json", NULL), ==, 0);
+    g_assert_nonnull (strstr (list, "\"Quarterly numbers\""));
+    g_assert_nonnull (strstr (list, "\"trust\" : \"verified\""));
+    g_assert_nonnull (strstr (list, "\"trust\" : \"signer-mismatch\""));
+    g_assert_nonnull (strstr (list, box));
+  }
 }
 
 /* The same message through every FETCH item form gives consistent bytes,
@@ -358,6 +371,23 @@ test_locked (void)
   g_assert_cmpint (py (script, &out2, &err, box, NULL), ==, 0);
   g_assert_nonnull (strstr (out2, "RESULT OK"));
   g_assert_nonnull (strstr (out2, SECRET));
+
+  /* The unlock gate (issue 7): once locked, not even the view built a
+   * moment ago is served; unlocked again, it is. */
+  {
+    g_autofree char *o3 = NULL;
+    g_autofree char *o4 = NULL;
+
+    g_assert_cmpint (sm_test_cli (bob, NULL, NULL, NULL, "lock", NULL), ==, 0);
+    g_assert_cmpint (py (script, &o3, &err, box, NULL), ==, 0);
+    g_assert_nonnull (strstr (o3, "RESULT NO"));
+    g_assert_nonnull (strstr (o3, "unlock"));
+    g_assert_null (strstr (o3, SECRET));
+    g_assert_cmpint (sm_test_cli (bob, "", NULL, NULL, "unlock", NULL), ==, 0);
+    g_assert_cmpint (py (script, &o4, &err, box, NULL), ==, 0);
+    g_assert_nonnull (strstr (o4, "RESULT OK"));
+    g_assert_nonnull (strstr (o4, SECRET));
+  }
 }
 
 static void
