@@ -467,7 +467,10 @@ new_context (Build *b, SmProtocol protocol, GError **error)
       return NULL;
     }
   /* No passphrase callback, ever, on CMS contexts (gpgsm fails with "Not
-   * implemented"): keys are unlocked by presets (sm_certstore_unlock()). */
+   * implemented"): keys are unlocked by presets (sm_certstore_unlock()).
+   * A context is never reused for a second operation: GPGME resets gpgsm
+   * between operations, but after some failures the reset context fails
+   * the next ones ("Invalid value passed to IPC"; tried). */
   if (protocol == SM_PROTOCOL_SMIME)
     gpgme_set_offline (ctx, 1);
   return ctx;
@@ -558,6 +561,9 @@ refine_decrypt_error (Build *b, SmProtocol protocol, gpgme_ctx_t ctx, gpgme_erro
       gpgme_op_keylist_end (list);
     }
   gpgme_release (list);
+  if (ours)
+    g_message ("%s reports no secret key for a message to one of ours: taken as locked",
+               protocol == SM_PROTOCOL_SMIME ? "gpgsm" : "gpg");
   return ours ? gpgme_error (GPG_ERR_NO_PASSPHRASE) : err;
 }
 
@@ -566,6 +572,8 @@ decrypt_failed (Build *b, GBytes *entity, gpgme_error_t err, GError **error)
 {
   if (is_locked_error (err))
     {
+      g_message ("Decryption refused for want of a passphrase: %s <%s>", gpgme_strerror (err),
+                 gpgme_strsource (err));
       g_set_error (error, SM_ERROR, SM_ERROR_LOCKED,
                    _("SecureMail is locked: unlock it (securemail unlock, or from the tray) to read this encrypted message"));
       return FALSE;

@@ -179,7 +179,11 @@ test_trust_of_every_case (void)
   g_ptr_array_add (files, NULL);
   box = new_mailbox ((const char * const *) files->pdata);
   if (py (script, &out, &err, box, NULL) != 0)
-    g_error ("fetch failed: %s", err);
+    {
+      g_autofree char *log = NULL;
+      g_file_get_contents (bob->log_path, &log, NULL, NULL);
+      g_error ("fetch failed: %s\nproxy log:\n%s", err, log);
+    }
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       const Case *c = &cases[i];
@@ -368,7 +372,9 @@ test_locked (void)
   g_assert_nonnull (strstr (out, "unlock"));
   g_assert_null (strstr (out, "pkcs7"));
   g_assert_cmpint (sm_test_cli (bob, NULL, NULL, NULL, "keys", "unlock", NULL), ==, 0);
+  g_clear_pointer (&err, g_free);
   g_assert_cmpint (py (script, &out2, &err, box, NULL), ==, 0);
+  g_test_message ("unlocked: %s", out2);
   g_assert_nonnull (strstr (out2, "RESULT OK"));
   g_assert_nonnull (strstr (out2, SECRET));
 
@@ -379,11 +385,13 @@ test_locked (void)
     g_autofree char *o4 = NULL;
 
     g_assert_cmpint (sm_test_cli (bob, NULL, NULL, NULL, "lock", NULL), ==, 0);
+    g_clear_pointer (&err, g_free);
     g_assert_cmpint (py (script, &o3, &err, box, NULL), ==, 0);
     g_assert_nonnull (strstr (o3, "RESULT NO"));
     g_assert_nonnull (strstr (o3, "unlock"));
     g_assert_null (strstr (o3, SECRET));
     g_assert_cmpint (sm_test_cli (bob, "", NULL, NULL, "unlock", NULL), ==, 0);
+    g_clear_pointer (&err, g_free);
     g_assert_cmpint (py (script, &o4, &err, box, NULL), ==, 0);
     g_assert_nonnull (strstr (o4, "RESULT OK"));
     g_assert_nonnull (strstr (o4, SECRET));
