@@ -439,6 +439,46 @@ build_data_free (BuildData *data)
   g_free (data);
 }
 
+/* Builds run on GLib's worker threads, which grow well past the number of
+ * cores when work blocks on gpg; more decryptions at once than cores only
+ * adds gpg processes competing for them (and for gpg-agent).  A counting
+ * gate keeps one build per core running. */
+static GMutex slots_lock;
+static GCond slots_cond;
+static guint slots_busy;
+
+static void
+build_slot_acquire (void)
+{
+  guint max = MAX (SM_SECURE_FETCH_MIN_PARALLEL, g_get_num_processors ());
+
+  g_mutex_lock (&slots_lock);
+  while (slots_busy >= max)
+    g_cond_wait (&slots_cond, &slots_lock);
+  slots_busy++;
+  g_mutex_unlock (&slots_lock);
+}
+
+static void
+build_slot_release (void)
+{
+  g_mutex_lock (&slots_lock);
+  slots_busy--;
+  g_cond_signal (&slots_cond);
+  g_mutex_unlock (&slots_lock);
+}
+
+static SmSecureView *
+build_view (SmCertstore *store, BuildData *data, GError **error)
+{
+  SmSecureView *view;
+
+  build_slot_acquire ();
+  view = sm_secure_view_build (store, data->account_address, data->raw, data->flags, error);
+  build_slot_release ();
+  return view;
+}
+
 static void
 build_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
@@ -453,7 +493,7 @@ build_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
-  view = sm_secure_view_build (store, data->account_address, data->raw, data->flags, &error);
+  view = build_view (store, data, &error);
   if (view == NULL && g_error_matches (error, SM_ERROR, SM_ERROR_TOO_BIG))
     {
       gsize body_start = 0;

@@ -43,6 +43,9 @@ G_BEGIN_DECLS
 /* A whole provider response assembled while a FETCH is intercepted: one
  * message at most as large as the secure view accepts, and its line. */
 #define SM_SECURE_FETCH_MAX_RESPONSE    (SM_SECURE_VIEW_MAX_MESSAGE_SIZE + 1024 * 1024)
+/* Messages decrypted at once: one per core, and at least this many (gpg
+ * waits on gpg-agent part of the time). */
+#define SM_SECURE_FETCH_MIN_PARALLEL    2
 
 typedef struct {
   /* Sends a command line (CRLF included) to the provider. */
