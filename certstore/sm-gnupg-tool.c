@@ -70,6 +70,66 @@ last_line (const char *text)
   return g_strdup ("");
 }
 
+typedef struct {
+  GSubprocess *proc;
+  GAsyncResult *result;
+  gboolean timed_out;
+} Communicate;
+
+static void
+on_communicated (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Communicate *c = user_data;
+
+  c->result = g_object_ref (result);
+}
+
+static gboolean
+on_tool_timeout (gpointer user_data)
+{
+  Communicate *c = user_data;
+
+  c->timed_out = TRUE;
+  g_subprocess_force_exit (c->proc);
+  return G_SOURCE_REMOVE;
+}
+
+/* g_subprocess_communicate() with a deadline.  gpg-agent 2.2 has been seen
+ * to leave a connection unanswered (gpgconf --launch waiting for ever under
+ * load): without a bound, every caller of the key store behind it waits too.
+ * The tool is killed after SM_GNUPG_TOOL_TIMEOUT_S; its pipes then close. */
+static gboolean
+communicate_bounded (GSubprocess *proc, const char *name, GBytes *stdin_data, GBytes **out,
+                     GBytes **err_bytes, GError **error)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GSource) timeout = g_timeout_source_new_seconds (SM_GNUPG_TOOL_TIMEOUT_S);
+  Communicate c = { proc, NULL, FALSE };
+  gboolean ok;
+
+  g_main_context_push_thread_default (context);
+  g_source_set_callback (timeout, on_tool_timeout, &c, NULL);
+  g_source_attach (timeout, context);
+  g_subprocess_communicate_async (proc, stdin_data, NULL, on_communicated, &c);
+  while (c.result == NULL)
+    g_main_context_iteration (context, TRUE);
+  g_source_destroy (timeout);
+  ok = g_subprocess_communicate_finish (proc, c.result, out, err_bytes, error);
+  g_object_unref (c.result);
+  /* The child is reaped by GLib's worker; wait for that so the exit status
+   * is known below. */
+  if (ok)
+    ok = g_subprocess_wait (proc, NULL, error);
+  g_main_context_pop_thread_default (context);
+  if (ok && c.timed_out)
+    {
+      g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_FAILED,
+                   _("%s did not finish within %d seconds and was stopped"), name, SM_GNUPG_TOOL_TIMEOUT_S);
+      return FALSE;
+    }
+  return ok;
+}
+
 gboolean
 sm_gnupg_tool_run (const char        *home,
                    const char        *name,
@@ -139,7 +199,7 @@ sm_gnupg_tool_run (const char        *home,
 
   if (stdin_data == NULL)
     stdin_data = empty = g_bytes_new_static ("", 0);
-  if (!g_subprocess_communicate (proc, stdin_data, NULL, &out, &err_bytes, error))
+  if (!communicate_bounded (proc, name, stdin_data, &out, &err_bytes, error))
     return FALSE;
 
   if (err_bytes != NULL)

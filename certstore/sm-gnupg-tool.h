@@ -16,6 +16,9 @@ G_BEGIN_DECLS
 /* Upper bound for what we read back from a GnuPG child; a p12 or an armored
  * export of a whole key store is far below this. */
 #define SM_GNUPG_TOOL_MAX_OUTPUT (64 * 1024 * 1024)
+/* Longest a GnuPG tool may run (S/MIME key generation included) before it
+ * is stopped. */
+#define SM_GNUPG_TOOL_TIMEOUT_S  120
 
 /* Path of a GnuPG program: "gpg", "gpgsm", "gpgconf" (from GPGME's engine
  * configuration) or "gpg-preset-passphrase" (from gpgconf's libexecdir).
