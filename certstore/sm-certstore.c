@@ -269,6 +269,30 @@ passphrase_cb (void       *hook,
   return 0;
 }
 
+/* GPGME runs `gpg --version` or `gpgsm --version` each time a context is
+ * given a home of its own (gpgme_ctx_set_engine_info): one more process per
+ * operation, measured as 86 extra gpgsm runs for 20 S/MIME messages.  The
+ * first home a process opens becomes GPGME's default for both engines
+ * instead, so its contexts need no home of their own; other homes (tests,
+ * backup restore) still set theirs per context. */
+static GMutex default_home_lock;
+static char *default_home_path;
+
+static gboolean
+uses_default_home (const char *home)
+{
+  gboolean same;
+
+  g_mutex_lock (&default_home_lock);
+  if (default_home_path == NULL
+      && gpgme_set_engine_info (GPGME_PROTOCOL_OpenPGP, NULL, home) == 0
+      && gpgme_set_engine_info (GPGME_PROTOCOL_CMS, NULL, home) == 0)
+    default_home_path = g_strdup (home);
+  same = g_strcmp0 (default_home_path, home) == 0;
+  g_mutex_unlock (&default_home_lock);
+  return same;
+}
+
 static gpgme_ctx_t
 new_context (SmCertstore *self,
              SmProtocol   protocol,
@@ -278,12 +302,13 @@ new_context (SmCertstore *self,
 {
   gpgme_ctx_t ctx = NULL;
   gpgme_protocol_t proto = sm_protocol_to_gpgme (protocol);
+  gboolean default_home = uses_default_home (self->home);
   gpgme_error_t err;
 
   err = gpgme_new (&ctx);
   if (!err)
     err = gpgme_set_protocol (ctx, proto);
-  if (!err)
+  if (!err && !default_home)
     err = gpgme_ctx_set_engine_info (ctx, proto, NULL, self->home);
   if (err)
     {
@@ -717,14 +742,14 @@ sm_certstore_unlock (SmCertstore  *self,
                      guint        *n_preset,
                      GError      **error)
 {
-  const char *launch_args[] = { "--launch", "gpg-agent", NULL };
   guint count = 0;
 
   g_return_val_if_fail (SM_IS_CERTSTORE (self), FALSE);
 
-  /* gpg-preset-passphrase talks to a running agent; it does not start one. */
-  if (!sm_gnupg_tool_run (self->home, "gpgconf", launch_args, NULL, NULL, NULL, NULL, error))
-    return FALSE;
+  /* gpg-preset-passphrase talks to a running agent; it does not start one.
+   * Listing the secret keys below does (gpg and gpgsm ask the agent which
+   * keys it holds), so no `gpgconf --launch` first: in the proxy that call
+   * was seen to wait for ever on an agent that never answered it. */
 
   for (int p = SM_PROTOCOL_OPENPGP; p <= SM_PROTOCOL_SMIME; p++)
     {

@@ -773,6 +773,21 @@ imap_login_client (SmTestClient *c, SmTestProxy *p, const char *tag)
   return sm_test_client_until (c, prefix);
 }
 
+/* A client logged in through the proxy with INBOX selected (tags a1, a2). */
+static SmTestClient *
+imap_open_selected (SmTestProxy *p)
+{
+  SmTestClient *c = imap_connect (p);
+  g_autofree char *line = imap_login_client (c, p, "a1");
+
+  g_assert_true (g_str_has_prefix (line, "a1 OK"));
+  g_clear_pointer (&line, g_free);
+  sm_test_client_send (c, "a2 SELECT INBOX\r\n");
+  line = sm_test_client_until (c, "a2 ");
+  g_assert_true (g_str_has_prefix (line, "a2 OK"));
+  return c;
+}
+
 /* A new connection is greeted and answers CAPABILITY: the proxy is alive. */
 static void
 assert_proxy_serves (SmTestProxy *p)
@@ -803,14 +818,7 @@ test_imap_mid_literal (Fixture *f, gconstpointer data)
 
   if (f->proxy == NULL)
     return;
-  c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
-  g_assert_true (g_str_has_prefix (line, "a1 OK"));
-  g_clear_pointer (&line, g_free);
-  sm_test_client_send (c, "a2 SELECT INBOX\r\n");
-  line = sm_test_client_until (c, "a2 ");
-  g_assert_true (g_str_has_prefix (line, "a2 OK"));
-  g_clear_pointer (&line, g_free);
+  c = imap_open_selected (f->proxy);
 
   t0 = g_get_monotonic_time ();
   sm_test_client_send (c, "a3 UID FETCH 7 BODY.PEEK[]\r\n");
@@ -858,14 +866,7 @@ test_imap_mid_prequery (Fixture *f, gconstpointer data)
 
   if (f->proxy == NULL)
     return;
-  c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
-  g_assert_true (g_str_has_prefix (line, "a1 OK"));
-  g_clear_pointer (&line, g_free);
-  sm_test_client_send (c, "a2 SELECT INBOX\r\n");
-  line = sm_test_client_until (c, "a2 ");
-  g_assert_true (g_str_has_prefix (line, "a2 OK"));
-  g_clear_pointer (&line, g_free);
+  c = imap_open_selected (f->proxy);
   sm_test_client_send (c, "a3 UID FETCH 7 BODY.PEEK[]\r\n");
   line = sm_test_client_line (c);
   g_assert_nonnull (line);
