@@ -147,6 +147,41 @@ sm_secure_fetch_cancel (SmSecureFetch *self)
 static GMutex store_lock;
 static SmCertstore *incoming_store;
 
+static gint gate_open = TRUE;
+static gint64 last_represet;   /* monotonic µs, under store_lock */
+
+void
+sm_secure_fetch_set_gate_open (gboolean open)
+{
+  g_atomic_int_set (&gate_open, open);
+}
+
+/* Hands the keyring's passphrases to gpg-agent again, unless that was done
+ * a moment ago or the gate is closed.  Returns TRUE when a retry may help. */
+static gboolean
+represet (SmCertstore *store)
+{
+  g_autoptr(GError) local = NULL;
+  gboolean retry = FALSE;
+  gint64 now = g_get_monotonic_time ();
+
+  if (!g_atomic_int_get (&gate_open))
+    return FALSE;
+  g_mutex_lock (&store_lock);
+  if (now - last_represet >= SM_SECURE_FETCH_REPRESET_INTERVAL_S * G_USEC_PER_SEC)
+    {
+      last_represet = now;
+      if (sm_certstore_unlock (store, NULL, NULL, &local))
+        g_message ("gpg-agent had lost a key passphrase; it was handed over again from the keyring");
+      else
+        g_message ("gpg-agent has no key passphrase and the keyring could not give it: %s", local->message);
+    }
+  /* Another build may just have re-preset: worth a retry either way. */
+  retry = TRUE;
+  g_mutex_unlock (&store_lock);
+  return retry;
+}
+
 SmCertstore *
 sm_secure_fetch_get_store (GError **error)
 {
@@ -494,6 +529,11 @@ build_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       return;
     }
   view = build_view (store, data, &error);
+  if (view == NULL && g_error_matches (error, SM_ERROR, SM_ERROR_LOCKED) && represet (store))
+    {
+      g_clear_error (&error);
+      view = build_view (store, data, &error);
+    }
   if (view == NULL && g_error_matches (error, SM_ERROR, SM_ERROR_TOO_BIG))
     {
       gsize body_start = 0;

@@ -46,6 +46,9 @@ G_BEGIN_DECLS
 /* Messages decrypted at once: one per core, and at least this many (gpg
  * waits on gpg-agent part of the time). */
 #define SM_SECURE_FETCH_MIN_PARALLEL    2
+/* At most one re-preset of the keyring's passphrases per this many seconds
+ * (a mailbox of locked messages must not start one per message). */
+#define SM_SECURE_FETCH_REPRESET_INTERVAL_S 10
 
 typedef struct {
   /* Sends a command line (CRLF included) to the provider. */
@@ -96,5 +99,12 @@ void     sm_secure_fetch_cancel   (SmSecureFetch *self);
 /* The process's key store for incoming mail (opened and unlocked from the
  * keyring on first use), or NULL with @error. */
 SmCertstore *sm_secure_fetch_get_store (GError **error);
+
+/* Whether the unlock gate is open (sm-server.c keeps this current).  Only
+ * while it is open may a decryption that finds gpg-agent without a
+ * passphrase hand the keyring's passphrases to the agent again and retry
+ * (the agent was restarted, or lost them under load); a closed gate is
+ * never reopened this way. */
+void         sm_secure_fetch_set_gate_open (gboolean open);
 
 G_END_DECLS

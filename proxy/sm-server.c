@@ -14,6 +14,7 @@
 #include "sm-relay-worker.h"
 #include "sm-server.h"
 #include "sm-smtp-session.h"
+#include "sm-secure-fetch.h"
 #include "sm-view-cache.h"
 #include "sm-upstream.h"
 
@@ -108,6 +109,7 @@ sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
   /* The gate's state is known from the start, so that nothing is served
    * before sm_server_start() closes it in gpg-agent too. */
   self->locked = config->start_locked;
+  sm_secure_fetch_set_gate_open (!config->start_locked);
   self->last_activity = g_get_monotonic_time ();
   return self;
 }
@@ -421,6 +423,7 @@ set_locked (SmServer *self, gboolean locked)
   if (self->locked == locked)
     return;
   self->locked = locked;
+  sm_secure_fetch_set_gate_open (!locked);
   g_message (locked ? "Locked" : "Unlocked");
   g_signal_emit (self, signals[SIGNAL_LOCK_CHANGED], 0, locked);
 }
