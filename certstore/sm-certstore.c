@@ -67,37 +67,66 @@ gpgme_key_unref_cb (gpointer key)
 
 /* ---- home ---------------------------------------------------------------- */
 
-/* Appends each of @lines missing from the config file @path. Lines the user
- * or a test put there (s2k-count, debug options) are kept. */
+/* The first word of a config line: the option it sets. */
+static gboolean
+same_option (const char *line,
+             const char *option_line)
+{
+  gsize len = strcspn (option_line, " \t");
+
+  return strncmp (line, option_line, len) == 0
+         && (line[len] == '\0' || line[len] == ' ' || line[len] == '\t');
+}
+
+/* Appends each of @lines missing from the config file @path, and each of
+ * @defaults whose option is not set at all (a user's or test's own value
+ * wins). Lines the user or a test put there (debug options) are kept. */
 static gboolean
 ensure_config_lines (const char        *path,
                      const char        *header,
                      const char *const *lines,
+                     const char *const *defaults,
                      GError           **error)
 {
   g_autofree char *contents = NULL;
   g_autoptr(GString) out = NULL;
   g_auto(GStrv) existing = NULL;
+  g_autoptr(GPtrArray) wanted = g_ptr_array_new ();
   gboolean changed = FALSE;
 
   if (!g_file_get_contents (path, &contents, NULL, NULL))
     contents = g_strdup ("");
   out = g_string_new (contents);
   existing = g_strsplit (contents, "\n", -1);
+  for (guint j = 0; existing[j] != NULL; j++)
+    g_strstrip (existing[j]);
 
   for (guint i = 0; lines[i] != NULL; i++)
+    g_ptr_array_add (wanted, (gpointer) lines[i]);
+  for (guint i = 0; defaults != NULL && defaults[i] != NULL; i++)
     {
+      gboolean set = FALSE;
+
+      for (guint j = 0; existing[j] != NULL && !set; j++)
+        set = same_option (existing[j], defaults[i]);
+      if (!set)
+        g_ptr_array_add (wanted, (gpointer) defaults[i]);
+    }
+
+  for (guint i = 0; i < wanted->len; i++)
+    {
+      const char *line = wanted->pdata[i];
       gboolean present = FALSE;
 
       for (guint j = 0; existing[j] != NULL && !present; j++)
-        present = g_str_equal (g_strstrip (existing[j]), lines[i]);
+        present = g_str_equal (existing[j], line);
       if (present)
         continue;
       if (!changed && out->len == 0)
         g_string_append_printf (out, "# %s\n", header);
       if (out->len > 0 && out->str[out->len - 1] != '\n')
         g_string_append_c (out, '\n');
-      g_string_append_printf (out, "%s\n", lines[i]);
+      g_string_append_printf (out, "%s\n", line);
       changed = TRUE;
     }
 
@@ -126,6 +155,15 @@ sm_certstore_prepare_home (const char *home,
      * or loopback; the text pinentry fails at once when there is no
      * terminal, which maps to "run securemail unlock". */
     "pinentry-program /usr/bin/pinentry-curses",
+    NULL
+  };
+  /* Every key the store protects has a generated full-entropy passphrase
+   * (even imported OpenPGP keys are re-protected, reprotect_openpgp()), which
+   * no iteration count makes any harder to guess: the agent's ~100 ms
+   * default stretching only cost every decryption and signature. A value
+   * already in the file (a user's, a test's) is kept. */
+  static const char *const agent_defaults[] = {
+    "s2k-count " G_STRINGIFY (SM_CERTSTORE_AGENT_S2K_COUNT),
     NULL
   };
   /* No dirmngr: nothing here fetches from the network. CRLs are checked by
@@ -162,9 +200,9 @@ sm_certstore_prepare_home (const char *home,
   agent_conf = g_build_filename (home, "gpg-agent.conf", NULL);
   gpgsm_conf = g_build_filename (home, "gpgsm.conf", NULL);
   if (!ensure_config_lines (agent_conf, "Managed by SecureMail: needed for passphrases from the keyring",
-                            agent_lines, error)
+                            agent_lines, agent_defaults, error)
       || !ensure_config_lines (gpgsm_conf, "Managed by SecureMail: offline, CRLs checked by SecureMail",
-                               gpgsm_lines, error))
+                               gpgsm_lines, NULL, error))
     {
       g_prefix_error (error, _("Cannot write the key store settings: "));
       return FALSE;

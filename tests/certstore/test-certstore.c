@@ -835,6 +835,129 @@ test_openpgp_import_unprotected (Fixture *f, gconstpointer data)
   g_assert_nonnull (sig);
 }
 
+/* Occurrences of lines starting with @prefix in @text. */
+static guint
+count_prefixed (const char *text, const char *prefix)
+{
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  guint n = 0;
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (g_str_has_prefix (lines[i], prefix))
+      n++;
+  return n;
+}
+
+static void
+test_home_s2k_count (Fixture *f, gconstpointer data)
+{
+  g_autofree char *fresh = g_build_filename (f->tmp, "fresh", "gnupg", NULL);
+  g_autofree char *own = g_build_filename (f->tmp, "own", "gnupg", NULL);
+  g_autofree char *fresh_conf = g_build_filename (fresh, "gpg-agent.conf", NULL);
+  g_autofree char *own_conf = g_build_filename (own, "gpg-agent.conf", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *text = NULL;
+
+  /* A new home gets the cheap count, once, however often it is opened. */
+  for (int i = 0; i < 2; i++)
+    {
+      g_autoptr(SmCertstore) s = sm_certstore_new_for_home (fresh, &error);
+
+      g_assert_no_error (error);
+      g_clear_pointer (&text, g_free);
+      g_assert_true (g_file_get_contents (fresh_conf, &text, NULL, NULL));
+      g_assert_cmpuint (count_prefixed (text, "s2k-count"), ==, 1);
+      g_assert_cmpuint (count_prefixed (text, "s2k-count 65536"), ==, 1);
+      g_assert_cmpuint (count_prefixed (text, "allow-preset-passphrase"), ==, 1);
+    }
+
+  /* A user's own value is kept, and no second line is added. */
+  g_assert_cmpint (g_mkdir_with_parents (own, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (own_conf, "s2k-count 1000000\n", -1, NULL));
+  {
+    g_autoptr(SmCertstore) s = sm_certstore_new_for_home (own, &error);
+
+    g_assert_no_error (error);
+  }
+  g_clear_pointer (&text, g_free);
+  g_assert_true (g_file_get_contents (own_conf, &text, NULL, NULL));
+  g_assert_cmpuint (count_prefixed (text, "s2k-count"), ==, 1);
+  g_assert_cmpuint (count_prefixed (text, "s2k-count 1000000"), ==, 1);
+  g_assert_cmpuint (count_prefixed (text, "allow-preset-passphrase"), ==, 1);
+  g_ptr_array_add (f->extra_homes, g_strdup (fresh));
+  g_ptr_array_add (f->extra_homes, g_strdup (own));
+}
+
+/* Seconds for SM_TEST_SIGN_ROUNDS signatures by a key generated in @s. */
+#define SM_TEST_SIGN_ROUNDS 20
+
+static double
+time_signatures (SmCertstore *s, const char *address)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmKeyInfo) key = sm_certstore_generate_openpgp (s, NULL, address, 0, &error);
+  gint64 start;
+
+  g_assert_no_error (error);
+  restart_agent_and_unlock (s, 1);
+  start = g_get_monotonic_time ();
+  for (int i = 0; i < SM_TEST_SIGN_ROUNDS; i++)
+    {
+      g_autoptr(GBytes) sig = sign_text (s, SM_PROTOCOL_OPENPGP, key->fingerprint, "bench", &error);
+
+      g_assert_no_error (error);
+    }
+  return (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
+}
+
+/* A measurement, not a timed test: what the store's s2k-count saves against
+ * the agent's calibrated default (printed to the test log). */
+static void
+test_s2k_measure (Fixture *f, gconstpointer data)
+{
+  g_autofree char *before_home = home_path (f, "before");
+  g_autofree char *conf = g_build_filename (before_home, "gpg-agent.conf", NULL);
+  g_autofree char *line = NULL;
+  g_autofree char *out = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *argv[] = { "gpg-connect-agent", "GETINFO s2k_count_cal", "/bye", NULL };
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                                                | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_autoptr(GSubprocess) p = NULL;
+  guint64 calibrated;
+  SmCertstore *before;
+  SmCertstore *after;
+  double t_before, t_after;
+
+  /* The agent's own calibration (~100 ms of hashing), written explicitly:
+   * the store would otherwise put its cheap count in. */
+  g_assert_cmpint (g_mkdir_with_parents (before_home, 0700), ==, 0);
+  g_ptr_array_add (f->extra_homes, g_strdup (before_home));
+  g_subprocess_launcher_setenv (l, "GNUPGHOME", before_home, TRUE);
+  p = g_subprocess_launcher_spawnv (l, argv, &error);
+  g_assert_true (g_subprocess_communicate_utf8 (p, NULL, NULL, &out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (out, "D "));
+  calibrated = g_ascii_strtoull (out + 2, NULL, 10);
+  g_assert_cmpuint (calibrated, >=, 65536);
+  kill_agent (before_home);
+  line = g_strdup_printf ("s2k-count %" G_GUINT64_FORMAT "\n", calibrated);
+  g_assert_true (g_file_set_contents (conf, line, -1, NULL));
+  before = open_store (f, "before");
+  t_before = time_signatures (before, "before@example.test");
+
+  /* A home as the store makes it now. */
+  after = sm_certstore_new_for_home (home_path (f, "after"), &error);
+  g_assert_no_error (error);
+  g_ptr_array_add (f->stores, after);
+  t_after = time_signatures (after, "after@example.test");
+
+  g_test_message ("%d OpenPGP signatures: %.3f s with s2k-count %" G_GUINT64_FORMAT
+                  " (agent default), %.3f s with s2k-count %d: %.1fx faster",
+                  SM_TEST_SIGN_ROUNDS, t_before, calibrated, t_after,
+                  SM_CERTSTORE_AGENT_S2K_COUNT, t_after > 0 ? t_before / t_after : 0.0);
+}
+
 static SmKeyInfo *
 find_fpr (GPtrArray *infos, const char *fpr)
 {
@@ -1499,9 +1622,11 @@ main (int argc, char **argv)
 #define ADD(path, func, data) g_test_add (path, Fixture, data, fixture_setup, func, fixture_teardown)
   ADD ("/certstore/home/create", test_home, NULL);
   ADD ("/certstore/openpgp/generate-sign-verify", test_openpgp_generate_sign_verify, NULL);
+  ADD ("/certstore/home/s2k-count", test_home_s2k_count, NULL);
   ADD ("/certstore/openpgp/import-secret", test_openpgp_import_secret, NULL);
   ADD ("/certstore/openpgp/import-legacy", test_openpgp_import_legacy, NULL);
   ADD ("/certstore/openpgp/import-unprotected", test_openpgp_import_unprotected, NULL);
+  ADD ("/certstore/openpgp/s2k-measure", test_s2k_measure, NULL);
   ADD ("/certstore/openpgp/encrypt-decrypt-collect", test_openpgp_encrypt_decrypt_collect, NULL);
   ADD ("/certstore/smime/p12-legacy", test_smime_p12, "alice-legacy.p12");
   ADD ("/certstore/smime/p12-openssl3", test_smime_p12, "alice-openssl3.p12");
