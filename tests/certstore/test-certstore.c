@@ -916,6 +916,7 @@ static void
 test_s2k_measure (Fixture *f, gconstpointer data)
 {
   g_autofree char *before_home = home_path (f, "before");
+  g_autofree char *after_home = home_path (f, "after");
   g_autofree char *conf = g_build_filename (before_home, "gpg-agent.conf", NULL);
   g_autofree char *line = NULL;
   g_autofree char *out = NULL;
@@ -947,7 +948,7 @@ test_s2k_measure (Fixture *f, gconstpointer data)
   t_before = time_signatures (before, "before@example.test");
 
   /* A home as the store makes it now. */
-  after = sm_certstore_new_for_home (home_path (f, "after"), &error);
+  after = sm_certstore_new_for_home (after_home, &error);
   g_assert_no_error (error);
   g_ptr_array_add (f->stores, after);
   t_after = time_signatures (after, "after@example.test");
