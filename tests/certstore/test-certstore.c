@@ -703,6 +703,8 @@ assert_reprotected (SmCertstore *s, const char *fpr, const char *typed)
   g_autoptr(GError) error = NULL;
   g_autoptr(SmSecret) stored = NULL;
   g_autoptr(GBytes) sig = NULL;
+  g_autoptr(GBytes) cipher = NULL;
+  g_autofree char *plain = NULL;
   gpgme_key_t key = gkey (s, SM_PROTOCOL_OPENPGP, fpr, TRUE);
 
   stored = sm_passphrase_store_lookup (key->subkeys->keygrip, NULL, &error);
@@ -717,6 +719,11 @@ assert_reprotected (SmCertstore *s, const char *fpr, const char *typed)
   sig = sign_text (s, SM_PROTOCOL_OPENPGP, fpr, "x", &error);
   g_assert_no_error (error);
   g_assert_nonnull (sig);
+  /* The encryption subkey too. */
+  cipher = encrypt_text (s, SM_PROTOCOL_OPENPGP, fpr, "to the subkey\n");
+  plain = decrypt_text (s, SM_PROTOCOL_OPENPGP, cipher, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (plain, ==, "to the subkey\n");
 }
 
 static void
@@ -803,6 +810,8 @@ test_openpgp_import_unprotected (Fixture *f, gconstpointer data)
   g_autoptr(GBytes) armored = export_user_key (src, "Uma <uma@example.test>", "uma@example.test", "");
   g_autoptr(GPtrArray) infos = NULL;
   g_autoptr(GBytes) sig = NULL;
+  g_autoptr(GBytes) cipher = NULL;
+  g_autofree char *plain = NULL;
   const char *reload_argv[] = { "gpgconf", "--reload", "gpg-agent", NULL };
   g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
   g_autoptr(GSubprocess) p = NULL;
@@ -833,6 +842,10 @@ test_openpgp_import_unprotected (Fixture *f, gconstpointer data)
   sig = sign_text (dst, SM_PROTOCOL_OPENPGP, fpr, "x", &error);
   g_assert_no_error (error);
   g_assert_nonnull (sig);
+  cipher = encrypt_text (dst, SM_PROTOCOL_OPENPGP, fpr, "to the subkey\n");
+  plain = decrypt_text (dst, SM_PROTOCOL_OPENPGP, cipher, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (plain, ==, "to the subkey\n");
 }
 
 /* Occurrences of lines starting with @prefix in @text. */
