@@ -6,6 +6,13 @@
 
 G_BEGIN_DECLS
 
+/* gpg-agent's S2K iteration count for the store's keys (gpg-agent.conf
+ * `s2k-count`): the smallest GnuPG accepts. Cheap on purpose: every key is
+ * protected by a generated 144-bit passphrase, which stretching cannot make
+ * stronger (certstore/README.md "Passphrases"). A plain literal: it is
+ * stringified into the config line. */
+#define SM_CERTSTORE_AGENT_S2K_COUNT 65536
+
 /* An OpenPGP context that answers passphrase requests with @passphrase
  * (loopback pinentry). Only for OpenPGP: gpgsm cannot take a callback. */
 gpgme_ctx_t sm_certstore_new_context_with_passphrase (SmCertstore *self,

@@ -67,37 +67,66 @@ gpgme_key_unref_cb (gpointer key)
 
 /* ---- home ---------------------------------------------------------------- */
 
-/* Appends each of @lines missing from the config file @path. Lines the user
- * or a test put there (s2k-count, debug options) are kept. */
+/* The first word of a config line: the option it sets. */
+static gboolean
+same_option (const char *line,
+             const char *option_line)
+{
+  gsize len = strcspn (option_line, " \t");
+
+  return strncmp (line, option_line, len) == 0
+         && (line[len] == '\0' || line[len] == ' ' || line[len] == '\t');
+}
+
+/* Appends each of @lines missing from the config file @path, and each of
+ * @defaults whose option is not set at all (a user's or test's own value
+ * wins). Lines the user or a test put there (debug options) are kept. */
 static gboolean
 ensure_config_lines (const char        *path,
                      const char        *header,
                      const char *const *lines,
+                     const char *const *defaults,
                      GError           **error)
 {
   g_autofree char *contents = NULL;
   g_autoptr(GString) out = NULL;
   g_auto(GStrv) existing = NULL;
+  g_autoptr(GPtrArray) wanted = g_ptr_array_new ();
   gboolean changed = FALSE;
 
   if (!g_file_get_contents (path, &contents, NULL, NULL))
     contents = g_strdup ("");
   out = g_string_new (contents);
   existing = g_strsplit (contents, "\n", -1);
+  for (guint j = 0; existing[j] != NULL; j++)
+    g_strstrip (existing[j]);
 
   for (guint i = 0; lines[i] != NULL; i++)
+    g_ptr_array_add (wanted, (gpointer) lines[i]);
+  for (guint i = 0; defaults != NULL && defaults[i] != NULL; i++)
     {
+      gboolean set = FALSE;
+
+      for (guint j = 0; existing[j] != NULL && !set; j++)
+        set = same_option (existing[j], defaults[i]);
+      if (!set)
+        g_ptr_array_add (wanted, (gpointer) defaults[i]);
+    }
+
+  for (guint i = 0; i < wanted->len; i++)
+    {
+      const char *line = wanted->pdata[i];
       gboolean present = FALSE;
 
       for (guint j = 0; existing[j] != NULL && !present; j++)
-        present = g_str_equal (g_strstrip (existing[j]), lines[i]);
+        present = g_str_equal (existing[j], line);
       if (present)
         continue;
       if (!changed && out->len == 0)
         g_string_append_printf (out, "# %s\n", header);
       if (out->len > 0 && out->str[out->len - 1] != '\n')
         g_string_append_c (out, '\n');
-      g_string_append_printf (out, "%s\n", lines[i]);
+      g_string_append_printf (out, "%s\n", line);
       changed = TRUE;
     }
 
@@ -126,6 +155,15 @@ sm_certstore_prepare_home (const char *home,
      * or loopback; the text pinentry fails at once when there is no
      * terminal, which maps to "run securemail unlock". */
     "pinentry-program /usr/bin/pinentry-curses",
+    NULL
+  };
+  /* Every key the store protects has a generated full-entropy passphrase
+   * (even imported OpenPGP keys are re-protected, reprotect_openpgp()), which
+   * no iteration count makes any harder to guess: the agent's ~100 ms
+   * default stretching only cost every decryption and signature. A value
+   * already in the file (a user's, a test's) is kept. */
+  static const char *const agent_defaults[] = {
+    "s2k-count " G_STRINGIFY (SM_CERTSTORE_AGENT_S2K_COUNT),
     NULL
   };
   /* No dirmngr: nothing here fetches from the network. CRLs are checked by
@@ -162,9 +200,9 @@ sm_certstore_prepare_home (const char *home,
   agent_conf = g_build_filename (home, "gpg-agent.conf", NULL);
   gpgsm_conf = g_build_filename (home, "gpgsm.conf", NULL);
   if (!ensure_config_lines (agent_conf, "Managed by SecureMail: needed for passphrases from the keyring",
-                            agent_lines, error)
+                            agent_lines, agent_defaults, error)
       || !ensure_config_lines (gpgsm_conf, "Managed by SecureMail: offline, CRLs checked by SecureMail",
-                               gpgsm_lines, error))
+                               gpgsm_lines, NULL, error))
     {
       g_prefix_error (error, _("Cannot write the key store settings: "));
       return FALSE;
@@ -251,6 +289,17 @@ sm_certstore_shutdown_agent (SmCertstore *self)
 
 /* ---- contexts -------------------------------------------------------------- */
 
+/* Answers a loopback passphrase prompt: the passphrase and a newline. */
+static gpgme_error_t
+write_passphrase (int         fd,
+                  const char *passphrase)
+{
+  if (gpgme_io_writen (fd, passphrase, strlen (passphrase)) < 0
+      || gpgme_io_writen (fd, "\n", 1) < 0)
+    return gpgme_error_from_syserror ();
+  return 0;
+}
+
 static gpgme_error_t
 passphrase_cb (void       *hook,
                const char *uid_hint,
@@ -263,10 +312,7 @@ passphrase_cb (void       *hook,
   /* Never loop on a wrong passphrase: fail and let the caller report it. */
   if (prev_was_bad || passphrase == NULL)
     return gpgme_error (prev_was_bad ? GPG_ERR_BAD_PASSPHRASE : GPG_ERR_NO_PASSPHRASE);
-  if (gpgme_io_writen (fd, passphrase, strlen (passphrase)) < 0
-      || gpgme_io_writen (fd, "\n", 1) < 0)
-    return gpgme_error_from_syserror ();
-  return 0;
+  return write_passphrase (fd, passphrase);
 }
 
 /* GPGME runs `gpg --version` or `gpgsm --version` each time a context is
@@ -1497,6 +1543,167 @@ delete_key (SmCertstore *self,
   gpgme_release (ctx);
 }
 
+/* ---- re-protecting imported OpenPGP keys ---------------------------------- */
+
+/* Prompts one `gpg --passwd` may raise: the old passphrase, then the new one
+ * once per subkey gpg cannot carry it over to. More means gpg is going round
+ * in circles on an answer it rejects. */
+#define SM_CERTSTORE_PASSWD_MAX_PROMPTS 8
+
+typedef struct {
+  const char *old_passphrase;   /* NULL: the key is unprotected */
+  const char *new_passphrase;
+  guint n_prompts;
+} PasswdAnswers;
+
+static gpgme_error_t
+passwd_cb (void       *hook,
+           const char *uid_hint,
+           const char *passphrase_info,
+           int         prev_was_bad,
+           int         fd)
+{
+  PasswdAnswers *answers = hook;
+  const char *answer;
+
+  /* Which prompt is which: gpg 2.2 sends neither USERID_HINT nor
+   * NEED_PASSPHRASE for --passwd in loopback mode (tested), so @uid_hint and
+   * @passphrase_info are NULL for both prompts, and a rejected old
+   * passphrase is not reported as BAD_PASSPHRASE before the next prompt
+   * either. What holds is the order: gpg-agent's PASSWD ignores its cache
+   * and asks for the current passphrase first, only if the key has one,
+   * then for the new one; further subkeys reuse both through gpg's cache
+   * and passwd nonces. A mix-up is caught afterwards by check_protection(). */
+  if (prev_was_bad || answers->n_prompts >= SM_CERTSTORE_PASSWD_MAX_PROMPTS)
+    return gpgme_error (GPG_ERR_BAD_PASSPHRASE);
+  answer = answers->n_prompts == 0 && answers->old_passphrase != NULL
+           ? answers->old_passphrase : answers->new_passphrase;
+  answers->n_prompts++;
+  return write_passphrase (fd, answer);
+}
+
+/* Asks the agent whether the secret key @keygrip is protected by a
+ * passphrase (KEYINFO's protection field: P protected, C clear). */
+static gboolean
+agent_key_protected (SmCertstore *self,
+                     const char  *keygrip,
+                     gboolean    *is_protected,
+                     GError     **error)
+{
+  g_autofree char *command = g_strdup_printf ("KEYINFO %s", keygrip);
+  g_autofree char *status = NULL;
+  g_auto(GStrv) fields = NULL;
+
+  if (!sm_gnupg_tool_agent_command (self->home, command, &status, error))
+    return FALSE;
+  /* KEYINFO <grip> <type> <serialno> <idstr> <cached> <protection> ... */
+  fields = g_strsplit (status ? status : "", " ", -1);
+  if (g_strv_length (fields) < 7 || !g_str_equal (fields[0], "KEYINFO")
+      || !(g_str_equal (fields[6], "P") || g_str_equal (fields[6], "C")))
+    {
+      g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_FAILED,
+                   _("gpg-agent did not say how the key %s is protected"), keygrip);
+      return FALSE;
+    }
+  *is_protected = g_str_equal (fields[6], "P");
+  return TRUE;
+}
+
+/* Changes the passphrase of every subkey of @key from @old_passphrase (NULL
+ * when unprotected) to @new_passphrase. */
+static gboolean
+change_passphrase (SmCertstore *self,
+                   gpgme_key_t  key,
+                   const char  *old_passphrase,
+                   const char  *new_passphrase,
+                   GError     **error)
+{
+  PasswdAnswers answers = { old_passphrase, new_passphrase, 0 };
+  gpgme_ctx_t ctx = sm_certstore_new_context_with_passphrase (self, SM_PROTOCOL_OPENPGP, NULL, error);
+  gpgme_error_t err;
+
+  if (ctx == NULL)
+    return FALSE;
+  gpgme_set_passphrase_cb (ctx, passwd_cb, &answers);
+  err = gpgme_op_passwd (ctx, key, 0);
+  gpgme_release (ctx);
+  return sm_certstore_set_gpgme_error (error, err, _("Changing the key's passphrase"));
+}
+
+/* Proves @passphrase is now what protects @key: every subkey protected, and
+ * a signature with it works once the agent has forgotten what it cached
+ * while changing it. */
+static gboolean
+check_protection (SmCertstore *self,
+                  gpgme_key_t  key,
+                  const char  *passphrase,
+                  GError     **error)
+{
+  for (gpgme_subkey_t sub = key->subkeys; sub != NULL; sub = sub->next)
+    {
+      g_autofree char *forget = NULL;
+      gboolean is_protected = FALSE;
+
+      if (sub->keygrip == NULL)
+        continue;
+      if (!agent_key_protected (self, sub->keygrip, &is_protected, error))
+        return FALSE;
+      if (!is_protected)
+        {
+          g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_FAILED,
+                       _("The key %s is still without a passphrase after changing it"), sub->fpr);
+          return FALSE;
+        }
+      forget = g_strdup_printf ("CLEAR_PASSPHRASE --mode=normal %s", sub->keygrip);
+      if (!sm_gnupg_tool_agent_command (self->home, forget, NULL, error))
+        return FALSE;
+    }
+  return test_sign (self, key, passphrase, error);
+}
+
+/* Replaces the protection of the just imported @key (@typed: the passphrase
+ * the user typed, NULL or "" when the file had none) by a generated one kept
+ * in the keyring and preset, like a generated key's. The typed passphrase is
+ * low-entropy: under the store's cheap s2k-count it must not stay on the key
+ * file. On failure the key may still be protected by @typed (or nothing);
+ * the caller removes it. */
+static gboolean
+reprotect_openpgp (SmCertstore *self,
+                   gpgme_key_t  key,
+                   const char  *typed,
+                   GError     **error)
+{
+  g_autoptr(SmSecret) fresh = NULL;
+  g_autoptr(GError) local = NULL;
+  gboolean is_protected = FALSE;
+  const char *old_passphrase;
+
+  if (!agent_key_protected (self, key->subkeys->keygrip, &is_protected, error))
+    return FALSE;
+  old_passphrase = is_protected ? typed : NULL;
+  if (is_protected && (typed == NULL || *typed == '\0'))
+    {
+      g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_BAD_PASSPHRASE,
+                   _("The key is protected by a passphrase; type the one it was exported with"));
+      return FALSE;
+    }
+  fresh = sm_passphrase_generate (error);
+  if (fresh == NULL || !change_passphrase (self, key, old_passphrase, fresh, error))
+    return FALSE;
+
+  if (check_protection (self, key, fresh, &local)
+      && remember_passphrase (self, key, fresh, &local))
+    return TRUE;
+
+  /* Changed but unusable: put the typed passphrase back, so that even a key
+   * the caller cannot remove (it was there before) stays openable. */
+  if (old_passphrase != NULL && !change_passphrase (self, key, fresh, old_passphrase, NULL))
+    g_warning ("Could not restore the previous passphrase of key %s", key->subkeys->fpr);
+  sm_passphrase_store_clear (key->subkeys->keygrip, NULL, NULL);
+  g_propagate_error (error, g_steal_pointer (&local));
+  return FALSE;
+}
+
 static GPtrArray *
 import_own_openpgp (SmCertstore *self,
                     GBytes      *data,
@@ -1524,13 +1731,42 @@ import_own_openpgp (SmCertstore *self,
       for (guint j = 0; j < before->len && !existed; j++)
         existed = g_str_equal (((gpgme_key_t) before->pdata[j])->subkeys->fpr, key->subkeys->fpr);
 
-      if (!test_sign (self, key, passphrase, &local)
-          || (passphrase != NULL && *passphrase != '\0'
-              && !remember_passphrase (self, key, passphrase, &local)))
+      /* A key already here under a generated keyring passphrase keeps it:
+       * the file's old passphrase no longer opens it. One the keyring holds
+       * as typed (imported by an older version) is re-protected below. */
+      if (existed)
         {
-          /* Nothing half-imported: a key we cannot unlock is useless. */
+          g_autoptr(SmSecret) stored = sm_passphrase_store_lookup (key->subkeys->keygrip, NULL, NULL);
+
+          if (stored != NULL && g_strcmp0 (stored, passphrase) != 0
+              && test_sign (self, key, stored, NULL))
+            {
+              g_ptr_array_add (own, g_strdup (key->subkeys->fpr));
+              gpgme_key_unref (key);
+              continue;
+            }
+        }
+
+      if (!test_sign (self, key, passphrase, &local))
+        {
           if (!existed)
             delete_key (self, key);
+          gpgme_key_unref (key);
+          g_propagate_error (error, g_steal_pointer (&local));
+          return NULL;
+        }
+      if (!reprotect_openpgp (self, key, passphrase, &local))
+        {
+          /* Nothing half-imported: a new key we could not re-protect is
+           * removed (keeping the typed passphrase would leave a low-entropy
+           * secret guarding a cheaply stretched key file). A key that was
+           * here before cannot be removed; it is back under the typed
+           * passphrase, so the keyring gets that, as before this import. */
+          if (!existed)
+            delete_key (self, key);
+          else if (passphrase != NULL && *passphrase != '\0'
+                   && !remember_passphrase (self, key, passphrase, NULL))
+            g_warning ("Could not store the passphrase of key %s again", key->subkeys->fpr);
           gpgme_key_unref (key);
           g_propagate_error (error, g_steal_pointer (&local));
           return NULL;

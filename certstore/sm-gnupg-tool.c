@@ -35,11 +35,19 @@ sm_gnupg_tool_path (const char *name,
   else
     {
       const char *libexecdir = gpgme_get_dirinfo ("libexecdir");
-      g_autofree char *candidate = NULL;
 
+      const char *bindir = gpgme_get_dirinfo ("bindir");
+      g_autofree char *candidate = NULL;
+      g_autofree char *in_bindir = NULL;
+
+      /* gpg-preset-passphrase lives in libexecdir, gpg-connect-agent in
+       * bindir. */
       candidate = g_build_filename (libexecdir ? libexecdir : "/usr/lib/gnupg", name, NULL);
       if (g_file_test (candidate, G_FILE_TEST_IS_EXECUTABLE))
         return g_steal_pointer (&candidate);
+      in_bindir = g_build_filename (bindir ? bindir : "/usr/bin", name, NULL);
+      if (g_file_test (in_bindir, G_FILE_TEST_IS_EXECUTABLE))
+        return g_steal_pointer (&in_bindir);
       path = NULL;
     }
 
@@ -249,4 +257,38 @@ sm_gnupg_tool_reload_agent (const char *home,
   const char *args[] = { "--reload", "gpg-agent", NULL };
 
   return sm_gnupg_tool_run (home, "gpgconf", args, NULL, NULL, NULL, NULL, error);
+}
+
+gboolean
+sm_gnupg_tool_agent_command (const char *home,
+                             const char *command,
+                             char      **status_line,
+                             GError    **error)
+{
+  const char *args[] = { command, "/bye", NULL };
+  g_autoptr(GBytes) out = NULL;
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+
+  g_return_val_if_fail (status_line == NULL || *status_line == NULL, FALSE);
+
+  if (!sm_gnupg_tool_run (home, "gpg-connect-agent", args, NULL, NULL, &out, NULL, error))
+    return FALSE;
+  text = g_strndup (g_bytes_get_data (out, NULL), g_bytes_get_size (out));
+  lines = g_strsplit (text, "\n", -1);
+  /* gpg-connect-agent exits 0 whatever the agent answers: the answer is in
+   * the last "OK" or "ERR code text" line, data in "S ..." lines. */
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      g_strchomp (lines[i]);
+      if (g_str_has_prefix (lines[i], "ERR "))
+        {
+          g_set_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_FAILED,
+                       _("gpg-agent refused a request: %s"), lines[i] + 4);
+          return FALSE;
+        }
+      if (g_str_has_prefix (lines[i], "S ") && status_line != NULL && *status_line == NULL)
+        *status_line = g_strdup (lines[i] + 2);
+    }
+  return TRUE;
 }

@@ -1,7 +1,7 @@
 /* sm-gnupg-tool.h: running GnuPG's programs directly, for the few things
  * GPGME cannot do for gpgsm (its engine has no passphrase inquiry handler, see
  * DESIGN.md): PKCS#12 import/export, CSR generation, passphrase presets,
- * stopping an agent.
+ * stopping an agent, asking the agent about a key.
  *
  * A passphrase never goes on a command line (it would show in ps); it is
  * written to a pipe that the child reads as fd 3 (`--passphrase-fd 3`) or,
@@ -49,5 +49,16 @@ void sm_gnupg_tool_kill_agent (const char *home);
  * that this also flushes its passphrase cache, so callers preset again. */
 gboolean sm_gnupg_tool_reload_agent (const char *home,
                                      GError    **error);
+
+/* Sends one Assuan @command to the agent of @home (gpg-connect-agent; it
+ * starts the agent if needed). On success stores the first status line
+ * without its "S " (e.g. "KEYINFO <grip> D - - - P - - -") in @status_line
+ * if not NULL (NULL when there was none); an "ERR" answer fails with the
+ * agent's text. @command must not carry secrets: it is on the command
+ * line. */
+gboolean sm_gnupg_tool_agent_command (const char *home,
+                                      const char *command,
+                                      char      **status_line,
+                                      GError    **error);
 
 G_END_DECLS

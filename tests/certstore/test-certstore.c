@@ -642,27 +642,22 @@ test_openpgp_encrypt_decrypt_collect (Fixture *f, gconstpointer data)
   g_assert_cmpstr (plain, ==, "pgp for bob\n");
 }
 
-static void
-test_openpgp_import_secret (Fixture *f, gconstpointer data)
+/* A key the user made elsewhere (gpg in @src's home) with their own
+ * @passphrase ("" for none), exported armored with its secret parts. */
+static GBytes *
+export_user_key (SmCertstore *src, const char *userid, const char *address, const char *passphrase)
 {
-  SmCertstore *src = open_store (f, "src");
-  SmCertstore *dst = open_store (f, "dst");
   g_autoptr(GError) error = NULL;
-  g_autofree char *home = NULL;
   g_autofree char *out = NULL;
-  g_autoptr(GBytes) armored = NULL;
-  g_autoptr(GPtrArray) infos = NULL;
-  g_autoptr(GBytes) sig = NULL;
-  const char *argv[] = { "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "userpass",
-                         "--quick-gen-key", "Erin <erin@example.test>", "future-default", "default", "never", NULL };
-  const char *exp_argv[] = { "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "userpass",
-                             "--armor", "--export-secret-keys", "erin@example.test", NULL };
+  const char *argv[] = { "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", passphrase,
+                         "--quick-gen-key", userid, "future-default", "default", "never", NULL };
+  const char *exp_argv[] = { "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", passphrase,
+                             "--armor", "--export-secret-keys", address, NULL };
   g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE
                                                                 | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
   g_autoptr(GSubprocess) p = NULL;
   g_autoptr(GSubprocess) p2 = NULL;
 
-  /* A key the user made elsewhere with their own passphrase. */
   g_subprocess_launcher_setenv (l, "GNUPGHOME", sm_certstore_get_home (src), TRUE);
   p = g_subprocess_launcher_spawnv (l, argv, &error);
   g_assert_no_error (error);
@@ -670,7 +665,76 @@ test_openpgp_import_secret (Fixture *f, gconstpointer data)
   p2 = g_subprocess_launcher_spawnv (l, exp_argv, &error);
   g_assert_true (g_subprocess_communicate_utf8 (p2, NULL, NULL, &out, NULL, &error));
   g_assert_no_error (error);
-  armored = g_bytes_new (out, strlen (out));
+  g_assert_nonnull (strstr (out, "PRIVATE KEY BLOCK"));
+  return g_bytes_new (out, strlen (out));
+}
+
+/* A loopback signature with exactly @passphrase after the agent forgot
+ * everything: does @passphrase open the key file? */
+static gboolean
+passphrase_opens (SmCertstore *s, const char *fpr, const char *passphrase)
+{
+  g_autoptr(GError) error = NULL;
+  gpgme_ctx_t ctx;
+  gpgme_key_t key = gkey (s, SM_PROTOCOL_OPENPGP, fpr, TRUE);
+  gpgme_data_t in, out;
+  gpgme_error_t err;
+
+  sm_certstore_shutdown_agent (s);
+  ctx = sm_certstore_new_context_with_passphrase (s, SM_PROTOCOL_OPENPGP, passphrase, &error);
+  g_assert_no_error (error);
+  gpgme_signers_add (ctx, key);
+  gpgme_key_unref (key);
+  gpgme_data_new_from_mem (&in, "probe", 5, 1);
+  gpgme_data_new (&out);
+  err = gpgme_op_sign (ctx, in, out, GPGME_SIG_MODE_DETACH);
+  gpgme_data_release (in);
+  gpgme_data_release (out);
+  gpgme_release (ctx);
+  return err == 0;
+}
+
+/* @fpr is under a generated passphrase from the keyring, not @typed: the
+ * typed one no longer opens the key file, and a fresh agent gets all it
+ * needs from sm_certstore_unlock(). */
+static void
+assert_reprotected (SmCertstore *s, const char *fpr, const char *typed)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmSecret) stored = NULL;
+  g_autoptr(GBytes) sig = NULL;
+  g_autoptr(GBytes) cipher = NULL;
+  g_autofree char *plain = NULL;
+  gpgme_key_t key = gkey (s, SM_PROTOCOL_OPENPGP, fpr, TRUE);
+
+  stored = sm_passphrase_store_lookup (key->subkeys->keygrip, NULL, &error);
+  gpgme_key_unref (key);
+  g_assert_no_error (error);
+  g_assert_nonnull (stored);
+  g_assert_cmpstr (stored, !=, typed);
+  g_assert_cmpuint (strlen (stored), >=, 24);
+  g_assert_false (passphrase_opens (s, fpr, typed));
+  g_assert_true (passphrase_opens (s, fpr, stored));
+  restart_agent_and_unlock (s, 1);
+  sig = sign_text (s, SM_PROTOCOL_OPENPGP, fpr, "x", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (sig);
+  /* The encryption subkey too. */
+  cipher = encrypt_text (s, SM_PROTOCOL_OPENPGP, fpr, "to the subkey\n");
+  plain = decrypt_text (s, SM_PROTOCOL_OPENPGP, cipher, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (plain, ==, "to the subkey\n");
+}
+
+static void
+test_openpgp_import_secret (Fixture *f, gconstpointer data)
+{
+  SmCertstore *src = open_store (f, "src");
+  SmCertstore *dst = open_store (f, "dst");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) armored = export_user_key (src, "Erin <erin@example.test>", "erin@example.test", "userpass");
+  g_autoptr(GPtrArray) infos = NULL;
+  g_autofree char *fpr = NULL;
 
   /* Wrong passphrase: refused, nothing kept. */
   infos = sm_certstore_import_own (dst, armored, "wrongpass", &error);
@@ -684,10 +748,228 @@ test_openpgp_import_secret (Fixture *f, gconstpointer data)
   infos = sm_certstore_import_own (dst, armored, "userpass", &error);
   g_assert_no_error (error);
   g_assert_cmpuint (infos->len, ==, 1);
-  restart_agent_and_unlock (dst, 1);
-  sig = sign_text (dst, SM_PROTOCOL_OPENPGP, ((SmKeyInfo *) infos->pdata[0])->fingerprint, "x", &error);
+  fpr = g_strdup (((SmKeyInfo *) infos->pdata[0])->fingerprint);
+  assert_reprotected (dst, fpr, "userpass");
+
+  /* Importing the same file again is fine: the key keeps the keyring's
+   * passphrase. */
+  g_clear_pointer (&infos, g_ptr_array_unref);
+  infos = sm_certstore_import_own (dst, armored, "userpass", &error);
   g_assert_no_error (error);
-  (void) home;
+  g_assert_cmpuint (infos->len, ==, 1);
+  assert_reprotected (dst, fpr, "userpass");
+}
+
+/* A key imported by an older version: still under the typed passphrase,
+ * which the keyring holds. Importing the file again re-protects it. */
+static void
+test_openpgp_import_legacy (Fixture *f, gconstpointer data)
+{
+  SmCertstore *src = open_store (f, "src");
+  SmCertstore *dst = open_store (f, "dst");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) armored = export_user_key (src, "Lea <lea@example.test>", "lea@example.test", "userpass");
+  const char *argv[] = { "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "userpass",
+                         "--import", NULL };
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE
+                                                                | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_autoptr(GSubprocess) p = NULL;
+  g_autoptr(GPtrArray) keys = NULL;
+  g_autoptr(GPtrArray) infos = NULL;
+  gpgme_key_t key;
+
+  g_subprocess_launcher_setenv (l, "GNUPGHOME", sm_certstore_get_home (dst), TRUE);
+  p = g_subprocess_launcher_spawnv (l, argv, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate (p, armored, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_successful (p));
+  keys = sm_certstore_list_gpgme_keys (dst, SM_PROTOCOL_OPENPGP, NULL, TRUE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (keys->len, ==, 1);
+  key = keys->pdata[0];
+  g_assert_true (sm_passphrase_store_save (key->subkeys->keygrip, key->subkeys->fpr, SM_PROTOCOL_OPENPGP,
+                                           "userpass", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (passphrase_opens (dst, key->subkeys->fpr, "userpass"));
+
+  infos = sm_certstore_import_own (dst, armored, "userpass", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (infos->len, ==, 1);
+  assert_reprotected (dst, key->subkeys->fpr, "userpass");
+}
+
+/* A key exported without a passphrase gets a generated one, so that
+ * forgetting passphrases (securemail lock) really locks it. */
+static void
+test_openpgp_import_unprotected (Fixture *f, gconstpointer data)
+{
+  SmCertstore *src = open_store (f, "src");
+  SmCertstore *dst = open_store (f, "dst");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) armored = export_user_key (src, "Uma <uma@example.test>", "uma@example.test", "");
+  g_autoptr(GPtrArray) infos = NULL;
+  g_autoptr(GBytes) sig = NULL;
+  g_autoptr(GBytes) cipher = NULL;
+  g_autofree char *plain = NULL;
+  const char *reload_argv[] = { "gpgconf", "--reload", "gpg-agent", NULL };
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_autoptr(GSubprocess) p = NULL;
+  guint n = 0;
+  const char *fpr;
+
+  infos = sm_certstore_import_own (dst, armored, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (infos->len, ==, 1);
+  fpr = ((SmKeyInfo *) infos->pdata[0])->fingerprint;
+  sig = sign_text (dst, SM_PROTOCOL_OPENPGP, fpr, "x", &error);
+  g_assert_no_error (error);     /* preset at import */
+  g_clear_pointer (&sig, g_bytes_unref);
+
+  /* What `securemail lock` does: the agent forgets its passphrases. */
+  g_subprocess_launcher_setenv (l, "GNUPGHOME", sm_certstore_get_home (dst), TRUE);
+  p = g_subprocess_launcher_spawnv (l, reload_argv, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_wait_check (p, NULL, &error));
+  sig = sign_text (dst, SM_PROTOCOL_OPENPGP, fpr, "x", &error);
+  g_assert_null (sig);
+  g_assert_error (error, SM_CERTSTORE_ERROR, SM_CERTSTORE_ERROR_LOCKED);
+  g_clear_error (&error);
+
+  g_assert_true (sm_certstore_unlock (dst, NULL, &n, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (n, ==, 1);
+  sig = sign_text (dst, SM_PROTOCOL_OPENPGP, fpr, "x", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (sig);
+  cipher = encrypt_text (dst, SM_PROTOCOL_OPENPGP, fpr, "to the subkey\n");
+  plain = decrypt_text (dst, SM_PROTOCOL_OPENPGP, cipher, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (plain, ==, "to the subkey\n");
+}
+
+/* Occurrences of lines starting with @prefix in @text. */
+static guint
+count_prefixed (const char *text, const char *prefix)
+{
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  guint n = 0;
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (g_str_has_prefix (lines[i], prefix))
+      n++;
+  return n;
+}
+
+static void
+test_home_s2k_count (Fixture *f, gconstpointer data)
+{
+  g_autofree char *fresh = g_build_filename (f->tmp, "fresh", "gnupg", NULL);
+  g_autofree char *own = g_build_filename (f->tmp, "own", "gnupg", NULL);
+  g_autofree char *fresh_conf = g_build_filename (fresh, "gpg-agent.conf", NULL);
+  g_autofree char *own_conf = g_build_filename (own, "gpg-agent.conf", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *text = NULL;
+
+  /* A new home gets the cheap count, once, however often it is opened. */
+  for (int i = 0; i < 2; i++)
+    {
+      g_autoptr(SmCertstore) s = sm_certstore_new_for_home (fresh, &error);
+
+      g_assert_no_error (error);
+      g_clear_pointer (&text, g_free);
+      g_assert_true (g_file_get_contents (fresh_conf, &text, NULL, NULL));
+      g_assert_cmpuint (count_prefixed (text, "s2k-count"), ==, 1);
+      g_assert_cmpuint (count_prefixed (text, "s2k-count 65536"), ==, 1);
+      g_assert_cmpuint (count_prefixed (text, "allow-preset-passphrase"), ==, 1);
+    }
+
+  /* A user's own value is kept, and no second line is added. */
+  g_assert_cmpint (g_mkdir_with_parents (own, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (own_conf, "s2k-count 1000000\n", -1, NULL));
+  {
+    g_autoptr(SmCertstore) s = sm_certstore_new_for_home (own, &error);
+
+    g_assert_no_error (error);
+  }
+  g_clear_pointer (&text, g_free);
+  g_assert_true (g_file_get_contents (own_conf, &text, NULL, NULL));
+  g_assert_cmpuint (count_prefixed (text, "s2k-count"), ==, 1);
+  g_assert_cmpuint (count_prefixed (text, "s2k-count 1000000"), ==, 1);
+  g_assert_cmpuint (count_prefixed (text, "allow-preset-passphrase"), ==, 1);
+  g_ptr_array_add (f->extra_homes, g_strdup (fresh));
+  g_ptr_array_add (f->extra_homes, g_strdup (own));
+}
+
+/* Seconds for SM_TEST_SIGN_ROUNDS signatures by a key generated in @s. */
+#define SM_TEST_SIGN_ROUNDS 20
+
+static double
+time_signatures (SmCertstore *s, const char *address)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmKeyInfo) key = sm_certstore_generate_openpgp (s, NULL, address, 0, &error);
+  gint64 start;
+
+  g_assert_no_error (error);
+  restart_agent_and_unlock (s, 1);
+  start = g_get_monotonic_time ();
+  for (int i = 0; i < SM_TEST_SIGN_ROUNDS; i++)
+    {
+      g_autoptr(GBytes) sig = sign_text (s, SM_PROTOCOL_OPENPGP, key->fingerprint, "bench", &error);
+
+      g_assert_no_error (error);
+    }
+  return (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
+}
+
+/* A measurement, not a timed test: what the store's s2k-count saves against
+ * the agent's calibrated default (printed to the test log). */
+static void
+test_s2k_measure (Fixture *f, gconstpointer data)
+{
+  g_autofree char *before_home = home_path (f, "before");
+  g_autofree char *after_home = home_path (f, "after");
+  g_autofree char *conf = g_build_filename (before_home, "gpg-agent.conf", NULL);
+  g_autofree char *line = NULL;
+  g_autofree char *out = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *argv[] = { "gpg-connect-agent", "GETINFO s2k_count_cal", "/bye", NULL };
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                                                | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_autoptr(GSubprocess) p = NULL;
+  guint64 calibrated;
+  SmCertstore *before;
+  SmCertstore *after;
+  double t_before, t_after;
+
+  /* The agent's own calibration (~100 ms of hashing), written explicitly:
+   * the store would otherwise put its cheap count in. */
+  g_assert_cmpint (g_mkdir_with_parents (before_home, 0700), ==, 0);
+  g_ptr_array_add (f->extra_homes, g_strdup (before_home));
+  g_subprocess_launcher_setenv (l, "GNUPGHOME", before_home, TRUE);
+  p = g_subprocess_launcher_spawnv (l, argv, &error);
+  g_assert_true (g_subprocess_communicate_utf8 (p, NULL, NULL, &out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (out, "D "));
+  calibrated = g_ascii_strtoull (out + 2, NULL, 10);
+  g_assert_cmpuint (calibrated, >=, 65536);
+  kill_agent (before_home);
+  line = g_strdup_printf ("s2k-count %" G_GUINT64_FORMAT "\n", calibrated);
+  g_assert_true (g_file_set_contents (conf, line, -1, NULL));
+  before = open_store (f, "before");
+  t_before = time_signatures (before, "before@example.test");
+
+  /* A home as the store makes it now. */
+  after = sm_certstore_new_for_home (after_home, &error);
+  g_assert_no_error (error);
+  g_ptr_array_add (f->stores, after);
+  t_after = time_signatures (after, "after@example.test");
+
+  g_test_message ("%d OpenPGP signatures: %.3f s with s2k-count %" G_GUINT64_FORMAT
+                  " (agent default), %.3f s with s2k-count %d: %.1fx faster",
+                  SM_TEST_SIGN_ROUNDS, t_before, calibrated, t_after,
+                  SM_CERTSTORE_AGENT_S2K_COUNT, t_after > 0 ? t_before / t_after : 0.0);
 }
 
 static SmKeyInfo *
@@ -1354,7 +1636,11 @@ main (int argc, char **argv)
 #define ADD(path, func, data) g_test_add (path, Fixture, data, fixture_setup, func, fixture_teardown)
   ADD ("/certstore/home/create", test_home, NULL);
   ADD ("/certstore/openpgp/generate-sign-verify", test_openpgp_generate_sign_verify, NULL);
+  ADD ("/certstore/home/s2k-count", test_home_s2k_count, NULL);
   ADD ("/certstore/openpgp/import-secret", test_openpgp_import_secret, NULL);
+  ADD ("/certstore/openpgp/import-legacy", test_openpgp_import_legacy, NULL);
+  ADD ("/certstore/openpgp/import-unprotected", test_openpgp_import_unprotected, NULL);
+  ADD ("/certstore/openpgp/s2k-measure", test_s2k_measure, NULL);
   ADD ("/certstore/openpgp/encrypt-decrypt-collect", test_openpgp_encrypt_decrypt_collect, NULL);
   ADD ("/certstore/smime/p12-legacy", test_smime_p12, "alice-legacy.p12");
   ADD ("/certstore/smime/p12-openssl3", test_smime_p12, "alice-openssl3.p12");
