@@ -77,7 +77,6 @@ C
   echo pass | "$SM" account set-password --stdin >/dev/null
   LPB=$("$SM" account local-password)
   sh "$ROOT/tests/certstore/make-test-ca.sh" init "$T/ca"
-  if [ -n "${BENCH_S2K:-}" ]; then mkdir -p -m 700 "$XDG_DATA_HOME/securemail/gnupg"; echo "s2k-count $BENCH_S2K" > "$XDG_DATA_HOME/securemail/gnupg/gpg-agent.conf"; fi
   "$SM" certs trust "$T/ca/ca.pem" >/dev/null
   echo p12pass | "$SM" keys import "$T/ca/bob-legacy.p12" >/dev/null
   "$SM" keys generate --protocol openpgp >/dev/null
