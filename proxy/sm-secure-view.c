@@ -178,6 +178,43 @@ header_safe (const char *value)
   return g_string_free (s, FALSE);
 }
 
+/* gpgsm writes an e-mail address in a subject DN as its OID with the DER
+ * value in hex ("1.2.840.113549.1.9.1=#616C696365..."): readable in the
+ * X-SecureMail-Signer field as "EMail=alice@...".  Anything that does not
+ * decode to printable ASCII is left as it was. */
+#define OID_EMAIL "1.2.840.113549.1.9.1=#"
+
+static char *
+readable_dn (const char *dn)
+{
+  GString *out = g_string_new (NULL);
+  const char *p = dn;
+  const char *hit;
+
+  while ((hit = strstr (p, OID_EMAIL)) != NULL)
+    {
+      const char *hex = hit + strlen (OID_EMAIL);
+      gsize n = strspn (hex, "0123456789abcdefABCDEF");
+      g_autoptr(GString) text = g_string_new (NULL);
+      gboolean ok = n > 0 && n % 2 == 0;
+
+      for (gsize i = 0; ok && i < n; i += 2)
+        {
+          int c = g_ascii_xdigit_value (hex[i]) * 16 + g_ascii_xdigit_value (hex[i + 1]);
+          ok = c > 0x20 && c < 0x7f && c != ',';
+          g_string_append_c (text, (char) c);
+        }
+      g_string_append_len (out, p, hit - p);
+      if (ok)
+        g_string_append_printf (out, "EMail=%s", text->str);
+      else
+        g_string_append_len (out, hit, (gssize) (strlen (OID_EMAIL) + n));
+      p = hex + n;
+    }
+  g_string_append (out, p);
+  return g_string_free (out, FALSE);
+}
+
 /* ---- header sections ------------------------------------------------------------- */
 
 typedef struct {
@@ -1026,7 +1063,8 @@ judge_signature (Build *b, const SigInfo *s, const char *from, SigVerdict *v)
     {
       /* A chain up to one of our trust anchors. */
       trusted = (s->summary & GPGME_SIGSUM_VALID) != 0 || s->validity >= GPGME_VALIDITY_FULL;
-      v->label = header_safe (key->uids && key->uids->uid ? key->uids->uid : v->fpr);
+      g_autofree char *dn = readable_dn (key->uids && key->uids->uid ? key->uids->uid : v->fpr);
+      v->label = header_safe (dn);
     }
   else
     v->label = g_strdup (v->fpr);

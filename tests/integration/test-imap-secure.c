@@ -334,6 +334,9 @@ test_curl (void)
   g_assert_nonnull (strstr (out, "X-SecureMail-Trust: verified"));
   g_assert_nonnull (strstr (out, SECRET));
   g_assert_null (strstr (out, "pkcs7-mime"));
+  /* The signer's certificate subject as a person reads it, not gpgsm's
+   * OID-and-hex form of the e-mail attribute. */
+  g_assert_nonnull (strstr (out, "X-SecureMail-Signer: alice@example.test (EMail=alice@example.test,CN=alice"));
 }
 
 /* The unlock gate (issue 7): locked, a protected message is refused with
