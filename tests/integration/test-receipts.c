@@ -258,11 +258,111 @@ test_delivered_verified (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (text, "delivered-verified"));
 }
 
+/* What a mail client does to read its INBOX: every message whole, through
+ * the proxy (which builds each protected one's view, and so answers or
+ * matches receipts).  Prints how many messages carry @argv[4]. */
+static const char fetch_all_py[] =
+  "import imaplib, sys\n"
+  "port, user, pw, marker = sys.argv[1:5]\n"
+  "m = imaplib.IMAP4('127.0.0.1', int(port)); m.login(user, pw); m.select('INBOX')\n"
+  "typ, d = m.uid('FETCH', '1:*', '(BODY.PEEK[])')\n"
+  "assert typ == 'OK', d\n"
+  "bodies = [x[1] for x in d if isinstance(x, tuple)]\n"
+  "print('FOUND', sum(1 for b in bodies if marker.encode() in b))\n";
+
+static void
+fetch_all (SmTestProxy *p, const char *marker)
+{
+  g_autofree char *port = g_strdup_printf ("%u", p->imap_port);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_python (p, fetch_all_py, &out, &err, port, p->address, p->local_password, marker, NULL) != 0)
+    g_error ("fetch through %s's proxy failed: %s", p->address, err);
+  g_assert_nonnull (strstr (out, "FOUND 1"));
+}
+
+/* The same journey with nothing but mail clients on both sides: bob's
+ * client reads the message through bob's proxy, which answers with a
+ * signed receipt by itself; alice's client reads the receipt through
+ * alice's proxy, which matches it. */
+static void
+test_through_imap (Fixture *f, gconstpointer data)
+{
+  g_autofree char *mid = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *file = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *user = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *landed = NULL;
+  g_autofree char *needle = NULL;
+  g_autofree char *mdn = NULL;
+  g_autoptr(JsonParser) parser = NULL;
+  const char *status = NULL;
+  JsonArray *rcpts;
+
+  if (f->alice == NULL)
+    return;
+  sm_test_proxy_restart (f->alice, "proxy-send.log");
+  mid = g_strdup_printf ("<%s-imap@example.test>", f->marker);
+  msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
+                         "Subject: receipts through IMAP\r\nMessage-ID: %s\r\n\r\n"
+                         "Read through IMAP: %s\r\n", mid, f->marker);
+  file = g_build_filename (f->alice->dir, "send-imap.eml", NULL);
+  g_assert_true (g_file_set_contents (file, msg, -1, NULL));
+  url = g_strdup_printf ("smtp://127.0.0.1:%u", f->alice->smtp_port);
+  user = g_strdup_printf ("%s:%s", f->alice->address, f->alice->local_password);
+  {
+    const char *argv[] = { "curl", "-sS", "--max-time", "60", url, "-u", user,
+                           "--mail-from", "alice@example.test", "--mail-rcpt", "bob@example.test",
+                           "--upload-file", file, NULL };
+    if (sm_test_run (argv, NULL, NULL, NULL, &err) != 0)
+      g_error ("curl failed: %s", err);
+  }
+  landed = sm_test_maildir_read ("bob", mid, DELIVERY_TIMEOUT_MS);
+  g_assert_nonnull (landed);
+  sm_test_proxy_stop (f->alice);
+
+  /* Bob's client reads his INBOX through his proxy; the receipt goes out. */
+  sm_test_proxy_restart (f->bob, "proxy-imap-read.log");
+  fetch_all (f->bob, mid);
+  needle = g_strdup_printf ("In-Reply-To: %s", mid);
+  mdn = sm_test_maildir_read ("alice", needle, DELIVERY_TIMEOUT_MS);
+  if (mdn == NULL)
+    {
+      g_autofree char *log = NULL;
+      g_file_get_contents (f->bob->log_path, &log, NULL, NULL);
+      g_error ("no receipt reached alice; bob's proxy log:\n%s", log ? log : "");
+    }
+  sm_test_proxy_stop (f->bob);
+  assert_log_clean (f->bob);
+
+  /* Alice's client reads hers; her proxy matches the receipt. */
+  sm_test_proxy_restart (f->alice, "proxy-imap-match.log");
+  fetch_all (f->alice, mid);
+  for (guint i = 0; i < 100; i++)
+    {
+      g_clear_object (&parser);
+      rcpts = receipts_json (f->alice, mid, &parser);
+      g_assert_cmpuint (json_array_get_length (rcpts), ==, 1);
+      status = json_object_get_string_member (json_array_get_object_element (rcpts, 0), "status");
+      if (g_strcmp0 (status, "delivered-verified") == 0)
+        break;
+      g_usleep (100 * 1000);   /* the match runs in a worker thread */
+    }
+  g_assert_cmpstr (status, ==, "delivered-verified");
+  sm_test_proxy_stop (f->alice);
+  assert_log_clean (f->alice);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/proxy/receipts/e2e/delivered-verified", Fixture, NULL, fixture_setup, test_delivered_verified,
+              fixture_teardown);
+  g_test_add ("/proxy/receipts/e2e/through-imap", Fixture, NULL, fixture_setup, test_through_imap,
               fixture_teardown);
   return g_test_run ();
 }
