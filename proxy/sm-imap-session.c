@@ -11,6 +11,7 @@
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
 #include "sm-mime.h"
+#include "sm-outgoing.h"
 #include "sm-receipts.h"
 #include "sm-relay-worker.h"
 #include "sm-secure-fetch.h"
@@ -78,6 +79,15 @@ struct _SmImapSession {
   guint32 select_uidvalidity;
   gboolean select_read_only;
   guint resume_id;              /* idle that resumes reading the client after a flow */
+
+  /* APPEND of a plaintext message to Sent or Drafts, encrypted to self */
+  char *append_tag;
+  GString *append_prefix;       /* the command up to its literal: "a1 APPEND Sent (\\Seen) " */
+  GByteArray *append_message;   /* the literal, collected */
+  gboolean append_collecting;
+  gboolean append_busy;         /* being protected in a worker thread */
+  GBytes *append_upload;        /* waiting for the provider's "+" (no LITERAL+) */
+  char *append_upload_tag;
 };
 
 G_DEFINE_FINAL_TYPE (SmImapSession, sm_imap_session, G_TYPE_OBJECT)
@@ -122,6 +132,16 @@ sm_imap_session_finalize (GObject *object)
   g_clear_pointer (&self->response, g_byte_array_unref);
   g_clear_pointer (&self->outstanding, g_hash_table_unref);
   g_free (self->mailbox);
+  g_free (self->append_tag);
+  g_free (self->append_upload_tag);
+  g_clear_pointer (&self->append_upload, g_bytes_unref);
+  if (self->append_prefix)
+    g_string_free (self->append_prefix, TRUE);
+  if (self->append_message)
+    {
+      sm_wipe_byte_array (self->append_message);   /* a plaintext draft */
+      g_byte_array_unref (self->append_message);
+    }
   g_free (self->select_tag);
   g_free (self->select_mailbox);
   g_clear_object (&self->cancellable);
@@ -268,7 +288,8 @@ client_paused (GObject *owner)
   SmImapSession *self = SM_IMAP_SESSION (owner);
 
   return self->state == ST_LOGGING_IN || self->state == ST_STARTTLS || self->state == ST_CLOSING ||
-         self->fetch != NULL || self->waiting_fetch != NULL ||
+         self->fetch != NULL || self->waiting_fetch != NULL || self->append_busy ||
+         self->append_upload != NULL ||
          (self->to_upstream != NULL && sm_stream_writer_pending (self->to_upstream) > SM_IMAP_MAX_QUEUED) ||
          (self->to_client != NULL && sm_stream_writer_pending (self->to_client) > SM_IMAP_MAX_QUEUED);
 }
@@ -712,6 +733,16 @@ resume_client_idle (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Reading the client goes on from the main loop, not from inside the
+ * provider's input callback that ended what paused it. */
+static void
+schedule_client_resume (SmImapSession *self)
+{
+  if (self->resume_id == 0)
+    self->resume_id = g_idle_add_full (G_PRIORITY_DEFAULT, resume_client_idle, g_object_ref (self),
+                                       g_object_unref);
+}
+
 /* Sends a client command upstream, remembering its tag until it is
  * answered (an intercepted FETCH waits until no other command is in flight,
  * so that every response it sees is its own or unsolicited). */
@@ -747,9 +778,7 @@ fetch_finished (gpointer owner, GBytes *passthrough)
       sm_imap_command_peek (data, len, &tag, NULL);
       forward_command (self, data, len, tag);
     }
-  if (self->resume_id == 0)
-    self->resume_id = g_idle_add_full (G_PRIORITY_DEFAULT, resume_client_idle, g_object_ref (self),
-                                       g_object_unref);
+  schedule_client_resume (self);
 }
 
 static void
@@ -955,6 +984,218 @@ note_response (SmImapSession *self, const SmImapResponse *resp)
     }
 }
 
+/* ---- APPEND to Sent and Drafts ---------------------------------------------------
+ *
+ * A mail client keeps its copy of a sent message, and its drafts, by
+ * APPENDing them in plain text: stored so at the provider, they would undo
+ * the encryption of the message itself.  A plaintext APPEND to a mailbox
+ * whose name says Sent or Drafts is therefore signed and encrypted to the
+ * account's own key before it goes up (sm_outgoing_protect() with the
+ * account as the only recipient); FETCH then shows it decrypted like any
+ * protected message.  A message already protected goes up as it is. */
+
+/* Sends "prefix {N+}" and the message, or, to a provider without LITERAL+
+ * (RFC 7888), "prefix {N}" and the message once the provider says "+"
+ * (upstream_step()): the client, already answered with its own "+", must
+ * not see the provider's. */
+static void
+send_append (SmImapSession *self, const char *tag, GBytes *message)
+{
+  g_autoptr(GString) line = g_string_new (self->append_prefix->str);
+  gboolean plus = self->upstream->capabilities != NULL &&
+                  strstr (self->upstream->capabilities, "LITERAL+") != NULL;
+
+  g_string_append_printf (line, "{%" G_GSIZE_FORMAT "%s}\r\n", g_bytes_get_size (message), plus ? "+" : "");
+  forward_command (self, (const guint8 *) line->str, line->len, tag);
+  if (plus)
+    {
+      sm_stream_writer_write (self->to_upstream, g_bytes_get_data (message, NULL), g_bytes_get_size (message));
+      sm_stream_writer_write (self->to_upstream, "\r\n", 2);
+    }
+  else
+    {
+      g_clear_pointer (&self->append_upload, g_bytes_unref);
+      g_free (self->append_upload_tag);
+      self->append_upload = g_bytes_ref (message);
+      self->append_upload_tag = g_strdup (tag);
+    }
+  g_string_free (self->append_prefix, TRUE);
+  self->append_prefix = NULL;
+}
+
+static gboolean
+mailbox_keeps_own_mail (const char *name)
+{
+  g_autofree char *lower = g_ascii_strdown (name, -1);
+
+  return strstr (lower, "sent") != NULL || strstr (lower, "draft") != NULL;
+}
+
+/* The mailbox of "tag APPEND mailbox ...": an atom or a quoted string;
+ * NULL for a literal or anything unusual (then the APPEND is relayed). */
+static char *
+append_mailbox (const guint8 *line, gsize len)
+{
+  const char *p = (const char *) line, *end = p + len;
+  GString *box;
+
+  for (int words = 0; words < 2; words++)   /* tag, APPEND */
+    {
+      while (p < end && *p != ' ')
+        p++;
+      if (p >= end)
+        return NULL;
+      p++;
+    }
+  box = g_string_new (NULL);
+  if (p < end && *p == '"')
+    {
+      for (p++; p < end && *p != '"'; p++)
+        {
+          if (*p == '\\' && p + 1 < end)
+            p++;
+          g_string_append_c (box, *p);
+        }
+      if (p >= end)
+        return g_string_free (box, TRUE), NULL;
+    }
+  else
+    {
+      for (; p < end && *p != ' ' && *p != '\r' && *p != '\n' && *p != '{'; p++)
+        g_string_append_c (box, *p);
+    }
+  if (box->len == 0)
+    return g_string_free (box, TRUE), NULL;
+  return g_string_free (box, FALSE);
+}
+
+typedef struct {
+  const SmConfig *config;
+  GBytes *message;
+} AppendData;
+
+static void
+append_data_free (AppendData *d)
+{
+  g_bytes_unref (d->message);
+  g_free (d);
+}
+
+static void
+append_protect_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  AppendData *d = task_data;
+  const char *self_only[] = { d->config->address, NULL };
+  g_autoptr(GError) error = NULL;
+  GBytes *out;
+
+  out = sm_outgoing_protect (NULL, d->config, d->config->address, self_only, d->message, NULL, &error);
+  if (out == NULL)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else
+    g_task_return_pointer (task, out, (GDestroyNotify) g_bytes_unref);
+}
+
+static void
+on_append_protected (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmImapSession *self = SM_IMAP_SESSION (source);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) out = g_task_propagate_pointer (G_TASK (result), &error);
+  g_autofree char *tag = g_steal_pointer (&self->append_tag);
+
+  self->append_busy = FALSE;
+  if (self->state != ST_RELAY)
+    return;
+  if (out == NULL)
+    {
+      g_message ("A copy for Sent/Drafts was not stored: %s", error->message);
+      reply (self, _("%s NO [UNAVAILABLE] SecureMail keeps copies of your mail only encrypted, and could "
+                     "not encrypt this one: %s"), tag, error->message);
+    }
+  else
+    send_append (self, tag, out);
+  if (self->append_prefix != NULL)
+    {
+      g_string_free (self->append_prefix, TRUE);
+      self->append_prefix = NULL;
+    }
+  schedule_client_resume (self);
+}
+
+/* A client command line "tag APPEND box ... {N}" or "{N+}".  Returns TRUE
+ * when the session collects the message to protect it. */
+static gboolean
+intercept_append (SmImapSession *self, const SmImapScanResult *r, const char *tag)
+{
+  g_autofree char *box = NULL;
+  const guint8 *brace;
+
+  if (r->literal_binary || self->append_upload != NULL)
+    return FALSE;
+  box = append_mailbox (r->data, r->len);
+  if (box == NULL || !mailbox_keeps_own_mail (box))
+    return FALSE;
+  /* The prefix is the line up to the "{" of its literal. */
+  brace = r->data + r->len;
+  while (brace > r->data && brace[-1] != '{')
+    brace--;
+  if (brace == r->data)
+    return FALSE;
+  self->append_tag = g_strdup (tag);
+  self->append_prefix = g_string_new_len ((const char *) r->data, (gssize) (brace - 1 - r->data));
+  self->append_message = g_byte_array_sized_new ((guint) MIN (r->literal_size, SM_IMAP_MAX_LITERAL));
+  self->append_collecting = TRUE;
+  if (!r->literal_nonsync)
+    reply (self, "+ Ready for literal data");   /* RFC 9051 §7.5 */
+  return TRUE;
+}
+
+/* The end of a collected APPEND: protect it, unless it is protected
+ * already or the client went on with MULTIAPPEND (RFC 3502). */
+static void
+finish_append (SmImapSession *self, const SmImapScanResult *r)
+{
+  g_autoptr(GBytes) message = g_byte_array_free_to_bytes (g_steal_pointer (&self->append_message));
+  gsize len;
+  const char *data = g_bytes_get_data (message, &len);
+  gsize body_start = 0;
+  gsize hlen = sm_mime_header_length (data, len, &body_start);
+
+  self->append_collecting = FALSE;
+  if (r->has_literal)
+    {
+      g_autofree char *tag = g_steal_pointer (&self->append_tag);
+      reply (self, _("%s NO [CANNOT] Several messages in one APPEND to Sent or Drafts are not "
+                     "supported through SecureMail; append them one by one"), tag);
+      if (!r->literal_nonsync)
+        sm_imap_scanner_reset (self->client_scanner);
+      else
+        self->discard_command = TRUE;
+      g_string_free (self->append_prefix, TRUE);
+      self->append_prefix = NULL;
+      return;
+    }
+  if (sm_secure_view_is_protected (data, hlen))
+    {
+      /* Already signed or encrypted (a client that does it itself). */
+      g_autofree char *tag = g_steal_pointer (&self->append_tag);
+
+      send_append (self, tag, message);
+      return;
+    }
+  {
+    AppendData *d = g_new0 (AppendData, 1);
+    g_autoptr(GTask) task = g_task_new (self, self->cancellable, on_append_protected, NULL);
+
+    d->config = sm_server_get_config (self->server);
+    d->message = g_bytes_ref (message);
+    g_task_set_task_data (task, d, (GDestroyNotify) append_data_free);
+    self->append_busy = TRUE;
+    g_task_run_in_thread (task, append_protect_thread);
+  }
+}
+
 static gsize
 client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
 {
@@ -990,7 +1231,9 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
       }
       break;
     case SM_IMAP_SCAN_LITERAL:
-      if (!self->discard_command)
+      if (self->append_collecting)
+        g_byte_array_append (self->append_message, r.data, (guint) r.len);
+      else if (!self->discard_command)
         sm_stream_writer_write (self->to_upstream, r.data, r.len);
       break;
     case SM_IMAP_SCAN_LINE:
@@ -1015,6 +1258,8 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
               if ((strcmp (name, "FETCH") == 0 || strcmp (name, "UID FETCH") == 0) && !r.has_literal &&
                   intercept_fetch (self, &r, tag))
                 break;
+              if (strcmp (name, "APPEND") == 0 && r.has_literal && intercept_append (self, &r, tag))
+                break;
               if (strcmp (name, "SELECT") == 0 || strcmp (name, "EXAMINE") == 0 ||
                   strcmp (name, "CLOSE") == 0 || strcmp (name, "UNSELECT") == 0)
                 note_select (self, &r, tag, name);
@@ -1026,6 +1271,11 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
                 }
               break;
             }
+        }
+      else if (self->append_collecting)
+        {
+          finish_append (self, &r);
+          break;
         }
       else if (r.has_literal && !r.literal_nonsync && !self->discard_command)
         {
@@ -1151,6 +1401,24 @@ upstream_step (GObject *owner, const guint8 *buf, gsize len)
 
           sm_imap_response_classify (r.data, r.len, &resp);
           note_response (self, &resp);
+          if (self->append_upload != NULL && resp.kind == SM_IMAP_RESPONSE_CONTINUATION)
+            {
+              /* The provider's "+" for a protected APPEND: ours, not the client's. */
+              g_autoptr(GBytes) upload = g_steal_pointer (&self->append_upload);
+              g_clear_pointer (&self->append_upload_tag, g_free);
+              sm_stream_writer_write (self->to_upstream, g_bytes_get_data (upload, NULL), g_bytes_get_size (upload));
+              sm_stream_writer_write (self->to_upstream, "\r\n", 2);
+              schedule_client_resume (self);
+              break;
+            }
+          if (self->append_upload != NULL && resp.kind == SM_IMAP_RESPONSE_TAGGED &&
+              g_strcmp0 (resp.tag, self->append_upload_tag) == 0)
+            {
+              /* Refused before the literal: nothing to upload. */
+              g_clear_pointer (&self->append_upload, g_bytes_unref);
+              g_clear_pointer (&self->append_upload_tag, g_free);
+              schedule_client_resume (self);
+            }
           if (resp.kind == SM_IMAP_RESPONSE_CONTINUATION)
             g_clear_pointer (&self->sync_literal_tag, g_free);   /* the client may send it now */
           else if (resp.kind == SM_IMAP_RESPONSE_TAGGED && self->sync_literal_tag != NULL &&

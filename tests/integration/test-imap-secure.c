@@ -339,6 +339,47 @@ test_curl (void)
   g_assert_nonnull (strstr (out, "X-SecureMail-Signer: alice@example.test (EMail=alice@example.test,CN=alice"));
 }
 
+/* A client's copy of a sent message (APPEND to Sent) reaches the provider
+ * signed and encrypted to the user's own key, and reads back decrypted. */
+static void
+test_append_sent (void)
+{
+  static const char script[] = PY_PRELUDE
+    "sent = box + '-Sent'\n"
+    "msg = (b'From: bob@example.test\\r\\nTo: alice@example.test\\r\\nSubject: kept copy\\r\\n'\n"
+    "       b'Message-ID: <kept-' + box.encode() + b'@example.test>\\r\\n\\r\\nThe code is ' + sys.argv[6].encode() + b'\\r\\n')\n"
+    "m = proxy()\n"
+    "typ, d = m.create(sent); assert typ == 'OK', d\n"
+    "typ, d = m.append(sent, None, None, msg); assert typ == 'OK', d\n"
+    "dv = dovecot(); dv.select(sent)\n"
+    "typ, d = dv.uid('FETCH', '1:*', '(BODY.PEEK[])')\n"
+    "stored = parts(d)[0][1]\n"
+    "print('STORED-PLAIN', sys.argv[6].encode() in stored)\n"
+    "print('STORED-CMS', b'application/pkcs7-mime' in stored)\n"
+    "m.select(sent)\n"
+    "typ, d = m.uid('FETCH', '1:*', '(BODY.PEEK[])')\n"
+    "view = parts(d)[0][1].decode('utf-8', 'replace')\n"
+    "print('VIEW-PLAIN', sys.argv[6] in view)\n"
+    "print('VIEW', [l for l in view.split('\\r\\n') if l.startswith('X-SecureMail')])\n";
+  static const char * const files[] = { NULL };
+  g_autofree char *box = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *code = g_strdup_printf ("KEPT-%u", g_random_int ());
+
+  if (!have_setup ())
+    return;
+  box = new_mailbox (files);
+  if (py (script, &out, &err, box, code, NULL) != 0)
+    g_error ("append failed: %s\n%s", err, out);
+  g_test_message ("%s", out);
+  g_assert_nonnull (strstr (out, "STORED-PLAIN False"));
+  g_assert_nonnull (strstr (out, "STORED-CMS True"));
+  g_assert_nonnull (strstr (out, "VIEW-PLAIN True"));
+  g_assert_nonnull (strstr (out, "X-SecureMail-Trust: verified"));
+  g_assert_nonnull (strstr (out, "X-SecureMail-Encrypted: yes"));
+}
+
 /* The unlock gate (issue 7): locked, a protected message is refused with
  * NO [UNAVAILABLE], never served as ciphertext, not even from the view
  * cache; unlocked again, it is served.  And with the gate open, a
@@ -488,6 +529,7 @@ main (int argc, char **argv)
   g_test_add_func ("/proxy/imap/secure/items-consistent", test_items_consistent);
   g_test_add_func ("/proxy/imap/secure/plain-untouched", test_plain_untouched);
   g_test_add_func ("/proxy/imap/secure/curl", test_curl);
+  g_test_add_func ("/proxy/imap/secure/append-sent", test_append_sent);
   g_test_add_func ("/proxy/imap/secure/locked", test_locked);
   rc = g_test_run ();
   if (bob != NULL)

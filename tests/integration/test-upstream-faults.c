@@ -415,6 +415,49 @@ imap_mid_prequery (FakeConn *fc)
   imap_cut_literal (fc, TRUE);
 }
 
+/* A provider without LITERAL+ (RFC 7888): an APPEND's literal waits for its
+ * "+".  Records what it stored. */
+static void
+imap_append_sync (FakeConn *fc)
+{
+  const ImapOpts o = { 0 };
+
+  if (!imap_login (fc, &o))
+    return;
+  for (;;)
+    {
+      g_autofree char *line = fake_line (fc);
+      g_autofree char *tag = NULL;
+      g_autofree char *name = NULL;
+
+      if (line == NULL)
+        return;
+      imap_split (line, &tag, &name);
+      if (strcmp (name, "APPEND") == 0)
+        {
+          const char *brace = strrchr (line, '{');
+          guint64 n = brace ? g_ascii_strtoull (brace + 1, NULL, 10) : 0;
+          g_autofree char *buf = g_malloc (n + 1);
+          g_autofree char *rest = NULL;
+          gsize got = 0;
+
+          fake_send (fc, "+ go ahead\r\n");
+          if (!g_input_stream_read_all (G_INPUT_STREAM (fc->in), buf, n, &got, NULL, NULL) || got != n)
+            return;
+          fake_record (fc->fake, buf, got);
+          rest = fake_line (fc);    /* the line end after the literal */
+          fake_sendf (fc, "%s OK [APPENDUID 1 1] APPEND done\r\n", tag);
+        }
+      else if (strcmp (name, "LOGOUT") == 0)
+        {
+          fake_sendf (fc, "* BYE bye\r\n%s OK done\r\n", tag);
+          return;
+        }
+      else
+        fake_sendf (fc, "%s OK %s done\r\n", tag, name);
+    }
+}
+
 /* After login: the first NOOP gets a complete answer, then the connection
  * ends between two responses. */
 static void
@@ -873,6 +916,44 @@ test_imap_mid_prequery (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (line, "* BYE [UNAVAILABLE]"));
   g_assert_true (sm_test_client_wait_closed (c, PROMPT_MS));
   assert_proxy_serves (f->proxy);
+}
+
+/* The client's copy for Sent, through a provider without LITERAL+: the
+ * proxy answers the client's "+" itself, encrypts the copy to the account's
+ * key, and sends it once the provider says "+", which the client never
+ * sees. */
+static void
+test_imap_append_sync (Fixture *f, gconstpointer data)
+{
+  static const char msg[] = "From: alice@example.test\r\nTo: bob@example.test\r\nSubject: copy\r\n\r\n"
+                            "PLAINTEXT-MARKER of the kept copy\r\n";
+  g_autoptr(SmTestClient) c = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *cmd = NULL;
+  g_autofree char *seen = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  c = imap_connect (f->proxy);
+  line = imap_login_client (c, f->proxy, "a1");
+  g_assert_true (g_str_has_prefix (line, "a1 OK"));
+  g_clear_pointer (&line, g_free);
+  cmd = g_strdup_printf ("a2 APPEND Sent (\\Seen) {%zu}\r\n", strlen (msg));
+  sm_test_client_send (c, cmd);
+  line = sm_test_client_line (c);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "+ "));
+  g_assert_null (strstr (line, "go ahead"));     /* the proxy's, not the provider's */
+  g_clear_pointer (&line, g_free);
+  sm_test_client_send (c, msg);
+  sm_test_client_send (c, "\r\n");
+  line = sm_test_client_line (c);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "a2 OK"));
+  seen = fake_transcript (f->imap);
+  g_assert_nonnull (strstr (seen, "APPEND Sent (\\Seen) {"));
+  g_assert_nonnull (strstr (seen, "multipart/encrypted"));
+  g_assert_null (strstr (seen, "PLAINTEXT-MARKER"));
 }
 
 static void
@@ -1380,6 +1461,7 @@ typedef struct { Setup s; const char *needle; } BrokenCase;
 
 static const Setup mid_literal = { IMAPS (imap_mid_literal) };
 static const Setup mid_prequery = { IMAPS (imap_mid_prequery) };
+static const Setup append_sync = { IMAPS (imap_append_sync) };
 static const Setup close_between = { IMAPS (imap_close_between) };
 static const Setup close_mid_line = { IMAPS (imap_close_mid_line) };
 static const Setup no_starttls = { IMAP (imap_no_starttls) };
@@ -1415,6 +1497,7 @@ main (int argc, char **argv)
 #define ADD(path, setup, fn) g_test_add ((path), Fixture, (setup), fixture_setup, (fn), fixture_teardown)
   ADD ("/proxy/upstream-faults/imap/close-mid-literal", &mid_literal, test_imap_mid_literal);
   ADD ("/proxy/upstream-faults/imap/close-mid-prequery", &mid_prequery, test_imap_mid_prequery);
+  ADD ("/proxy/upstream-faults/imap/append-sent-without-literal-plus", &append_sync, test_imap_append_sync);
   ADD ("/proxy/upstream-faults/imap/close-between-responses", &close_between, test_imap_close_between);
   ADD ("/proxy/upstream-faults/imap/close-mid-line", &close_mid_line, test_imap_close_mid_line);
   ADD ("/proxy/upstream-faults/imap/no-starttls", &no_starttls, test_imap_no_starttls);
