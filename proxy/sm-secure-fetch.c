@@ -485,7 +485,7 @@ static guint slots_busy;
 static void
 build_slot_acquire (void)
 {
-  guint max = MAX (SM_SECURE_FETCH_MIN_PARALLEL, g_get_num_processors ());
+  guint max = MAX (SM_SECURE_FETCH_MIN_PARALLEL, SM_SECURE_FETCH_PER_CORE * g_get_num_processors ());
 
   g_mutex_lock (&slots_lock);
   while (slots_busy >= max)
