@@ -5,6 +5,7 @@
 
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
+#include "sm-receipts.h"
 #include "sm-relay-worker.h"
 
 struct _SmDbusService {
@@ -16,6 +17,8 @@ struct _SmDbusService {
   gulong lock_handler;
   gulong queue_handler;         /* on the relay worker */
   gulong failed_handler;
+  SmReceipts *receipts;         /* the process's state.db, once opened */
+  gulong receipts_handler;
 };
 
 G_DEFINE_FINAL_TYPE (SmDbusService, sm_dbus_service, G_TYPE_OBJECT)
@@ -35,6 +38,9 @@ sm_dbus_service_finalize (GObject *object)
     g_signal_handler_disconnect (sm_server_get_queue (self->server), self->queue_handler);
   if (self->failed_handler)
     g_signal_handler_disconnect (sm_server_get_queue (self->server), self->failed_handler);
+  if (self->receipts_handler)
+    g_signal_handler_disconnect (self->receipts, self->receipts_handler);
+  g_clear_object (&self->receipts);
   if (self->skeleton)
     g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (self->skeleton));
   g_clear_object (&self->skeleton);
@@ -208,6 +214,54 @@ on_messages_changed (SmDbusService *self)
   sm_dbus_proxy1_emit_messages_changed (self->skeleton);
 }
 
+/* ---- receipts ----------------------------------------------------------------- */
+
+static gboolean
+handle_list_receipts (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, SmDbusService *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) rows = NULL;
+  GVariantBuilder b;
+
+  if (self->receipts == NULL)
+    {
+      g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR, G_DBUS_ERROR_FAILED,
+                                             _("The receipts are not available (state.db cannot be opened)"));
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  rows = sm_receipts_list (self->receipts, g_get_real_time () / G_USEC_PER_SEC,
+                           sm_server_get_config (self->server)->receipt_overdue_s, &error);
+  if (rows == NULL)
+    {
+      g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR, G_DBUS_ERROR_FAILED, "%s", error->message);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < rows->len; i++)
+    {
+      const SmReceiptRow *r = rows->pdata[i];
+      GVariantBuilder e;
+
+      g_variant_builder_init (&e, G_VARIANT_TYPE ("a{sv}"));
+      g_variant_builder_add (&e, "{sv}", "message_id", g_variant_new_string (r->message_id));
+      g_variant_builder_add (&e, "{sv}", "recipient", g_variant_new_string (r->recipient));
+      g_variant_builder_add (&e, "{sv}", "status", g_variant_new_string (sm_receipt_status_to_string (r->status)));
+      g_variant_builder_add (&e, "{sv}", "sent", g_variant_new_int64 (r->sent));
+      g_variant_builder_add (&e, "{sv}", "changed", g_variant_new_int64 (r->changed));
+      g_variant_builder_add (&e, "{sv}", "signer", g_variant_new_string (r->signer ? r->signer : ""));
+      g_variant_builder_add (&e, "{sv}", "reason", g_variant_new_string (r->reason ? r->reason : ""));
+      g_variant_builder_add_value (&b, g_variant_builder_end (&e));
+    }
+  sm_dbus_proxy1_complete_list_receipts (skeleton, invocation, g_variant_builder_end (&b));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+on_receipts_changed (SmDbusService *self, const char *message_id)
+{
+  sm_dbus_proxy1_emit_receipts_changed (self->skeleton, message_id ? message_id : "");
+}
+
 /* ---- [PERSONAL] ---------------------------------------------------------------- */
 
 static void
@@ -299,6 +353,19 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
   self->status_handler = g_signal_connect_swapped (server, "status-changed", G_CALLBACK (update), self);
   self->messages_handler = g_signal_connect_swapped (server, "messages-changed", G_CALLBACK (on_messages_changed), self);
   g_signal_connect (self->skeleton, "handle-list-messages", G_CALLBACK (handle_list_messages), self);
+  {
+    g_autoptr(GError) local = NULL;
+    SmReceipts *receipts = sm_receipts_get_default (&local);
+
+    if (receipts != NULL)
+      {
+        self->receipts = g_object_ref (receipts);
+        self->receipts_handler = g_signal_connect_swapped (receipts, "changed", G_CALLBACK (on_receipts_changed), self);
+      }
+    else
+      g_message ("Receipts will not be listed over D-Bus: %s", local->message);
+  }
+  g_signal_connect (self->skeleton, "handle-list-receipts", G_CALLBACK (handle_list_receipts), self);
   if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton), connection,
                                          SM_DBUS_OBJECT_PATH, error))
     return NULL;

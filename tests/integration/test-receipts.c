@@ -352,6 +352,19 @@ test_through_imap (Fixture *f, gconstpointer data)
       g_usleep (100 * 1000);   /* the match runs in a worker thread */
     }
   g_assert_cmpstr (status, ==, "delivered-verified");
+  /* The tray's view of it: ListReceipts over D-Bus from the running proxy. */
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *derr = NULL;
+    const char *argv[] = { "gdbus", "call", "--session", "--dest", "org.securemail.Proxy",
+                           "--object-path", "/org/securemail/Proxy",
+                           "--method", "org.securemail.Proxy1.ListReceipts", NULL };
+
+    g_assert_cmpint (sm_test_run (argv, NULL, NULL, &out, &derr), ==, 0);
+    g_assert_nonnull (strstr (out, mid));
+    g_assert_nonnull (strstr (out, "'delivered-verified'"));
+    g_assert_nonnull (strstr (out, "bob@example.test"));
+  }
   sm_test_proxy_stop (f->alice);
   assert_log_clean (f->alice);
 }
