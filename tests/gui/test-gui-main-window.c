@@ -358,7 +358,6 @@ static void
 test_receipts_and_outbox (void)
 {
   g_autoptr(SmTestProxy) proxy = NULL;
-  g_autoptr(SmTestClient) c = NULL;
   g_autoptr(SmDbusProxy1) dbus = NULL;
   g_autoptr(GVariant) queue = NULL;
   g_autoptr(GError) error = NULL;
@@ -388,11 +387,7 @@ test_receipts_and_outbox (void)
   mid = g_strdup_printf ("<gui-%s@example.test>", uuid);
   msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: <alice@example.test>\r\nSubject: outbox %s\r\n"
                          "Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: %s\r\n\r\nPlease confirm.\r\n", uuid, mid);
-  c = sm_test_smtp_open (proxy, TRUE);
-  g_free (sm_test_smtp_command (c, "MAIL FROM:<alice@example.test>", "250 "));
-  g_free (sm_test_smtp_command (c, "RCPT TO:<alice@example.test>", "250 "));
-  g_free (sm_test_smtp_command (c, "DATA", "354 "));
-  reply = sm_test_smtp_data (c, msg);
+  reply = sm_test_smtp_submit (proxy, "alice@example.test", "alice@example.test", msg);
   g_assert_nonnull (reply);
   g_assert_nonnull (strstr (reply, "Queued as "));
   queue_id = g_strstrip (g_strdup (strstr (reply, "Queued as ") + strlen ("Queued as ")));

@@ -689,6 +689,19 @@ sm_test_smtp_data (SmTestClient *c, const char *message)
   return sm_test_smtp_reply (c, NULL);
 }
 
+char *
+sm_test_smtp_submit (SmTestProxy *proxy, const char *from, const char *to, const char *message)
+{
+  g_autoptr(SmTestClient) c = sm_test_smtp_open (proxy, TRUE);
+  g_autofree char *mail = g_strdup_printf ("MAIL FROM:<%s>", from);
+  g_autofree char *rcpt = g_strdup_printf ("RCPT TO:<%s>", to);
+
+  g_free (sm_test_smtp_command (c, mail, "250 "));
+  g_free (sm_test_smtp_command (c, rcpt, "250 "));
+  g_free (sm_test_smtp_command (c, "DATA", "354 "));
+  return sm_test_smtp_data (c, message);
+}
+
 void
 sm_test_proxy_wait_dbus (SmTestProxy *proxy)
 {

@@ -132,6 +132,9 @@ SmTestClient *sm_test_smtp_open (SmTestProxy *proxy, gboolean login);
 /* Sends @message (CRLF lines) dot-stuffed, then the final dot; returns the
  * reply to it (NULL at end of stream). */
 char *sm_test_smtp_data (SmTestClient *client, const char *message);
+/* One message from @from to @to through @proxy's SMTP listener (logged
+ * in): MAIL, RCPT (each expecting 250), DATA; returns the final reply. */
+char *sm_test_smtp_submit (SmTestProxy *proxy, const char *from, const char *to, const char *message);
 
 G_END_DECLS
 
