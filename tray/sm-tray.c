@@ -34,6 +34,7 @@ struct _SmTray {
    * a notification is for a change, not for what was already there.  NULL
    * until the first list arrives. */
   GHashTable *receipts;
+  gint64 started;             /* unix seconds: the first list announces only what changed since */
 };
 
 G_DEFINE_TYPE (SmTray, sm_tray, G_TYPE_OBJECT)
@@ -351,17 +352,20 @@ on_receipts_listed (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       const char *message_id = "", *recipient = "", *status = "", *signer = "", *reason = "";
       g_autofree char *key = NULL;
-      const char *before;
+      gint64 changed = 0;
+      gboolean news;
 
       g_variant_lookup (e, "message_id", "&s", &message_id);
       g_variant_lookup (e, "recipient", "&s", &recipient);
       g_variant_lookup (e, "status", "&s", &status);
       g_variant_lookup (e, "signer", "&s", &signer);
       g_variant_lookup (e, "reason", "&s", &reason);
+      g_variant_lookup (e, "changed", "x", &changed);
       key = g_strdup_printf ("%s %s", message_id, recipient);
-      before = g_hash_table_lookup (self->receipts, key);
-      if (!first && g_strcmp0 (before, status) != 0
-          && (g_strcmp0 (status, "delivered-verified") == 0 || g_strcmp0 (status, "failed") == 0))
+      /* Before the first list, only what changed while the tray ran is news
+       * (not every receipt of the past at each login). */
+      news = first ? changed >= self->started : g_strcmp0 (g_hash_table_lookup (self->receipts, key), status) != 0;
+      if (news && (g_strcmp0 (status, "delivered-verified") == 0 || g_strcmp0 (status, "failed") == 0))
         notify_receipt (self, message_id, recipient, status, *reason ? reason : signer);
       g_hash_table_replace (self->receipts, g_steal_pointer (&key), g_strdup (status));
       g_variant_unref (e);
@@ -499,6 +503,7 @@ static void
 sm_tray_init (SmTray *self)
 {
   self->cancellable = g_cancellable_new ();
+  self->started = g_get_real_time () / G_USEC_PER_SEC;
 }
 
 SmTray *

@@ -485,6 +485,8 @@ test_fallback_menu_screenshot (Fixture *f, gconstpointer data)
  * it owns org.freedesktop.Notifications (the Desktop Notifications
  * Specification, which GNotification uses outside a sandbox) and keeps
  * "summary\nbody" of every Notify call. */
+#define RECEIPT_TIMEOUT_MS 30000   /* Postfix delivery, as in test-receipts.c */
+
 static const char notifications_xml[] =
   "<node><interface name='org.freedesktop.Notifications'>"
   "<method name='Notify'><arg type='s' direction='in'/><arg type='u' direction='in'/>"
@@ -531,35 +533,62 @@ wait_notification (GPtrArray *seen, const char *summary)
     }
 }
 
+typedef struct {
+  GPtrArray *seen;        /* "summary\nbody" */
+  GDBusConnection *bus;
+  guint registration;
+  guint owner;
+} Notifications;
+
+/* Owns org.freedesktop.Notifications on the test's bus. */
+static Notifications *
+notifications_start (void)
+{
+  static const GDBusInterfaceVTable vtable = { on_notifications_call, NULL, NULL, { 0 } };
+  Notifications *n = g_new0 (Notifications, 1);
+  g_autoptr(GDBusNodeInfo) info = NULL;
+  g_autoptr(GError) error = NULL;
+
+  n->seen = g_ptr_array_new_with_free_func (g_free);
+  n->bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
+  g_assert_no_error (error);
+  info = g_dbus_node_info_new_for_xml (notifications_xml, &error);
+  g_assert_no_error (error);
+  n->registration = g_dbus_connection_register_object (n->bus, "/org/freedesktop/Notifications", info->interfaces[0],
+                                                       &vtable, n->seen, NULL, &error);
+  g_assert_no_error (error);
+  n->owner = g_bus_own_name_on_connection (n->bus, "org.freedesktop.Notifications", G_BUS_NAME_OWNER_FLAGS_NONE,
+                                           NULL, NULL, NULL, NULL);
+  return n;
+}
+
+static void
+notifications_stop (Notifications *n)
+{
+  g_bus_unown_name (n->owner);
+  g_dbus_connection_unregister_object (n->bus, n->registration);
+  g_object_unref (n->bus);
+  g_ptr_array_unref (n->seen);
+  g_free (n);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Notifications, notifications_stop)
+
 /* The provider refuses a recipient for good: the tray says so in a
  * notification.  The menu has Receipts. */
 static void
 test_delivery_failed_notification (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GPtrArray) seen = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GDBusNodeInfo) info = NULL;
-  g_autoptr(GDBusConnection) bus = NULL;
-  g_autoptr(GError) error = NULL;
+  g_autoptr(Notifications) notifications = NULL;
   g_autoptr(SmTestProxy) proxy = NULL;
   g_autoptr(GPtrArray) items = NULL;
   g_autofree char *uuid = g_uuid_string_random ();
   g_autofree char *msg = NULL;
   g_autofree char *reply = NULL;
-  const GDBusInterfaceVTable vtable = { on_notifications_call, NULL, NULL, { 0 } };
   const char *shown;
-  guint reg, owner;
 
   if (!sm_test_require_stack ())
     return;
-  bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
-  g_assert_no_error (error);
-  info = g_dbus_node_info_new_for_xml (notifications_xml, &error);
-  g_assert_no_error (error);
-  reg = g_dbus_connection_register_object (bus, "/org/freedesktop/Notifications", info->interfaces[0], &vtable, seen,
-                                           NULL, &error);
-  g_assert_no_error (error);
-  owner = g_bus_own_name_on_connection (bus, "org.freedesktop.Notifications", G_BUS_NAME_OWNER_FLAGS_NONE, NULL,
-                                        NULL, NULL, NULL);
+  notifications = notifications_start ();
 
   proxy = start_proxy_and_tray (f);
   items = sm_gui_test_menu_items (f->bus_name);
@@ -571,15 +600,84 @@ test_delivery_failed_notification (Fixture *f, gconstpointer data)
   g_assert_nonnull (reply);
   g_assert_true (g_str_has_prefix (reply, "250 "));
 
-  shown = wait_notification (seen, "A message could not be sent");
+  shown = wait_notification (notifications->seen, "A message could not be sent");
   if (g_test_verbose ())
     g_printerr ("notification: %s\n", shown);
   g_assert_nonnull (strstr (shown, "report with the details"));
   /* The provider's words, not the message. */
   g_assert_null (strstr (shown, "Hello"));
+}
 
-  g_bus_unown_name (owner);
-  g_dbus_connection_unregister_object (bus, reg);
+/* A signed receipt end to end (as tests/integration/test-receipts.c, with
+ * mail clients on both sides): alice sends to bob, bob's client reads it
+ * through bob's proxy, which answers with a signed receipt; with the tray
+ * following alice's proxy, alice's client reads the receipt, her proxy
+ * matches it, and the tray says it arrived.  The proxies take turns: both
+ * would own the same bus name. */
+static void
+test_receipt_notification (Fixture *f, gconstpointer data)
+{
+  g_autoptr(Notifications) notifications = NULL;
+  g_autoptr(SmTestProxy) alice = NULL;
+  g_autoptr(SmTestProxy) bob = NULL;
+  g_autofree char *up_alice = NULL;
+  g_autofree char *up_bob = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *mid = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *reply = NULL;
+  g_autofree char *landed = NULL;
+  g_autofree char *needle = NULL;
+  g_autofree char *mdn = NULL;
+  const char *shown;
+
+  if (!sm_test_require_stack ())
+    return;
+  up_alice = sm_test_upstream_section ("alice");
+  up_bob = sm_test_upstream_section ("bob");
+  alice = sm_test_proxy_start ("alice@example.test", up_alice, "pass", NULL);
+  sm_test_proxy_stop (alice);
+  bob = sm_test_proxy_start ("bob@example.test", up_bob, "pass", NULL);
+  sm_test_proxy_stop (bob);
+  sm_test_introduce (alice, bob);
+  sm_test_introduce (bob, alice);
+
+  sm_test_proxy_restart (alice, "proxy-send.log");
+  mid = g_strdup_printf ("<tray-receipt-%s@example.test>", uuid);
+  msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
+                         "Subject: tray receipt\r\nMessage-ID: %s\r\n\r\nPlease confirm.\r\n", mid);
+  reply = sm_test_smtp_submit (alice, "alice@example.test", "bob@example.test", msg);
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250 "));
+  landed = sm_test_maildir_read ("bob", mid, RECEIPT_TIMEOUT_MS);
+  g_assert_nonnull (landed);
+  sm_test_proxy_stop (alice);
+
+  sm_test_proxy_restart (bob, "proxy-read.log");
+  sm_test_fetch_all (bob, mid);
+  needle = g_strdup_printf ("In-Reply-To: %s", mid);
+  mdn = sm_test_maildir_read ("alice", needle, RECEIPT_TIMEOUT_MS);
+  g_assert_nonnull (mdn);
+  sm_test_proxy_stop (bob);
+
+  notifications = notifications_start ();
+  sm_test_proxy_restart (alice, "proxy-match.log");
+  sm_test_proxy_wait_dbus (alice);
+  config_env = tray_env_config (alice);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  g_free (sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS));
+  g_assert_cmpuint (notifications->seen->len, ==, 0);
+  sm_test_fetch_all (alice, mid);
+  shown = wait_notification (notifications->seen, "Signed receipt arrived");
+  if (g_test_verbose ())
+    g_printerr ("notification: %s\n", shown);
+  g_assert_nonnull (strstr (shown, "bob@example.test confirmed your message"));
+  g_assert_nonnull (strstr (shown, mid));
+  sm_test_proxy_stop (alice);
 }
 
 int
@@ -593,6 +691,8 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/lock-unlock", Fixture, NULL, fixture_setup, test_lock_unlock, fixture_teardown);
   g_test_add ("/gui/tray/delivery-failed-notification", Fixture, NULL, fixture_setup,
               test_delivery_failed_notification, fixture_teardown);
+  g_test_add ("/gui/tray/receipt-notification", Fixture, NULL, fixture_setup, test_receipt_notification,
+              fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,

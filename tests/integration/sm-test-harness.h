@@ -158,3 +158,17 @@ char *sm_test_direct_append (const char *user, const char *subject);
 char *sm_test_direct_flags (const char *user, const char *uid);
 
 G_END_DECLS
+
+/* ---- two accounts: keys and reading -------------------------------------------- */
+
+G_BEGIN_DECLS
+
+/* @to imports @from's own public OpenPGP key with the CLI and trusts it
+ * fully, as a user does after checking the fingerprint. */
+void sm_test_introduce (SmTestProxy *from, SmTestProxy *to);
+/* What a mail client does to read its INBOX: every message whole, through
+ * @p's IMAP listener (which builds each protected one's view, and so
+ * answers or matches receipts); exactly one must carry @marker. */
+void sm_test_fetch_all (SmTestProxy *p, const char *marker);
+
+G_END_DECLS
