@@ -428,6 +428,15 @@ test_receipts_and_outbox (void)
   g_assert_true (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "outbox_delete_button"))));
   shot (window, "main-5-outbox");
 
+  /* Send again now: the daemon takes it (the provider is still closed, so
+   * it stays), and the choice survives the refresh that follows. */
+  gtk_button_clicked (GTK_BUTTON (gtk_builder_get_object (b, "outbox_retry_button")));
+  wait_idle (window);
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (gtk_builder_get_object (b, "outbox_result_label"))),
+                            "again now"));
+  wait_row (outbox, 0, queue_id, &iter);
+  g_assert_true (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "outbox_delete_button"))));
+
   gtk_button_clicked (GTK_BUTTON (gtk_builder_get_object (b, "outbox_delete_button")));
   wait_idle (window);
   wait_rows (outbox, 0);
