@@ -8,6 +8,7 @@
 #include "sm-dbus-service.h"
 #include "sm-doctor.h"
 #include "sm-gui-keys.h"
+#include "sm-gui-receipt.h"
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-main-window.h"
@@ -615,25 +616,19 @@ on_receipts_listed (GObject *source, GAsyncResult *result, gpointer user_data)
     return;
   while ((e = g_variant_iter_next_value (&iter)) != NULL)
     {
-      const char *message_id = "", *recipient = "", *status = "", *signer = "", *reason = "";
-      gint64 changed = 0;
+      SmGuiReceipt r;
       g_autofree char *when = NULL;
       g_autofree char *detail = NULL;
 
-      g_variant_lookup (e, "message_id", "&s", &message_id);
-      g_variant_lookup (e, "recipient", "&s", &recipient);
-      g_variant_lookup (e, "status", "&s", &status);
-      g_variant_lookup (e, "signer", "&s", &signer);
-      g_variant_lookup (e, "reason", "&s", &reason);
-      g_variant_lookup (e, "changed", "x", &changed);
-      when = local_time_text (changed);
+      sm_gui_receipt_read (e, &r);
+      when = local_time_text (r.changed);
       /* A failed receipt may still name its signer; why it failed matters more. */
-      if (*reason != '\0')
-        detail = g_strdup (reason);
-      else if (*signer != '\0')
-        detail = g_strdup_printf (_("Signed by %s"), signer);
-      gtk_list_store_insert_with_values (store, NULL, -1, RCPT_COL_MESSAGE_ID, message_id, RCPT_COL_RECIPIENT,
-                                         recipient, RCPT_COL_STATUS, in_words (receipt_status_words, G_N_ELEMENTS (receipt_status_words), status), RCPT_COL_CHANGED,
+      if (*r.reason != '\0')
+        detail = g_strdup (r.reason);
+      else if (*r.signer != '\0')
+        detail = g_strdup_printf (_("Signed by %s"), r.signer);
+      gtk_list_store_insert_with_values (store, NULL, -1, RCPT_COL_MESSAGE_ID, r.message_id, RCPT_COL_RECIPIENT,
+                                         r.recipient, RCPT_COL_STATUS, in_words (receipt_status_words, G_N_ELEMENTS (receipt_status_words), r.status), RCPT_COL_CHANGED,
                                          when, RCPT_COL_DETAIL, detail ? detail : "", -1);
       g_variant_unref (e);
     }

@@ -6,6 +6,7 @@
 
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
+#include "sm-gui-receipt.h"
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-main-window.h"
@@ -306,21 +307,21 @@ on_personal (GtkMenuItem *mi, SmTray *self)
 
 /* ---- receipts and delivery failures (issue 6) ---------------------------------------- */
 
-/* Says that the receipt of @message_id from @recipient arrived or failed. */
+/* Says that the receipt of @r arrived or failed. */
 static void
-notify_receipt (SmTray *self, const char *message_id, const char *recipient, const char *status, const char *detail)
+notify_receipt (SmTray *self, const SmGuiReceipt *r)
 {
-  gboolean ok = g_strcmp0 (status, "delivered-verified") == 0;
+  gboolean ok = g_strcmp0 (r->status, "delivered-verified") == 0;
   g_autoptr(GNotification) n = g_notification_new (ok ? _("Signed receipt arrived") : _("Receipt failed"));
   g_autofree char *body = NULL;
-  g_autofree char *id = g_strdup_printf ("receipt %s %s", message_id, recipient);
+  g_autofree char *id = g_strdup_printf ("receipt %s %s", r->message_id, r->recipient);
 
   if (ok)
-    body = g_strdup_printf (_("%s confirmed your message %s, signed by %s."), recipient, message_id,
-                            *detail ? detail : recipient);
+    body = g_strdup_printf (_("%s confirmed your message %s, signed by %s."), r->recipient, r->message_id,
+                            *r->signer ? r->signer : r->recipient);
   else
-    body = g_strdup_printf (_("The receipt from %s for your message %s failed: %s"), recipient, message_id,
-                            *detail ? detail : _("no reason given"));
+    body = g_strdup_printf (_("The receipt from %s for your message %s failed: %s"), r->recipient, r->message_id,
+                            *r->reason ? r->reason : _("no reason given"));
   g_notification_set_body (n, body);
   if (!ok)
     g_notification_set_priority (n, G_NOTIFICATION_PRIORITY_HIGH);
@@ -350,24 +351,18 @@ on_receipts_listed (GObject *source, GAsyncResult *result, gpointer user_data)
   g_variant_iter_init (&iter, entries);
   while ((e = g_variant_iter_next_value (&iter)) != NULL)
     {
-      const char *message_id = "", *recipient = "", *status = "", *signer = "", *reason = "";
+      SmGuiReceipt r;
       g_autofree char *key = NULL;
-      gint64 changed = 0;
       gboolean news;
 
-      g_variant_lookup (e, "message_id", "&s", &message_id);
-      g_variant_lookup (e, "recipient", "&s", &recipient);
-      g_variant_lookup (e, "status", "&s", &status);
-      g_variant_lookup (e, "signer", "&s", &signer);
-      g_variant_lookup (e, "reason", "&s", &reason);
-      g_variant_lookup (e, "changed", "x", &changed);
-      key = g_strdup_printf ("%s %s", message_id, recipient);
+      sm_gui_receipt_read (e, &r);
+      key = g_strdup_printf ("%s %s", r.message_id, r.recipient);
       /* Before the first list, only what changed while the tray ran is news
        * (not every receipt of the past at each login). */
-      news = first ? changed >= self->started : g_strcmp0 (g_hash_table_lookup (self->receipts, key), status) != 0;
-      if (news && (g_strcmp0 (status, "delivered-verified") == 0 || g_strcmp0 (status, "failed") == 0))
-        notify_receipt (self, message_id, recipient, status, *reason ? reason : signer);
-      g_hash_table_replace (self->receipts, g_steal_pointer (&key), g_strdup (status));
+      news = first ? r.changed >= self->started : g_strcmp0 (g_hash_table_lookup (self->receipts, key), r.status) != 0;
+      if (news && sm_gui_receipt_is_final (&r))
+        notify_receipt (self, &r);
+      g_hash_table_replace (self->receipts, g_steal_pointer (&key), g_strdup (r.status));
       g_variant_unref (e);
     }
 }
