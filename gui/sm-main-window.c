@@ -8,6 +8,7 @@
 #include "sm-dbus-service.h"
 #include "sm-doctor.h"
 #include "sm-gui-keys.h"
+#include "sm-gui-receipt.h"
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-main-window.h"
@@ -471,6 +472,48 @@ on_report (GtkButton *button, MainWindow *mw)
 
 /* ---- Messages (issue 6) ------------------------------------------------------- */
 
+/* The error of a D-Bus call on a page's result label; FALSE if the window
+ * is gone (the call was cancelled). */
+static gboolean
+show_call_error (MainWindow *mw, const char *label_id, GError *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return FALSE;
+  g_dbus_error_strip_remote_error (error);
+  set_label (mw, label_id, error->message);
+  return TRUE;
+}
+
+/* The start of every list reply: the error on @label_id, or @store_id
+ * emptied and @iter over @entries.  NULL when there is nothing to fill. */
+static GtkListStore *
+begin_fill (MainWindow *mw, gboolean ok, GError *error, const char *label_id, const char *store_id,
+            GVariant *entries, GVariantIter *iter)
+{
+  GtkListStore *store;
+
+  if (!ok)
+    {
+      show_call_error (mw, label_id, error);
+      return NULL;
+    }
+  store = GTK_LIST_STORE (gtk_builder_get_object (mw->builder, store_id));
+  gtk_list_store_clear (store);
+  g_variant_iter_init (iter, entries);
+  return store;
+}
+
+static char *
+local_time_text (gint64 unix_seconds)
+{
+  g_autoptr(GDateTime) t = NULL;
+
+  if (unix_seconds == 0)
+    return g_strdup ("");
+  t = g_date_time_new_from_unix_local (unix_seconds);
+  return t ? g_date_time_format (t, "%Y-%m-%d %H:%M") : g_strdup ("");
+}
+
 static void
 on_messages_listed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -479,19 +522,13 @@ on_messages_listed (GObject *source, GAsyncResult *result, gpointer user_data)
   MainWindow *mw = user_data;
   GtkListStore *store;
   GVariantIter iter;
+  gboolean ok;
   GVariant *e;
 
-  if (!sm_dbus_proxy1_call_list_messages_finish (SM_DBUS_PROXY1 (source), &entries, result, &error))
-    {
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        return;   /* the window is gone */
-      g_dbus_error_strip_remote_error (error);
-      set_label (mw, "messages_result_label", error->message);
-      return;
-    }
-  store = GTK_LIST_STORE (gtk_builder_get_object (mw->builder, "messages_store"));
-  gtk_list_store_clear (store);
-  g_variant_iter_init (&iter, entries);
+  ok = sm_dbus_proxy1_call_list_messages_finish (SM_DBUS_PROXY1 (source), &entries, result, &error);
+  store = begin_fill (mw, ok, error, "messages_result_label", "messages_store", entries, &iter);
+  if (store == NULL)
+    return;
   while ((e = g_variant_iter_next_value (&iter)) != NULL)
     {
       const char *trust = "", *from = "", *subject = "", *mailbox = "", *signer = "";
@@ -508,14 +545,10 @@ on_messages_listed (GObject *source, GAsyncResult *result, gpointer user_data)
       g_variant_lookup (e, "date", "x", &date);
       g_variant_lookup (e, "uid", "u", &uid);
       g_variant_lookup (e, "personal", "b", &personal);
-      if (date != 0)
-        {
-          g_autoptr(GDateTime) t = g_date_time_new_from_unix_local (date);
-          when = t ? g_date_time_format (t, "%Y-%m-%d %H:%M") : NULL;
-        }
+      when = local_time_text (date);
       gtk_list_store_insert_with_values (store, NULL, -1, MSG_COL_TRUST, sm_dbus_trust_words (trust),
                                          MSG_COL_SENDER, from, MSG_COL_SUBJECT, subject, MSG_COL_DATE,
-                                         when ? when : "", MSG_COL_PERSONAL, personal, MSG_COL_MAILBOX, mailbox,
+                                         when, MSG_COL_PERSONAL, personal, MSG_COL_MAILBOX, mailbox,
                                          MSG_COL_UID, uid, MSG_COL_SIGNER, signer, -1);
       g_variant_unref (e);
     }
@@ -529,6 +562,245 @@ refresh_messages (MainWindow *mw)
 {
   if (mw->proxy != NULL)
     sm_dbus_proxy1_call_list_messages (mw->proxy, 0, mw->cancellable, on_messages_listed, mw);
+}
+
+/* ---- Receipts (issue 6) -------------------------------------------------------- */
+
+/* Columns of receipts_store and outbox_store (ui/main-window.ui). */
+enum { RCPT_COL_MESSAGE_ID, RCPT_COL_RECIPIENT, RCPT_COL_STATUS, RCPT_COL_CHANGED, RCPT_COL_DETAIL };
+enum { OUT_COL_ID, OUT_COL_RECIPIENTS, OUT_COL_STATE, OUT_COL_CREATED, OUT_COL_ATTEMPTS, OUT_COL_ERROR };
+
+/* The daemon's status words (not translated on the bus) for people. */
+typedef struct {
+  const char *word;
+  const char *text;   /* N_() */
+} Words;
+
+static const Words receipt_status_words[] = {   /* ListReceipts "status" */
+  { "requested", N_("Waiting for the receipt") },
+  { "delivered-verified", N_("Delivered and verified") },
+  { "failed", N_("Failed") },
+  { "overdue", N_("Overdue: no receipt yet") },
+};
+
+static const Words queue_state_words[] = {   /* ListQueue "state" */
+  { "queued", N_("Waiting to be sent") },
+  { "sending", N_("Sending") },
+  { "failed", N_("Failed, not sent") },
+};
+
+/* @word in words, or as it is when it is new to this version. */
+static const char *
+in_words (const Words *table, gsize n, const char *word)
+{
+  for (gsize i = 0; i < n; i++)
+    if (g_strcmp0 (table[i].word, word) == 0)
+      return _(table[i].text);
+  return word;
+}
+
+static void
+on_receipts_listed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GVariant) entries = NULL;
+  g_autoptr(GError) error = NULL;
+  MainWindow *mw = user_data;
+  GtkListStore *store;
+  GVariantIter iter;
+  gboolean ok;
+  GVariant *e;
+
+  ok = sm_dbus_proxy1_call_list_receipts_finish (SM_DBUS_PROXY1 (source), &entries, result, &error);
+  store = begin_fill (mw, ok, error, "receipts_result_label", "receipts_store", entries, &iter);
+  if (store == NULL)
+    return;
+  while ((e = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      SmGuiReceipt r;
+      g_autofree char *when = NULL;
+      g_autofree char *detail = NULL;
+
+      sm_gui_receipt_read (e, &r);
+      when = local_time_text (r.changed);
+      /* A failed receipt may still name its signer; why it failed matters more. */
+      if (*r.reason != '\0')
+        detail = g_strdup (r.reason);
+      else if (*r.signer != '\0')
+        detail = g_strdup_printf (_("Signed by %s"), r.signer);
+      gtk_list_store_insert_with_values (store, NULL, -1, RCPT_COL_MESSAGE_ID, r.message_id, RCPT_COL_RECIPIENT,
+                                         r.recipient, RCPT_COL_STATUS, in_words (receipt_status_words, G_N_ELEMENTS (receipt_status_words), r.status), RCPT_COL_CHANGED,
+                                         when, RCPT_COL_DETAIL, detail ? detail : "", -1);
+      g_variant_unref (e);
+    }
+  set_label (mw, "receipts_result_label",
+             g_variant_n_children (entries) == 0
+               ? _("No receipts yet: they appear here once you send a message that asks for a signed receipt.")
+               : NULL);
+}
+
+static void
+refresh_receipts (MainWindow *mw)
+{
+  if (mw->proxy != NULL)
+    sm_dbus_proxy1_call_list_receipts (mw->proxy, mw->cancellable, on_receipts_listed, mw);
+}
+
+/* ---- Outbox (issue 6) ---------------------------------------------------------- */
+
+/* The queue id of the selected Outbox row, or NULL. */
+static char *
+selected_queue_id (MainWindow *mw)
+{
+  GtkTreeSelection *sel = gtk_tree_view_get_selection (GTK_TREE_VIEW (w (mw, "outbox_view")));
+  GtkTreeModel *model;
+  GtkTreeIter iter;
+  char *id = NULL;
+
+  if (!gtk_tree_selection_get_selected (sel, &model, &iter))
+    return NULL;
+  gtk_tree_model_get (model, &iter, OUT_COL_ID, &id, -1);
+  return id;
+}
+
+static void
+on_queue_listed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GVariant) entries = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *selected = NULL;
+  MainWindow *mw = user_data;
+  GtkListStore *store;
+  GtkTreeIter row;
+  GVariantIter iter;
+  gboolean ok;
+  GVariant *e;
+
+  ok = sm_dbus_proxy1_call_list_queue_finish (SM_DBUS_PROXY1 (source), &entries, result, &error);
+  /* QueueChanged comes with every attempt: keep the user's choice across
+   * the refill, or Retry and Delete would go grey under the pointer.  (Not
+   * after an error: it may be that the window is gone.) */
+  selected = ok ? selected_queue_id (mw) : NULL;
+  store = begin_fill (mw, ok, error, "outbox_result_label", "outbox_store", entries, &iter);
+  if (store == NULL)
+    return;
+  while ((e = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      const char *id = "", *state = "", *last_error = "";
+      g_autofree const char **recipients = NULL;
+      g_autofree char *to = NULL;
+      g_autofree char *when = NULL;
+      gboolean report = FALSE;
+      gint64 created = 0;
+      guint32 attempts = 0;
+
+      g_variant_lookup (e, "id", "&s", &id);
+      g_variant_lookup (e, "state", "&s", &state);
+      g_variant_lookup (e, "last_error", "&s", &last_error);
+      g_variant_lookup (e, "recipients", "^a&s", &recipients);
+      g_variant_lookup (e, "created", "x", &created);
+      g_variant_lookup (e, "attempts", "u", &attempts);
+      g_variant_lookup (e, "report", "b", &report);
+      to = recipients ? g_strjoinv (", ", (char **) recipients) : g_strdup ("");
+      if (report)
+        {
+          /* A delivery report or receipt SecureMail itself sends. */
+          char *r = g_strdup_printf (_("%s (report)"), to);
+          g_free (to);
+          to = r;
+        }
+      when = local_time_text (created);
+      gtk_list_store_insert_with_values (store, &row, -1, OUT_COL_ID, id, OUT_COL_RECIPIENTS, to, OUT_COL_STATE,
+                                         in_words (queue_state_words, G_N_ELEMENTS (queue_state_words), state), OUT_COL_CREATED, when, OUT_COL_ATTEMPTS,
+                                         attempts, OUT_COL_ERROR, last_error, -1);
+      if (g_strcmp0 (id, selected) == 0)
+        gtk_tree_selection_select_iter (gtk_tree_view_get_selection (GTK_TREE_VIEW (w (mw, "outbox_view"))), &row);
+      g_variant_unref (e);
+    }
+  /* The outcome of Retry or Delete stays; the empty note only fills silence. */
+  if (g_variant_n_children (entries) == 0
+      && *gtk_label_get_text (GTK_LABEL (w (mw, "outbox_result_label"))) == '\0')
+    set_label (mw, "outbox_result_label", _("The outbox is empty: everything was sent."));
+}
+
+static void
+refresh_outbox (MainWindow *mw)
+{
+  if (mw->proxy != NULL)
+    sm_dbus_proxy1_call_list_queue (mw->proxy, mw->cancellable, on_queue_listed, mw);
+}
+
+static void
+on_outbox_selection (GtkTreeSelection *sel, MainWindow *mw)
+{
+  gboolean any = gtk_tree_selection_get_selected (sel, NULL, NULL);
+
+  gtk_widget_set_sensitive (w (mw, "outbox_retry_button"), any);
+  gtk_widget_set_sensitive (w (mw, "outbox_delete_button"), any);
+}
+
+/* One Retry or Delete on its way: what to say when it is done. */
+typedef struct {
+  MainWindow *mw;
+  const char *done;   /* translated */
+} OutboxAction;
+
+static void
+on_outbox_action_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autofree OutboxAction *action = user_data;
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  MainWindow *mw = action->mw;
+
+  reply = g_dbus_proxy_call_finish (G_DBUS_PROXY (source), result, &error);
+  if (reply == NULL)
+    {
+      if (!show_call_error (mw, "outbox_result_label", error))
+        return;   /* the window is gone */
+    }
+  else
+    set_label (mw, "outbox_result_label", action->done);
+  mw->busy--;
+  refresh_outbox (mw);
+}
+
+/* Calls @method (Retry or Delete, both take the queue id) on the selected
+ * Outbox message. */
+static void
+outbox_action (MainWindow *mw, const char *method, const char *done)
+{
+  g_autofree char *id = selected_queue_id (mw);
+  OutboxAction *action;
+
+  if (id == NULL || mw->proxy == NULL)
+    return;
+  action = g_new0 (OutboxAction, 1);
+  action->mw = mw;
+  action->done = done;
+  mw->busy++;
+  g_dbus_proxy_call (G_DBUS_PROXY (mw->proxy), method, g_variant_new ("(s)", id), G_DBUS_CALL_FLAGS_NONE, -1,
+                     mw->cancellable, on_outbox_action_done, action);
+}
+
+static void
+on_outbox_retry (GtkButton *button, MainWindow *mw)
+{
+  outbox_action (mw, "Retry", _("Sending the message again now."));
+}
+
+static void
+on_outbox_delete (GtkButton *button, MainWindow *mw)
+{
+  outbox_action (mw, "Delete", _("The message was deleted unsent."));
+}
+
+/* Every page that shows what the daemon has. */
+static void
+refresh_from_daemon (MainWindow *mw)
+{
+  refresh_messages (mw);
+  refresh_receipts (mw);
+  refresh_outbox (mw);
 }
 
 static void
@@ -546,8 +818,10 @@ on_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   mw->proxy = proxy;
   g_signal_connect_swapped (proxy, "messages-changed", G_CALLBACK (refresh_messages), mw);
-  g_signal_connect_swapped (proxy, "notify::g-name-owner", G_CALLBACK (refresh_messages), mw);
-  refresh_messages (mw);
+  g_signal_connect_swapped (proxy, "receipts-changed", G_CALLBACK (refresh_receipts), mw);
+  g_signal_connect_swapped (proxy, "queue-changed", G_CALLBACK (refresh_outbox), mw);
+  g_signal_connect_swapped (proxy, "notify::g-name-owner", G_CALLBACK (refresh_from_daemon), mw);
+  refresh_from_daemon (mw);
 }
 
 static gboolean
@@ -645,6 +919,10 @@ on_page_changed (GObject *stack, GParamSpec *pspec, MainWindow *mw)
     fill_settings (mw);
   else if (g_strcmp0 (name, "messages") == 0)
     refresh_messages (mw);
+  else if (g_strcmp0 (name, "receipts") == 0)
+    refresh_receipts (mw);
+  else if (g_strcmp0 (name, "outbox") == 0)
+    refresh_outbox (mw);
 }
 
 GtkWindow *
@@ -669,11 +947,18 @@ sm_main_window_new (GtkApplication *app, const char *config_path)
   g_signal_connect (w (mw, "report_button"), "clicked", G_CALLBACK (on_report), mw);
   g_signal_connect (w (mw, "stack"), "notify::visible-child", G_CALLBACK (on_page_changed), mw);
   g_signal_connect (w (mw, "messages_filter_entry"), "search-changed", G_CALLBACK (on_filter_changed), mw);
+  g_signal_connect (w (mw, "outbox_retry_button"), "clicked", G_CALLBACK (on_outbox_retry), mw);
+  g_signal_connect (w (mw, "outbox_delete_button"), "clicked", G_CALLBACK (on_outbox_delete), mw);
+  g_signal_connect (gtk_tree_view_get_selection (GTK_TREE_VIEW (w (mw, "outbox_view"))), "changed",
+                    G_CALLBACK (on_outbox_selection), mw);
   g_signal_connect (gtk_builder_get_object (mw->builder, "messages_personal_toggle"), "toggled",
                     G_CALLBACK (on_personal_toggled), mw);
   gtk_tree_model_filter_set_visible_func (GTK_TREE_MODEL_FILTER (gtk_builder_get_object (mw->builder, "messages_filter")),
                                           message_visible, mw, NULL);
   mw->cancellable = g_cancellable_new ();
+  /* The builder keeps the window alive past gtk_widget_destroy(), but its
+   * widgets are gone: replies still on their way must touch nothing. */
+  g_signal_connect_swapped (mw->window, "destroy", G_CALLBACK (g_cancellable_cancel), mw->cancellable);
   sm_dbus_proxy1_proxy_new_for_bus (G_BUS_TYPE_SESSION,
                                     G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES | G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START, SM_DBUS_NAME,
                                     SM_DBUS_OBJECT_PATH, mw->cancellable, on_proxy_ready, mw);

@@ -40,7 +40,9 @@ open_window (GSimpleAction *action, GVariant *param, gpointer user_data)
 }
 
 /* app.open-page("messages"): the window at one page (the tray's "Mark a
- * message as [PERSONAL]" and its recent messages). */
+ * message as [PERSONAL]" and its recent messages; "receipts" from the
+ * Receipts item and a receipt notification, "outbox" from a delivery
+ * failure notification). */
 static void
 open_page (GSimpleAction *action, GVariant *param, gpointer user_data)
 {

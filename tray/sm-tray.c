@@ -6,6 +6,7 @@
 
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
+#include "sm-gui-receipt.h"
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-main-window.h"
@@ -30,6 +31,11 @@ struct _SmTray {
   gboolean was_online;
   gboolean busy;              /* a Lock/Unlock call is on its way */
   GtkWindow *main_window;     /* weak */
+  /* "message_id recipient" -> status word, as last seen in ListReceipts:
+   * a notification is for a change, not for what was already there.  NULL
+   * until the first list arrives. */
+  GHashTable *receipts;
+  gint64 started;             /* unix seconds: the first list announces only what changed since */
 };
 
 G_DEFINE_TYPE (SmTray, sm_tray, G_TYPE_OBJECT)
@@ -299,6 +305,97 @@ on_personal (GtkMenuItem *mi, SmTray *self)
   open_page (self, "messages");
 }
 
+/* ---- receipts and delivery failures (issue 6) ---------------------------------------- */
+
+/* Says that the receipt of @r arrived or failed. */
+static void
+notify_receipt (SmTray *self, const SmGuiReceipt *r)
+{
+  gboolean ok = g_strcmp0 (r->status, "delivered-verified") == 0;
+  g_autoptr(GNotification) n = g_notification_new (ok ? _("Signed receipt arrived") : _("Receipt failed"));
+  g_autofree char *body = NULL;
+  g_autofree char *id = g_strdup_printf ("receipt %s %s", r->message_id, r->recipient);
+
+  if (ok)
+    body = g_strdup_printf (_("%s confirmed your message %s, signed by %s."), r->recipient, r->message_id,
+                            *r->signer ? r->signer : r->recipient);
+  else
+    body = g_strdup_printf (_("The receipt from %s for your message %s failed: %s"), r->recipient, r->message_id,
+                            *r->reason ? r->reason : _("no reason given"));
+  g_notification_set_body (n, body);
+  if (!ok)
+    g_notification_set_priority (n, G_NOTIFICATION_PRIORITY_HIGH);
+  g_notification_set_default_action_and_target (n, "app.open-page", "s", "receipts");
+  g_application_send_notification (G_APPLICATION (self->app), id, n);
+}
+
+static void
+on_receipts_listed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmTray) self = user_data;
+  g_autoptr(GVariant) entries = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean first;
+  GVariantIter iter;
+  GVariant *e;
+
+  if (!sm_dbus_proxy1_call_list_receipts_finish (SM_DBUS_PROXY1 (source), &entries, result, &error))
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_debug ("ListReceipts: %s", error->message);
+      return;
+    }
+  first = self->receipts == NULL;
+  if (first)
+    self->receipts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_variant_iter_init (&iter, entries);
+  while ((e = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      SmGuiReceipt r;
+      g_autofree char *key = NULL;
+      gboolean news;
+
+      sm_gui_receipt_read (e, &r);
+      key = g_strdup_printf ("%s %s", r.message_id, r.recipient);
+      /* Before the first list, only what changed while the tray ran is news
+       * (not every receipt of the past at each login). */
+      news = first ? r.changed >= self->started : g_strcmp0 (g_hash_table_lookup (self->receipts, key), r.status) != 0;
+      if (news && sm_gui_receipt_is_final (&r))
+        notify_receipt (self, &r);
+      g_hash_table_replace (self->receipts, g_steal_pointer (&key), g_strdup (r.status));
+      g_variant_unref (e);
+    }
+}
+
+/* ReceiptsChanged names the message, not what happened: ListReceipts
+ * tells whether one of its receipts arrived or failed. */
+static void
+refresh_receipts (SmTray *self)
+{
+  if (self->proxy != NULL)
+    sm_dbus_proxy1_call_list_receipts (self->proxy, self->cancellable, on_receipts_listed, g_object_ref (self));
+}
+
+static void
+on_delivery_failed (SmDbusProxy1 *proxy, const char *id, const char *reason, SmTray *self)
+{
+  g_autoptr(GNotification) n = g_notification_new (_("A message could not be sent"));
+  g_autofree char *body = g_strdup_printf (_("%s A report with the details is in your inbox."),
+                                           *reason ? reason : _("The provider refused it."));
+  g_autofree char *nid = g_strdup_printf ("delivery-failed %s", id);
+
+  g_notification_set_body (n, body);
+  g_notification_set_priority (n, G_NOTIFICATION_PRIORITY_HIGH);
+  g_notification_set_default_action_and_target (n, "app.open-page", "s", "outbox");
+  g_application_send_notification (G_APPLICATION (self->app), nid, n);
+}
+
+static void
+on_receipts (GtkMenuItem *mi, SmTray *self)
+{
+  open_page (self, "receipts");
+}
+
 static void
 on_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -318,8 +415,11 @@ on_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
   g_signal_connect_swapped (self->proxy, "notify::g-name-owner", G_CALLBACK (refresh_recent), self);
   g_signal_connect_swapped (self->proxy, "messages-changed", G_CALLBACK (refresh_recent), self);
   g_signal_connect (self->proxy, "lock-changed", G_CALLBACK (on_lock_changed), self);
+  g_signal_connect (self->proxy, "delivery-failed", G_CALLBACK (on_delivery_failed), self);
+  g_signal_connect_swapped (self->proxy, "receipts-changed", G_CALLBACK (refresh_receipts), self);
   update (self);
   refresh_recent (self);
+  refresh_receipts (self);
 }
 
 static void
@@ -383,6 +483,7 @@ static void
 sm_tray_finalize (GObject *object)
 {
   g_free (SM_TRAY (object)->config_path);
+  g_clear_pointer (&SM_TRAY (object)->receipts, g_hash_table_unref);
   G_OBJECT_CLASS (sm_tray_parent_class)->finalize (object);
 }
 
@@ -397,6 +498,7 @@ static void
 sm_tray_init (SmTray *self)
 {
   self->cancellable = g_cancellable_new ();
+  self->started = g_get_real_time () / G_USEC_PER_SEC;
 }
 
 SmTray *
@@ -413,6 +515,7 @@ sm_tray_new (GtkApplication *app, const char *config_path)
   g_signal_connect (item (self, "open_item"), "activate", G_CALLBACK (on_open), self);
   g_signal_connect (item (self, "lock_item"), "activate", G_CALLBACK (on_lock), self);
   g_signal_connect (item (self, "personal_item"), "activate", G_CALLBACK (on_personal), self);
+  g_signal_connect (item (self, "receipts_item"), "activate", G_CALLBACK (on_receipts), self);
   g_signal_connect (item (self, "setup_item"), "activate", G_CALLBACK (on_setup), self);
   g_signal_connect (item (self, "help_item"), "activate", G_CALLBACK (on_help), self);
   g_signal_connect (item (self, "quit_item"), "activate", G_CALLBACK (on_quit), self);

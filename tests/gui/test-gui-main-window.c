@@ -6,11 +6,16 @@
  * bus): the test feeds its ring of recent messages directly, as the IMAP
  * session does once it decrypts, with a message APPENDed to the real
  * Dovecot; ticking "Personal" then sets $Personal there, checked with a
- * direct FETCH FLAGS. */
+ * direct FETCH FLAGS.
+ *
+ * The Receipts and Outbox pages are tested with a real proxy whose
+ * provider SMTP port is closed, so a message sent through it stays queued
+ * with its receipt requested. */
 #include <glib/gstdio.h>
 #include <gtk/gtk.h>
 #include <string.h>
 
+#include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
 #include "sm-gui-test.h"
 #include "sm-gui.h"
@@ -314,6 +319,143 @@ test_messages_page (void)
   }
 }
 
+/* ---- Receipts and Outbox ------------------------------------------------------- */
+
+/* The row of @model whose string @column is @value (turning the main loop
+ * until it appears; fails after a while). */
+static void
+wait_row (GtkTreeModel *model, int column, const char *value, GtkTreeIter *found)
+{
+  gint64 deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+
+  for (;;)
+    {
+      GtkTreeIter iter;
+      gboolean more = gtk_tree_model_get_iter_first (model, &iter);
+
+      for (; more; more = gtk_tree_model_iter_next (model, &iter))
+        {
+          g_autofree char *v = NULL;
+          gtk_tree_model_get (model, &iter, column, &v, -1);
+          if (g_strcmp0 (v, value) == 0)
+            {
+              *found = iter;
+              return;
+            }
+        }
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (10 * 1000);
+    }
+}
+
+/* A real send through a proxy whose provider is unreachable: the message
+ * stays in the outbound queue, and (request_receipts is on by default) its
+ * receipt is recorded as requested in state.db.  The Receipts page shows
+ * the receipt, the Outbox page the queued message, and Delete removes it
+ * from the daemon's queue. */
+static void
+test_receipts_and_outbox (void)
+{
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autoptr(SmDbusProxy1) dbus = NULL;
+  g_autoptr(GVariant) queue = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *upstream = NULL;
+  g_autofree char *mid = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *reply = NULL;
+  g_autofree char *queue_id = NULL;
+  GtkTreeModel *receipts, *outbox;
+  GtkTreeIter iter;
+  GtkWindow *window;
+  GtkBuilder *b;
+
+  if (!sm_test_require_stack ())
+    return;
+  /* Nothing listens on the provider's SMTP port: every attempt is deferred. */
+  upstream = g_strdup_printf ("[upstream]\nimap = imaps://localhost:%s\nsmtp = smtp://localhost:%u\n"
+                              "username = alice\nca_file = %s\n",
+                              sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_free_port (), sm_test_env ("SM_TEST_CA"));
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, sm_test_env ("SM_TEST_PASSWORD"), NULL);
+  sm_test_proxy_wait_dbus (proxy);
+  g_setenv ("SECUREMAIL_CONFIG", proxy->config_path, TRUE);
+  g_setenv ("SECUREMAIL_POLICY", proxy->policy_path, TRUE);
+
+  /* To alice herself, so that her own key encrypts it. */
+  mid = g_strdup_printf ("<gui-%s@example.test>", uuid);
+  msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: <alice@example.test>\r\nSubject: outbox %s\r\n"
+                         "Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: %s\r\n\r\nPlease confirm.\r\n", uuid, mid);
+  reply = sm_test_smtp_submit (proxy, "alice@example.test", "alice@example.test", msg);
+  g_assert_nonnull (reply);
+  g_assert_nonnull (strstr (reply, "Queued as "));
+  queue_id = g_strstrip (g_strdup (strstr (reply, "Queued as ") + strlen ("Queued as ")));
+
+  window = sm_main_window_new (NULL, NULL);
+  b = sm_main_window_get_builder (window);
+  receipts = GTK_TREE_MODEL (gtk_builder_get_object (b, "receipts_store"));
+  outbox = GTK_TREE_MODEL (gtk_builder_get_object (b, "outbox_store"));
+  gtk_widget_show (GTK_WIDGET (window));
+
+  sm_main_window_show_page (window, "receipts");
+  wait_row (receipts, 0, mid, &iter);
+  {
+    g_autofree char *recipient = NULL;
+    g_autofree char *status = NULL;
+    g_autofree char *changed = NULL;
+
+    gtk_tree_model_get (receipts, &iter, 1, &recipient, 2, &status, 3, &changed, -1);
+    g_assert_cmpstr (recipient, ==, "alice@example.test");
+    g_assert_cmpstr (status, ==, "Waiting for the receipt");
+    g_assert_true (g_str_has_prefix (changed, "20"));
+  }
+  shot (window, "main-4-receipts");
+
+  sm_main_window_show_page (window, "outbox");
+  wait_row (outbox, 0, queue_id, &iter);
+  {
+    g_autofree char *to = NULL;
+    g_autofree char *state = NULL;
+
+    gtk_tree_model_get (outbox, &iter, 1, &to, 2, &state, -1);
+    g_assert_cmpstr (to, ==, "alice@example.test");
+    g_assert_true (g_strcmp0 (state, "Waiting to be sent") == 0 || g_strcmp0 (state, "Sending") == 0);
+  }
+  g_assert_false (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "outbox_delete_button"))));
+  gtk_tree_selection_select_iter (gtk_tree_view_get_selection (GTK_TREE_VIEW (gtk_builder_get_object (b, "outbox_view"))),
+                                  &iter);
+  g_assert_true (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "outbox_delete_button"))));
+  shot (window, "main-5-outbox");
+
+  /* Send again now: the daemon takes it (the provider is still closed, so
+   * it stays), and the choice survives the refresh that follows. */
+  gtk_button_clicked (GTK_BUTTON (gtk_builder_get_object (b, "outbox_retry_button")));
+  wait_idle (window);
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (gtk_builder_get_object (b, "outbox_result_label"))),
+                            "again now"));
+  wait_row (outbox, 0, queue_id, &iter);
+  g_assert_true (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "outbox_delete_button"))));
+
+  gtk_button_clicked (GTK_BUTTON (gtk_builder_get_object (b, "outbox_delete_button")));
+  wait_idle (window);
+  wait_rows (outbox, 0);
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (gtk_builder_get_object (b, "outbox_result_label"))),
+                            "deleted unsent"));
+
+  /* The daemon's own queue is empty, not just the page. */
+  dbus = sm_dbus_proxy1_proxy_new_for_bus_sync (G_BUS_TYPE_SESSION, G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES,
+                                                SM_DBUS_NAME, SM_DBUS_OBJECT_PATH, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (sm_dbus_proxy1_call_list_queue_sync (dbus, &queue, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_variant_n_children (queue), ==, 0);
+
+  gtk_widget_destroy (GTK_WIDGET (window));
+  settle ();
+  sm_test_proxy_stop (proxy);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -323,5 +465,6 @@ main (int argc, char **argv)
   sm_gui_init ();
   g_test_add_func ("/gui/main-window/pages-and-report", test_pages_and_report);
   g_test_add_func ("/gui/main-window/messages-personal", test_messages_page);
+  g_test_add_func ("/gui/main-window/receipts-outbox", test_receipts_and_outbox);
   return g_test_run ();
 }

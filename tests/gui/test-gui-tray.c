@@ -148,31 +148,40 @@ proxy_locked (SmTestProxy *proxy)
   return strstr (out, "\"locked\" : true") != NULL;
 }
 
-/* The menu's Lock locks the real proxy (and becomes Unlock); Unlock opens
- * it again from the keyring.  The menu also holds the recent messages
- * submenu and "Mark a message as [PERSONAL]". */
-static void
-test_lock_unlock (Fixture *f, gconstpointer data)
+/* alice's proxy with the stack as provider, and the tray following it,
+ * connected. */
+static SmTestProxy *
+start_proxy_and_tray (Fixture *f)
 {
-  g_autofree char *upstream = NULL;
-  g_autoptr(SmTestProxy) proxy = NULL;
-  g_autoptr(GPtrArray) items = NULL;
-  g_autofree char *config_env = NULL;
+  g_autofree char *upstream = sm_test_upstream_section ("alice");
+  SmTestProxy *proxy = sm_test_proxy_start ("alice@example.test", upstream, "pass", NULL);
+  g_autofree char *config_env = tray_env_config (proxy);
   g_autofree char *status = NULL;
-  int id;
 
-  if (!sm_test_require_stack ())
-    return;
-  upstream = sm_test_upstream_section ("alice");
-  proxy = sm_test_proxy_start ("alice@example.test", upstream, "pass", NULL);
   sm_test_proxy_wait_dbus (proxy);
-  config_env = tray_env_config (proxy);
   {
     const char *env[] = { "LANGUAGE=C", config_env, NULL };
     f->tray = sm_gui_test_start_tray (env, &f->bus_name);
   }
   status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
   g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
+  return proxy;
+}
+
+/* The menu's Lock locks the real proxy (and becomes Unlock); Unlock opens
+ * it again from the keyring.  The menu also holds the recent messages
+ * submenu and "Mark a message as [PERSONAL]". */
+static void
+test_lock_unlock (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autoptr(GPtrArray) items = NULL;
+  g_autofree char *status = NULL;
+  int id;
+
+  if (!sm_test_require_stack ())
+    return;
+  proxy = start_proxy_and_tray (f);
   items = sm_gui_test_menu_items (f->bus_name);
   g_assert_true (has_label (items, "Recent secure messages"));
   g_assert_true (has_label (items, "Mark a message as [PERSONAL]"));
@@ -470,6 +479,207 @@ test_fallback_menu_screenshot (Fixture *f, gconstpointer data)
   stop (trayer);
 }
 
+/* ---- desktop notifications -------------------------------------------------------- */
+
+/* No notification server is installed here, so the test is the desktop's:
+ * it owns org.freedesktop.Notifications (the Desktop Notifications
+ * Specification, which GNotification uses outside a sandbox) and keeps
+ * "summary\nbody" of every Notify call. */
+#define RECEIPT_TIMEOUT_MS 30000   /* Postfix delivery, as in test-receipts.c */
+
+static const char notifications_xml[] =
+  "<node><interface name='org.freedesktop.Notifications'>"
+  "<method name='Notify'><arg type='s' direction='in'/><arg type='u' direction='in'/>"
+  "<arg type='s' direction='in'/><arg type='s' direction='in'/><arg type='s' direction='in'/>"
+  "<arg type='as' direction='in'/><arg type='a{sv}' direction='in'/><arg type='i' direction='in'/>"
+  "<arg type='u' direction='out'/></method>"
+  "<method name='GetCapabilities'><arg type='as' direction='out'/></method>"
+  "</interface></node>";
+
+static void
+on_notifications_call (GDBusConnection *c, const char *sender, const char *path, const char *iface,
+                       const char *method, GVariant *params, GDBusMethodInvocation *invocation, gpointer user_data)
+{
+  GPtrArray *seen = user_data;
+  const char *summary = NULL, *body = NULL;
+
+  if (g_strcmp0 (method, "GetCapabilities") == 0)
+    {
+      const char *caps[] = { "body", "actions", NULL };
+      g_dbus_method_invocation_return_value (invocation, g_variant_new ("(^as)", caps));
+      return;
+    }
+  g_variant_get_child (params, 3, "&s", &summary);
+  g_variant_get_child (params, 4, "&s", &body);
+  g_ptr_array_add (seen, g_strdup_printf ("%s\n%s", summary, body));
+  g_dbus_method_invocation_return_value (invocation, g_variant_new ("(u)", seen->len));
+}
+
+/* The first notification whose summary is @summary, waiting for it. */
+static const char *
+wait_notification (GPtrArray *seen, const char *summary)
+{
+  gint64 deadline = g_get_monotonic_time () + G_GINT64_CONSTANT (60) * G_USEC_PER_SEC;
+  g_autofree char *prefix = g_strdup_printf ("%s\n", summary);
+
+  for (;;)
+    {
+      for (guint i = 0; i < seen->len; i++)
+        if (g_str_has_prefix (seen->pdata[i], prefix))
+          return seen->pdata[i];
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (10 * 1000);
+    }
+}
+
+typedef struct {
+  GPtrArray *seen;        /* "summary\nbody" */
+  GDBusConnection *bus;
+  guint registration;
+  guint owner;
+} Notifications;
+
+/* Owns org.freedesktop.Notifications on the test's bus. */
+static Notifications *
+notifications_start (void)
+{
+  static const GDBusInterfaceVTable vtable = { on_notifications_call, NULL, NULL, { 0 } };
+  Notifications *n = g_new0 (Notifications, 1);
+  g_autoptr(GDBusNodeInfo) info = NULL;
+  g_autoptr(GError) error = NULL;
+
+  n->seen = g_ptr_array_new_with_free_func (g_free);
+  n->bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
+  g_assert_no_error (error);
+  info = g_dbus_node_info_new_for_xml (notifications_xml, &error);
+  g_assert_no_error (error);
+  n->registration = g_dbus_connection_register_object (n->bus, "/org/freedesktop/Notifications", info->interfaces[0],
+                                                       &vtable, n->seen, NULL, &error);
+  g_assert_no_error (error);
+  n->owner = g_bus_own_name_on_connection (n->bus, "org.freedesktop.Notifications", G_BUS_NAME_OWNER_FLAGS_NONE,
+                                           NULL, NULL, NULL, NULL);
+  return n;
+}
+
+static void
+notifications_stop (Notifications *n)
+{
+  g_bus_unown_name (n->owner);
+  g_dbus_connection_unregister_object (n->bus, n->registration);
+  g_object_unref (n->bus);
+  g_ptr_array_unref (n->seen);
+  g_free (n);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Notifications, notifications_stop)
+
+/* The provider refuses a recipient for good: the tray says so in a
+ * notification.  The menu has Receipts. */
+static void
+test_delivery_failed_notification (Fixture *f, gconstpointer data)
+{
+  g_autoptr(Notifications) notifications = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autoptr(GPtrArray) items = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *msg = NULL;
+  g_autofree char *reply = NULL;
+  const char *shown;
+
+  if (!sm_test_require_stack ())
+    return;
+  notifications = notifications_start ();
+
+  proxy = start_proxy_and_tray (f);
+  items = sm_gui_test_menu_items (f->bus_name);
+  g_assert_true (has_label (items, "Receipts"));
+
+  msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: <nosuchuser@example.test>\r\n"
+                         "Subject: refused %s\r\nMessage-ID: <tray-%s@example.test>\r\n\r\nHello\r\n", uuid, uuid);
+  reply = sm_test_smtp_submit (proxy, "alice@example.test", "nosuchuser@example.test", msg);
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250 "));
+
+  shown = wait_notification (notifications->seen, "A message could not be sent");
+  if (g_test_verbose ())
+    g_printerr ("notification: %s\n", shown);
+  g_assert_nonnull (strstr (shown, "report with the details"));
+  /* The provider's words, not the message. */
+  g_assert_null (strstr (shown, "Hello"));
+}
+
+/* A signed receipt end to end (as tests/integration/test-receipts.c, with
+ * mail clients on both sides): alice sends to bob, bob's client reads it
+ * through bob's proxy, which answers with a signed receipt; with the tray
+ * following alice's proxy, alice's client reads the receipt, her proxy
+ * matches it, and the tray says it arrived.  The proxies take turns: both
+ * would own the same bus name. */
+static void
+test_receipt_notification (Fixture *f, gconstpointer data)
+{
+  g_autoptr(Notifications) notifications = NULL;
+  g_autoptr(SmTestProxy) alice = NULL;
+  g_autoptr(SmTestProxy) bob = NULL;
+  g_autofree char *up_alice = NULL;
+  g_autofree char *up_bob = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *mid = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *reply = NULL;
+  g_autofree char *landed = NULL;
+  g_autofree char *needle = NULL;
+  g_autofree char *mdn = NULL;
+  const char *shown;
+
+  if (!sm_test_require_stack ())
+    return;
+  up_alice = sm_test_upstream_section ("alice");
+  up_bob = sm_test_upstream_section ("bob");
+  alice = sm_test_proxy_start ("alice@example.test", up_alice, "pass", NULL);
+  sm_test_proxy_stop (alice);
+  bob = sm_test_proxy_start ("bob@example.test", up_bob, "pass", NULL);
+  sm_test_proxy_stop (bob);
+  sm_test_introduce (alice, bob);
+  sm_test_introduce (bob, alice);
+
+  sm_test_proxy_restart (alice, "proxy-send.log");
+  mid = g_strdup_printf ("<tray-receipt-%s@example.test>", uuid);
+  msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
+                         "Subject: tray receipt\r\nMessage-ID: %s\r\n\r\nPlease confirm.\r\n", mid);
+  reply = sm_test_smtp_submit (alice, "alice@example.test", "bob@example.test", msg);
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250 "));
+  landed = sm_test_maildir_read ("bob", mid, RECEIPT_TIMEOUT_MS);
+  g_assert_nonnull (landed);
+  sm_test_proxy_stop (alice);
+
+  sm_test_proxy_restart (bob, "proxy-read.log");
+  sm_test_fetch_all (bob, mid);
+  needle = g_strdup_printf ("In-Reply-To: %s", mid);
+  mdn = sm_test_maildir_read ("alice", needle, RECEIPT_TIMEOUT_MS);
+  g_assert_nonnull (mdn);
+  sm_test_proxy_stop (bob);
+
+  notifications = notifications_start ();
+  sm_test_proxy_restart (alice, "proxy-match.log");
+  sm_test_proxy_wait_dbus (alice);
+  config_env = tray_env_config (alice);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  g_free (sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS));
+  g_assert_cmpuint (notifications->seen->len, ==, 0);
+  sm_test_fetch_all (alice, mid);
+  shown = wait_notification (notifications->seen, "Signed receipt arrived");
+  if (g_test_verbose ())
+    g_printerr ("notification: %s\n", shown);
+  g_assert_nonnull (strstr (shown, "bob@example.test confirmed your message"));
+  g_assert_nonnull (strstr (shown, mid));
+  sm_test_proxy_stop (alice);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -479,6 +689,10 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/status-connected", Fixture, NULL, fixture_setup, test_status_connected, fixture_teardown);
   g_test_add ("/gui/tray/recent-messages", Fixture, NULL, fixture_setup, test_recent_messages, fixture_teardown);
   g_test_add ("/gui/tray/lock-unlock", Fixture, NULL, fixture_setup, test_lock_unlock, fixture_teardown);
+  g_test_add ("/gui/tray/delivery-failed-notification", Fixture, NULL, fixture_setup,
+              test_delivery_failed_notification, fixture_teardown);
+  g_test_add ("/gui/tray/receipt-notification", Fixture, NULL, fixture_setup, test_receipt_notification,
+              fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,

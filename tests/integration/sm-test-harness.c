@@ -689,6 +689,19 @@ sm_test_smtp_data (SmTestClient *c, const char *message)
   return sm_test_smtp_reply (c, NULL);
 }
 
+char *
+sm_test_smtp_submit (SmTestProxy *proxy, const char *from, const char *to, const char *message)
+{
+  g_autoptr(SmTestClient) c = sm_test_smtp_open (proxy, TRUE);
+  g_autofree char *mail = g_strdup_printf ("MAIL FROM:<%s>", from);
+  g_autofree char *rcpt = g_strdup_printf ("RCPT TO:<%s>", to);
+
+  g_free (sm_test_smtp_command (c, mail, "250 "));
+  g_free (sm_test_smtp_command (c, rcpt, "250 "));
+  g_free (sm_test_smtp_command (c, "DATA", "354 "));
+  return sm_test_smtp_data (c, message);
+}
+
 void
 sm_test_proxy_wait_dbus (SmTestProxy *proxy)
 {
@@ -749,4 +762,77 @@ char *
 sm_test_direct_flags (const char *user, const char *uid)
 {
   return direct_python (flags_py, user, uid);
+}
+
+/* ---- two accounts: keys and reading -------------------------------------------- */
+
+static char *
+gnupg_home (SmTestProxy *p)
+{
+  return g_build_filename (p->data_home, "securemail", "gnupg", NULL);
+}
+
+/* The fingerprint of @p's own OpenPGP key. */
+static char *
+own_fingerprint (SmTestProxy *p)
+{
+  g_autofree char *home = gnupg_home (p);
+  g_autofree char *out = NULL, *err = NULL;
+  const char *argv[] = { "gpg", "--homedir", home, "--batch", "--with-colons", "--list-secret-keys", NULL };
+  g_auto(GStrv) lines = NULL;
+
+  if (sm_test_run (argv, NULL, NULL, &out, &err) != 0)
+    g_error ("gpg --list-secret-keys failed: %s", err);
+  lines = g_strsplit (out, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (g_str_has_prefix (lines[i], "fpr:"))
+      {
+        g_auto(GStrv) f = g_strsplit (lines[i], ":", -1);
+        if (g_strv_length (f) > 9)
+          return g_strdup (f[9]);
+      }
+  g_error ("no own key in %s", home);
+  return NULL;
+}
+
+void
+sm_test_introduce (SmTestProxy *from, SmTestProxy *to)
+{
+  g_autofree char *file = g_build_filename (to->dir, "peer-public.asc", NULL);
+  g_autofree char *home = gnupg_home (to);
+  g_autofree char *fpr = own_fingerprint (from);
+  g_autofree char *ownertrust = g_strdup_printf ("%s:6:\n", fpr);
+  g_autofree char *err = NULL;
+  const char *argv[] = { "gpg", "--homedir", home, "--batch", "--import-ownertrust", NULL };
+
+  if (sm_test_cli (from, NULL, NULL, &err, "keys", "export", file, NULL) != 0)
+    g_error ("securemail keys export failed: %s", err);
+  g_clear_pointer (&err, g_free);
+  if (sm_test_cli (to, NULL, NULL, &err, "certs", "import", file, NULL) != 0)
+    g_error ("securemail certs import failed: %s", err);
+  g_clear_pointer (&err, g_free);
+  if (sm_test_run (argv, NULL, ownertrust, NULL, &err) != 0)
+    g_error ("gpg --import-ownertrust failed: %s", err);
+}
+
+/* Prints how many messages of the INBOX carry @argv[4]. */
+static const char fetch_all_py[] =
+  "import imaplib, sys\n"
+  "port, user, pw, marker = sys.argv[1:5]\n"
+  "m = imaplib.IMAP4('127.0.0.1', int(port)); m.login(user, pw); m.select('INBOX')\n"
+  "typ, d = m.uid('FETCH', '1:*', '(BODY.PEEK[])')\n"
+  "assert typ == 'OK', d\n"
+  "bodies = [x[1] for x in d if isinstance(x, tuple)]\n"
+  "print('FOUND', sum(1 for b in bodies if marker.encode() in b))\n";
+
+void
+sm_test_fetch_all (SmTestProxy *p, const char *marker)
+{
+  g_autofree char *port = g_strdup_printf ("%u", p->imap_port);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_python (p, fetch_all_py, &out, &err, port, p->address, p->local_password, marker, NULL) != 0)
+    g_error ("fetch through %s's proxy failed: %s", p->address, err);
+  g_assert_nonnull (strstr (out, "FOUND 1"));
 }

@@ -132,6 +132,9 @@ SmTestClient *sm_test_smtp_open (SmTestProxy *proxy, gboolean login);
 /* Sends @message (CRLF lines) dot-stuffed, then the final dot; returns the
  * reply to it (NULL at end of stream). */
 char *sm_test_smtp_data (SmTestClient *client, const char *message);
+/* One message from @from to @to through @proxy's SMTP listener (logged
+ * in): MAIL, RCPT (each expecting 250), DATA; returns the final reply. */
+char *sm_test_smtp_submit (SmTestProxy *proxy, const char *from, const char *to, const char *message);
 
 G_END_DECLS
 
@@ -153,5 +156,19 @@ void sm_test_proxy_wait_dbus (SmTestProxy *proxy);
 char *sm_test_direct_append (const char *user, const char *subject);
 /* The FETCH FLAGS response line of @uid in @user's INBOX, read directly. */
 char *sm_test_direct_flags (const char *user, const char *uid);
+
+G_END_DECLS
+
+/* ---- two accounts: keys and reading -------------------------------------------- */
+
+G_BEGIN_DECLS
+
+/* @to imports @from's own public OpenPGP key with the CLI and trusts it
+ * fully, as a user does after checking the fingerprint. */
+void sm_test_introduce (SmTestProxy *from, SmTestProxy *to);
+/* What a mail client does to read its INBOX: every message whole, through
+ * @p's IMAP listener (which builds each protected one's view, and so
+ * answers or matches receipts); exactly one must carry @marker. */
+void sm_test_fetch_all (SmTestProxy *p, const char *marker);
 
 G_END_DECLS

@@ -33,56 +33,6 @@ typedef struct {
   char *marker;
 } Fixture;
 
-static char *
-gnupg_home (SmTestProxy *p)
-{
-  return g_build_filename (p->data_home, "securemail", "gnupg", NULL);
-}
-
-/* The fingerprint of @p's own OpenPGP key. */
-static char *
-own_fingerprint (SmTestProxy *p)
-{
-  g_autofree char *home = gnupg_home (p);
-  g_autofree char *out = NULL, *err = NULL;
-  const char *argv[] = { "gpg", "--homedir", home, "--batch", "--with-colons", "--list-secret-keys", NULL };
-  g_auto(GStrv) lines = NULL;
-
-  if (sm_test_run (argv, NULL, NULL, &out, &err) != 0)
-    g_error ("gpg --list-secret-keys failed: %s", err);
-  lines = g_strsplit (out, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++)
-    if (g_str_has_prefix (lines[i], "fpr:"))
-      {
-        g_auto(GStrv) f = g_strsplit (lines[i], ":", -1);
-        if (g_strv_length (f) > 9)
-          return g_strdup (f[9]);
-      }
-  g_error ("no own key in %s", home);
-  return NULL;
-}
-
-/* @to imports @from's public key with the CLI and trusts it. */
-static void
-introduce (SmTestProxy *from, SmTestProxy *to)
-{
-  g_autofree char *file = g_build_filename (to->dir, "peer-public.asc", NULL);
-  g_autofree char *home = gnupg_home (to);
-  g_autofree char *fpr = own_fingerprint (from);
-  g_autofree char *ownertrust = g_strdup_printf ("%s:6:\n", fpr);
-  g_autofree char *err = NULL;
-  const char *argv[] = { "gpg", "--homedir", home, "--batch", "--import-ownertrust", NULL };
-
-  if (sm_test_cli (from, NULL, NULL, &err, "keys", "export", file, NULL) != 0)
-    g_error ("securemail keys export failed: %s", err);
-  g_clear_pointer (&err, g_free);
-  if (sm_test_cli (to, NULL, NULL, &err, "certs", "import", file, NULL) != 0)
-    g_error ("securemail certs import failed: %s", err);
-  g_clear_pointer (&err, g_free);
-  if (sm_test_run (argv, NULL, ownertrust, NULL, &err) != 0)
-    g_error ("gpg --import-ownertrust failed: %s", err);
-}
-
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
@@ -99,8 +49,8 @@ fixture_setup (Fixture *f, gconstpointer data)
   sm_test_proxy_stop (f->alice);
   f->bob = sm_test_proxy_start ("bob@example.test", up_bob, sm_test_env ("SM_TEST_PASSWORD"), NULL);
   sm_test_proxy_stop (f->bob);
-  introduce (f->alice, f->bob);
-  introduce (f->bob, f->alice);
+  sm_test_introduce (f->alice, f->bob);
+  sm_test_introduce (f->bob, f->alice);
 }
 
 static void
@@ -258,30 +208,6 @@ test_delivered_verified (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (text, "delivered-verified"));
 }
 
-/* What a mail client does to read its INBOX: every message whole, through
- * the proxy (which builds each protected one's view, and so answers or
- * matches receipts).  Prints how many messages carry @argv[4]. */
-static const char fetch_all_py[] =
-  "import imaplib, sys\n"
-  "port, user, pw, marker = sys.argv[1:5]\n"
-  "m = imaplib.IMAP4('127.0.0.1', int(port)); m.login(user, pw); m.select('INBOX')\n"
-  "typ, d = m.uid('FETCH', '1:*', '(BODY.PEEK[])')\n"
-  "assert typ == 'OK', d\n"
-  "bodies = [x[1] for x in d if isinstance(x, tuple)]\n"
-  "print('FOUND', sum(1 for b in bodies if marker.encode() in b))\n";
-
-static void
-fetch_all (SmTestProxy *p, const char *marker)
-{
-  g_autofree char *port = g_strdup_printf ("%u", p->imap_port);
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-
-  if (sm_test_python (p, fetch_all_py, &out, &err, port, p->address, p->local_password, marker, NULL) != 0)
-    g_error ("fetch through %s's proxy failed: %s", p->address, err);
-  g_assert_nonnull (strstr (out, "FOUND 1"));
-}
-
 /* The same journey with nothing but mail clients on both sides: bob's
  * client reads the message through bob's proxy, which answers with a
  * signed receipt by itself; alice's client reads the receipt through
@@ -326,7 +252,7 @@ test_through_imap (Fixture *f, gconstpointer data)
 
   /* Bob's client reads his INBOX through his proxy; the receipt goes out. */
   sm_test_proxy_restart (f->bob, "proxy-imap-read.log");
-  fetch_all (f->bob, mid);
+  sm_test_fetch_all (f->bob, mid);
   needle = g_strdup_printf ("In-Reply-To: %s", mid);
   mdn = sm_test_maildir_read ("alice", needle, DELIVERY_TIMEOUT_MS);
   if (mdn == NULL)
@@ -340,7 +266,7 @@ test_through_imap (Fixture *f, gconstpointer data)
 
   /* Alice's client reads hers; her proxy matches the receipt. */
   sm_test_proxy_restart (f->alice, "proxy-imap-match.log");
-  fetch_all (f->alice, mid);
+  sm_test_fetch_all (f->alice, mid);
   for (guint i = 0; i < 100; i++)
     {
       g_clear_object (&parser);
