@@ -889,6 +889,53 @@ start_waiting_fetch (SmImapSession *self)
   start_fetch (self, g_steal_pointer (&self->waiting_fetch), line);
 }
 
+/* TRUE when @request is a UID FETCH of messages all known to be plain
+ * (sm_view_cache_mark_plain()): relayed without asking for their headers
+ * again.  Sets with "*" or more than SM_IMAP_KNOWN_PLAIN_MAX_UIDS UIDs are
+ * not expanded. */
+static gboolean
+all_known_plain (SmImapSession *self, const SmImapFetchRequest *request)
+{
+  SmViewCache *cache = sm_server_get_view_cache (self->server);
+  g_auto(GStrv) ranges = NULL;
+  guint counted = 0;
+
+  if (!sm_imap_fetch_request_is_uid (request) || self->mailbox == NULL || self->uidvalidity == 0 ||
+      strchr (sm_imap_fetch_request_set (request), '*') != NULL)
+    return FALSE;
+  ranges = g_strsplit (sm_imap_fetch_request_set (request), ",", -1);
+  for (guint i = 0; ranges[i] != NULL; i++)
+    {
+      char *end = NULL;
+      guint64 a = g_ascii_strtoull (ranges[i], &end, 10), b = a;
+
+      if (end == ranges[i])
+        return FALSE;
+      if (*end == ':')
+        {
+          const char *second = end + 1;
+          b = g_ascii_strtoull (second, &end, 10);
+          if (end == second)
+            return FALSE;
+        }
+      if (*end != '\0' || a == 0 || b == 0 || a > G_MAXUINT32 || b > G_MAXUINT32)
+        return FALSE;
+      if (a > b)
+        {
+          guint64 t = a;
+          a = b;
+          b = t;
+        }
+      if (b - a + 1 > SM_IMAP_KNOWN_PLAIN_MAX_UIDS - counted)
+        return FALSE;
+      counted += (guint) (b - a + 1);
+      for (guint64 uid = a; uid <= b; uid++)
+        if (!sm_view_cache_is_plain (cache, self->mailbox, self->uidvalidity, (guint32) uid))
+          return FALSE;
+    }
+  return TRUE;
+}
+
 /* A FETCH or UID FETCH line from the client.  Returns TRUE when the
  * session took it over (answered it or started a flow). */
 static gboolean
@@ -914,6 +961,8 @@ intercept_fetch (SmImapSession *self, const SmImapScanResult *r, const char *tag
                      "“securemail unlock”) to read your mail"), tag);
       return TRUE;
     }
+  if (all_known_plain (self, request))
+    return FALSE;
   if (g_hash_table_size (self->outstanding) == 0)
     {
       g_autoptr(GBytes) line = g_bytes_new (r->data, r->len);

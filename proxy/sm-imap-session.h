@@ -23,6 +23,9 @@ G_BEGIN_DECLS
 #define SM_IMAP_MAX_RESPONSE_LITERAL (G_GUINT64_CONSTANT (4) * 1024 * 1024 * 1024)  /* streamed, never buffered */
 #define SM_IMAP_PREAUTH_TIMEOUT_S   120
 #define SM_IMAP_MAX_AUTH_FAILURES   3
+/* Largest UID set checked against the messages known to be plain before a
+ * content FETCH is relayed without a look at the headers. */
+#define SM_IMAP_KNOWN_PLAIN_MAX_UIDS 10000
 
 #define SM_TYPE_IMAP_SESSION (sm_imap_session_get_type ())
 G_DECLARE_FINAL_TYPE (SmImapSession, sm_imap_session, SM, IMAP_SESSION, GObject)

@@ -386,6 +386,8 @@ on_prequery_item (SmSecureFetch *self, guint32 seq, GPtrArray *items)
   if (hdr == NULL || hdr->is_nil || hdr->value == NULL || !header_needs_view (hdr->value))
     {
       g_ptr_array_add (self->plain, GUINT_TO_POINTER ((guint32) uid));
+      if (self->mailbox != NULL && hdr != NULL && !hdr->is_nil && hdr->value != NULL)
+        sm_view_cache_mark_plain (self->cache, self->mailbox, self->uidvalidity, (guint32) uid);
       return;
     }
   if (g_hash_table_contains (self->by_uid, GUINT_TO_POINTER ((guint32) uid)))

@@ -9,6 +9,7 @@ struct _SmViewCache {
   gsize bytes;
   GHashTable *entries;   /* key (owned by Entry) -> Entry */
   GQueue lru;            /* Entry*, most recent at the head */
+  GHashTable *plain;     /* keys of messages that need no view */
 };
 
 typedef struct {
@@ -79,6 +80,7 @@ sm_view_cache_new (gsize max_bytes, guint max_entries)
   cache->max_bytes = max_bytes;
   cache->max_entries = max_entries;
   cache->entries = g_hash_table_new (g_str_hash, g_str_equal);
+  cache->plain = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_queue_init (&cache->lru);
   return cache;
 }
@@ -106,6 +108,7 @@ sm_view_cache_free (SmViewCache *cache)
     return;
   sm_view_cache_clear (cache);
   g_hash_table_unref (cache->entries);
+  g_hash_table_unref (cache->plain);
   g_free (cache);
 }
 
@@ -148,6 +151,22 @@ sm_view_cache_insert (SmViewCache *cache, const char *mailbox, guint32 uidvalidi
   g_hash_table_insert (cache->entries, e->key, e);
   g_queue_push_head_link (&cache->lru, &e->link);
   cache->bytes += e->bytes;
+}
+
+void
+sm_view_cache_mark_plain (SmViewCache *cache, const char *mailbox, guint32 uidvalidity, guint32 uid)
+{
+  if (g_hash_table_size (cache->plain) >= SM_VIEW_CACHE_MAX_PLAIN)
+    g_hash_table_remove_all (cache->plain);
+  g_hash_table_add (cache->plain, make_key (mailbox, uidvalidity, uid));
+}
+
+gboolean
+sm_view_cache_is_plain (SmViewCache *cache, const char *mailbox, guint32 uidvalidity, guint32 uid)
+{
+  g_autofree char *key = make_key (mailbox, uidvalidity, uid);
+
+  return g_hash_table_contains (cache->plain, key);
 }
 
 guint

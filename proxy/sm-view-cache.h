@@ -19,6 +19,9 @@ G_BEGIN_DECLS
 
 #define SM_VIEW_CACHE_MAX_BYTES    (256 * 1024 * 1024)
 #define SM_VIEW_CACHE_MAX_ENTRIES  20000
+/* Messages remembered as plain (no view needed); the set starts over when
+ * full.  About 100 bytes each. */
+#define SM_VIEW_CACHE_MAX_PLAIN    100000
 
 /* One cached view: the trust result and the message parsed for FETCH.
  * Reference counted, so that a FETCH in progress keeps what it answers
@@ -45,6 +48,14 @@ SmCachedView *sm_view_cache_lookup (SmViewCache *cache, const char *mailbox,
 /* Adds (or replaces) the entry; takes its own reference. */
 void          sm_view_cache_insert (SmViewCache *cache, const char *mailbox,
                                     guint32 uidvalidity, guint32 uid, SmCachedView *cached);
+/* A message seen to need no view (not protected, nothing forged): a later
+ * FETCH of only such messages is relayed without looking at them again.
+ * UIDVALIDITY and UID name one unchanging message, so this stays true. */
+void          sm_view_cache_mark_plain (SmViewCache *cache, const char *mailbox,
+                                        guint32 uidvalidity, guint32 uid);
+gboolean      sm_view_cache_is_plain   (SmViewCache *cache, const char *mailbox,
+                                        guint32 uidvalidity, guint32 uid);
+
 /* Forgets every view (on lock). */
 void          sm_view_cache_clear  (SmViewCache *cache);
 guint         sm_view_cache_size   (SmViewCache *cache);
