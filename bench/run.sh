@@ -9,7 +9,7 @@
 #   secure:   500 x 20 KB S/MIME and PGP/MIME messages: first fetch through the
 #             proxy vs a gpgsm/gpg --decrypt shell loop, cached second fetch vs
 #             plain messages through the proxy (issue 4)
-# BENCH_ONLY=secure runs only the last one.
+# BENCH_ONLY=fetch|sessions|smtp|secure runs only that one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
@@ -47,14 +47,16 @@ C
   PP=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/21143) 2>/dev/null && break; sleep 0.05; done
   COMMON="--proxy-port 21143 --proxy-pid $PP --imaps-port $SM_TEST_IMAPS_PORT --imap-port $SM_TEST_IMAP_PORT --ca $SM_TEST_CA --local-password $LP"
-  if [ "${BENCH_ONLY:-}" != secure ]; then
-  /usr/bin/python3 "$ROOT/bench/imap_bench.py" fetch $COMMON ${BENCH_FETCH_ARGS:-}
-  /usr/bin/python3 "$ROOT/bench/imap_bench.py" sessions $COMMON ${BENCH_SESSION_ARGS:-}
-  /usr/bin/python3 "$ROOT/bench/smtp_bench.py" --proxy-port 21025 --submission-port $SM_TEST_SUBMISSION_PORT \
-    --ca "$SM_TEST_CA" --local-password "$LP" ${BENCH_SMTP_ARGS:-}
+  want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
+  if want fetch; then /usr/bin/python3 "$ROOT/bench/imap_bench.py" fetch $COMMON ${BENCH_FETCH_ARGS:-}; fi
+  if want sessions; then /usr/bin/python3 "$ROOT/bench/imap_bench.py" sessions $COMMON ${BENCH_SESSION_ARGS:-}; fi
+  if want smtp; then
+    /usr/bin/python3 "$ROOT/bench/smtp_bench.py" --proxy-port 21025 --submission-port $SM_TEST_SUBMISSION_PORT \
+      --ca "$SM_TEST_CA" --local-password "$LP" ${BENCH_SMTP_ARGS:-}
   fi
   kill $PP; wait $PP || true
 
+  want secure || exit 0
   # ---- issue 4: protected messages, as bob (S/MIME from a demo CA, and OpenPGP)
   export XDG_DATA_HOME=$T/bob-data
   cat > "$T/bob.conf" <<C
