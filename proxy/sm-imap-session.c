@@ -962,7 +962,10 @@ intercept_fetch (SmImapSession *self, const SmImapScanResult *r, const char *tag
       return TRUE;
     }
   if (all_known_plain (self, request))
-    return FALSE;
+    {
+      g_debug ("IMAP FETCH of messages known to be plain: relayed");
+      return FALSE;
+    }
   if (g_hash_table_size (self->outstanding) == 0)
     {
       g_autoptr(GBytes) line = g_bytes_new (r->data, r->len);
