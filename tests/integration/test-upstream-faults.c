@@ -344,6 +344,45 @@ literal_bytes (void)
   return s;
 }
 
+/* How a fake answers one command after login: handled it, end the
+ * connection, or let imap_serve() give the usual answer. */
+typedef enum { IMAP_CMD_DEFAULT, IMAP_CMD_HANDLED, IMAP_CMD_END } ImapCmd;
+typedef ImapCmd (*ImapCommandFn) (FakeConn *fc, const char *line, const char *tag, const char *name,
+                                  gpointer data);
+
+/* Logs the proxy in, then answers commands until the connection ends:
+ * @fn first (may be NULL), else LOGOUT with BYE and the rest with OK. */
+static void
+imap_serve (FakeConn *fc, ImapCommandFn fn, gpointer data)
+{
+  const ImapOpts o = { 0 };
+
+  if (!imap_login (fc, &o))
+    return;
+  for (;;)
+    {
+      g_autofree char *line = fake_line (fc);
+      g_autofree char *tag = NULL;
+      g_autofree char *name = NULL;
+      ImapCmd done;
+
+      if (line == NULL)
+        return;
+      imap_split (line, &tag, &name);
+      done = fn ? fn (fc, line, tag, name, data) : IMAP_CMD_DEFAULT;
+      if (done == IMAP_CMD_END)
+        return;
+      if (done == IMAP_CMD_HANDLED)
+        continue;
+      if (strcmp (name, "LOGOUT") == 0)
+        {
+          fake_sendf (fc, "* BYE bye\r\n%s OK done\r\n", tag);
+          return;
+        }
+      fake_sendf (fc, "%s OK %s done\r\n", tag, name);
+    }
+}
+
 /* The proxy's first question for a content FETCH (sm-secure-fetch.h): the
  * header of each message, to see which ones are protected.  A plain one. */
 #define PLAIN_HEADER "From: carol@example.test\r\nSubject: plain\r\n\r\n"
@@ -360,102 +399,71 @@ answer_prequery (FakeConn *fc, const char *line, const char *tag)
 
 /* After login: SELECT and NOOP answered; FETCH answered with a 1000-byte
  * literal, of which the first connection sends only 500 bytes and closes.
- * With @in_prequery the cut comes in the proxy's own header FETCH. */
-static void
-imap_cut_literal (FakeConn *fc, gboolean in_prequery)
+ * With @in_prequery (the data) the cut comes in the proxy's own header
+ * FETCH. */
+static ImapCmd
+cut_literal_command (FakeConn *fc, const char *line, const char *tag, const char *name, gpointer data)
 {
-  const ImapOpts o = { 0 };
-  g_autofree char *lit = literal_bytes ();
+  gboolean in_prequery = GPOINTER_TO_INT (data);
+  g_autofree char *lit = NULL;
 
-  if (!imap_login (fc, &o))
-    return;
-  for (;;)
+  if (strcmp (name, "FETCH") != 0)
+    return IMAP_CMD_DEFAULT;
+  if (!(in_prequery && fc->index == 0) && answer_prequery (fc, line, tag))
+    return IMAP_CMD_HANDLED;
+  lit = literal_bytes ();
+  fake_sendf (fc, "* 1 FETCH (UID 7 BODY[] {%u}\r\n", LITERAL_SIZE);
+  if (fc->index == 0)
     {
-      g_autofree char *line = fake_line (fc);
-      g_autofree char *tag = NULL;
-      g_autofree char *name = NULL;
-
-      if (line == NULL)
-        return;
-      imap_split (line, &tag, &name);
-      if (strcmp (name, "FETCH") == 0 && !(in_prequery && fc->index == 0) && answer_prequery (fc, line, tag))
-        continue;
-      if (strcmp (name, "FETCH") == 0)
-        {
-          fake_sendf (fc, "* 1 FETCH (UID 7 BODY[] {%u}\r\n", LITERAL_SIZE);
-          if (fc->index == 0)
-            {
-              /* Half of the literal, then the connection ends. */
-              g_output_stream_write_all (fc->out, lit, LITERAL_SENT, NULL, NULL, NULL);
-              g_output_stream_flush (fc->out, NULL, NULL);
-              return;
-            }
-          fake_send (fc, lit);
-          fake_sendf (fc, ")\r\n%s OK FETCH done\r\n", tag);
-        }
-      else if (strcmp (name, "LOGOUT") == 0)
-        {
-          fake_sendf (fc, "* BYE bye\r\n%s OK done\r\n", tag);
-          return;
-        }
-      else
-        fake_sendf (fc, "%s OK %s done\r\n", tag, name);
+      /* Half of the literal, then the connection ends. */
+      g_output_stream_write_all (fc->out, lit, LITERAL_SENT, NULL, NULL, NULL);
+      g_output_stream_flush (fc->out, NULL, NULL);
+      return IMAP_CMD_END;
     }
+  fake_send (fc, lit);
+  fake_sendf (fc, ")\r\n%s OK FETCH done\r\n", tag);
+  return IMAP_CMD_HANDLED;
 }
 
 static void
 imap_mid_literal (FakeConn *fc)
 {
-  imap_cut_literal (fc, FALSE);
+  imap_serve (fc, cut_literal_command, GINT_TO_POINTER (FALSE));
 }
 
 static void
 imap_mid_prequery (FakeConn *fc)
 {
-  imap_cut_literal (fc, TRUE);
+  imap_serve (fc, cut_literal_command, GINT_TO_POINTER (TRUE));
 }
 
 /* A provider without LITERAL+ (RFC 7888): an APPEND's literal waits for its
  * "+".  Records what it stored. */
+static ImapCmd
+append_sync_command (FakeConn *fc, const char *line, const char *tag, const char *name, gpointer data)
+{
+  const char *brace = strrchr (line, '{');
+  guint64 n = brace ? g_ascii_strtoull (brace + 1, NULL, 10) : 0;
+  g_autofree char *buf = NULL;
+  g_autofree char *rest = NULL;
+  gsize got = 0;
+
+  if (strcmp (name, "APPEND") != 0)
+    return IMAP_CMD_DEFAULT;
+  buf = g_malloc (n + 1);
+  fake_send (fc, "+ go ahead\r\n");
+  if (!g_input_stream_read_all (G_INPUT_STREAM (fc->in), buf, n, &got, NULL, NULL) || got != n)
+    return IMAP_CMD_END;
+  fake_record (fc->fake, buf, got);
+  rest = fake_line (fc);    /* the line end after the literal */
+  fake_sendf (fc, "%s OK [APPENDUID 1 1] APPEND done\r\n", tag);
+  return IMAP_CMD_HANDLED;
+}
+
 static void
 imap_append_sync (FakeConn *fc)
 {
-  const ImapOpts o = { 0 };
-
-  if (!imap_login (fc, &o))
-    return;
-  for (;;)
-    {
-      g_autofree char *line = fake_line (fc);
-      g_autofree char *tag = NULL;
-      g_autofree char *name = NULL;
-
-      if (line == NULL)
-        return;
-      imap_split (line, &tag, &name);
-      if (strcmp (name, "APPEND") == 0)
-        {
-          const char *brace = strrchr (line, '{');
-          guint64 n = brace ? g_ascii_strtoull (brace + 1, NULL, 10) : 0;
-          g_autofree char *buf = g_malloc (n + 1);
-          g_autofree char *rest = NULL;
-          gsize got = 0;
-
-          fake_send (fc, "+ go ahead\r\n");
-          if (!g_input_stream_read_all (G_INPUT_STREAM (fc->in), buf, n, &got, NULL, NULL) || got != n)
-            return;
-          fake_record (fc->fake, buf, got);
-          rest = fake_line (fc);    /* the line end after the literal */
-          fake_sendf (fc, "%s OK [APPENDUID 1 1] APPEND done\r\n", tag);
-        }
-      else if (strcmp (name, "LOGOUT") == 0)
-        {
-          fake_sendf (fc, "* BYE bye\r\n%s OK done\r\n", tag);
-          return;
-        }
-      else
-        fake_sendf (fc, "%s OK %s done\r\n", tag, name);
-    }
+  imap_serve (fc, append_sync_command, NULL);
 }
 
 /* After login: the first NOOP gets a complete answer, then the connection
@@ -512,26 +520,7 @@ imap_starttls_injection (FakeConn *fc)
 static void
 imap_good (FakeConn *fc)
 {
-  const ImapOpts o = { 0 };
-
-  if (!imap_login (fc, &o))
-    return;
-  for (;;)
-    {
-      g_autofree char *line = fake_line (fc);
-      g_autofree char *tag = NULL;
-      g_autofree char *name = NULL;
-
-      if (line == NULL)
-        return;
-      imap_split (line, &tag, &name);
-      if (strcmp (name, "LOGOUT") == 0)
-        {
-          fake_sendf (fc, "* BYE bye\r\n%s OK done\r\n", tag);
-          return;
-        }
-      fake_sendf (fc, "%s OK %s done\r\n", tag, name);
-    }
+  imap_serve (fc, NULL, NULL);
 }
 
 /* Accepts and says nothing until the proxy gives up. */
