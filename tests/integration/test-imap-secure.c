@@ -68,13 +68,13 @@ port_str (guint16 port)
   return g_strdup_printf ("%u", port);
 }
 
+/* Runs @script (PY_PRELUDE first) with the proxy's port, bob's login, the
+ * stack's IMAP port and @box as its arguments, then @extra (may be NULL). */
 static int
-py (const char *script, char **out, char **err, const char *box, ...)
+run_py (const char *script, char **out, char **err, const char *box, const char * const *extra)
 {
   g_autofree char *port = port_str (bob->imap_port);
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  va_list ap;
-  const char *a;
 
   g_ptr_array_add (argv, (gpointer) "/usr/bin/python3");
   g_ptr_array_add (argv, (gpointer) "-c");
@@ -84,12 +84,25 @@ py (const char *script, char **out, char **err, const char *box, ...)
   g_ptr_array_add (argv, bob->local_password);
   g_ptr_array_add (argv, (gpointer) sm_test_env ("SM_TEST_IMAP_PORT"));
   g_ptr_array_add (argv, (gpointer) box);
-  va_start (ap, box);
-  while ((a = va_arg (ap, const char *)) != NULL)
-    g_ptr_array_add (argv, (gpointer) a);
-  va_end (ap);
+  for (guint i = 0; extra != NULL && extra[i] != NULL; i++)
+    g_ptr_array_add (argv, (gpointer) extra[i]);
   g_ptr_array_add (argv, NULL);
   return sm_test_run ((const char * const *) argv->pdata, NULL, NULL, out, err);
+}
+
+static int
+py (const char *script, char **out, char **err, const char *box, ...)
+{
+  g_autoptr(GPtrArray) extra = g_ptr_array_new ();
+  va_list ap;
+  const char *a;
+
+  va_start (ap, box);
+  while ((a = va_arg (ap, const char *)) != NULL)
+    g_ptr_array_add (extra, (gpointer) a);
+  va_end (ap);
+  g_ptr_array_add (extra, NULL);
+  return run_py (script, out, err, box, (const char * const *) extra->pdata);
 }
 
 /* A new mailbox at Dovecot holding @files (fixture names), in order. */
@@ -104,23 +117,15 @@ new_mailbox (const char * const *files)
     "    typ, r = d.append(box, None, None, open(f, 'rb').read()); assert typ == 'OK', r\n"
     "print('APPENDED', len(sys.argv[6:]))\n";
   char *box = g_strdup_printf ("secure-%d-%u", (int) getpid (), ++n);
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autofree char *port = port_str (bob->imap_port);
+  g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
   int rc;
 
-  for (const char *s[] = { "/usr/bin/python3", "-c", script, NULL }, **p = s; *p; p++)
-    g_ptr_array_add (argv, g_strdup (*p));
-  g_ptr_array_add (argv, g_strdup (port));
-  g_ptr_array_add (argv, g_strdup (bob->address));
-  g_ptr_array_add (argv, g_strdup (bob->local_password));
-  g_ptr_array_add (argv, g_strdup (sm_test_env ("SM_TEST_IMAP_PORT")));
-  g_ptr_array_add (argv, g_strdup (box));
   for (guint i = 0; files[i]; i++)
-    g_ptr_array_add (argv, g_build_filename (fixtures, files[i], NULL));
-  g_ptr_array_add (argv, NULL);
-  rc = sm_test_run ((const char * const *) argv->pdata, NULL, NULL, &out, &err);
+    g_ptr_array_add (paths, g_build_filename (fixtures, files[i], NULL));
+  g_ptr_array_add (paths, NULL);
+  rc = run_py (script, &out, &err, box, (const char * const *) paths->pdata);
   if (rc != 0)
     g_test_message ("append: %s", err);
   g_assert_cmpint (rc, ==, 0);
@@ -433,29 +438,13 @@ test_locked (void)
   g_assert_nonnull (strstr (o3, SECRET));
 }
 
+/* Fails the test with what the CLI said unless @rc is 0. */
 static void
-cli_ok (const char *input, ...)
+cli_ok (int rc, const char *what, char **err)
 {
-  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  g_auto(GStrv) env = NULL;
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-  va_list ap;
-  int rc;
-
-  g_ptr_array_add (argv, (gpointer) sm_test_env ("SM_CLI"));
-  va_start (ap, input);
-  for (const char *a = va_arg (ap, const char *); a; a = va_arg (ap, const char *))
-    g_ptr_array_add (argv, (gpointer) a);
-  va_end (ap);
-  g_ptr_array_add (argv, NULL);
-  env = g_strdupv ((char *[]) { NULL });
-  env = g_environ_setenv (env, "SECUREMAIL_CONFIG", bob->config_path, TRUE);
-  env = g_environ_setenv (env, "SECUREMAIL_POLICY", bob->policy_path, TRUE);
-  env = g_environ_setenv (env, "XDG_DATA_HOME", bob->data_home, TRUE);
-  rc = sm_test_run ((const char * const *) argv->pdata, (const char * const *) env, input, &out, &err);
   if (rc != 0)
-    g_error ("%s %s failed: %s", (char *) argv->pdata[1], (char *) argv->pdata[2], err);
+    g_error ("securemail %s failed: %s", what, *err);
+  g_clear_pointer (err, g_free);
 }
 
 /* Bob's proxy and key store, once for the whole binary. */
@@ -468,6 +457,7 @@ setup_bob (void)
   g_autofree char *agent_conf = NULL;
   g_autofree char *p = NULL;
   const char *script = g_getenv ("SM_FIXTURES_SCRIPT");
+  g_autofree char *cli_err = NULL;
   GError *error = NULL;
 
   g_assert_nonnull (script);
@@ -490,22 +480,22 @@ setup_bob (void)
   g_assert_true (g_file_set_contents (agent_conf, "s2k-count 65536\n", -1, NULL));
 
   p = g_build_filename (fixtures, "ca", "bob-legacy.p12", NULL);
-  cli_ok ("p12pass\n", "keys", "import", p, NULL);
+  cli_ok (sm_test_cli (bob, "p12pass\n", NULL, &cli_err, "keys", "import", p, NULL), "keys import", &cli_err);
   g_free (p);
   p = g_build_filename (fixtures, "pgp-bob-secret.asc", NULL);
-  cli_ok ("\n", "keys", "import", p, NULL);
+  cli_ok (sm_test_cli (bob, "\n", NULL, &cli_err, "keys", "import", p, NULL), "keys import", &cli_err);
   g_free (p);
   p = g_build_filename (fixtures, "ca", "ca.pem", NULL);
-  cli_ok (NULL, "certs", "trust", p, NULL);
+  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "trust", p, NULL), "certs trust", &cli_err);
   g_free (p);
   p = g_build_filename (fixtures, "ca", "ca.crl", NULL);
-  cli_ok (NULL, "certs", "import", p, NULL);
+  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "import", p, NULL), "certs import", &cli_err);
   g_free (p);
   p = g_build_filename (fixtures, "pgp-alice-public.asc", NULL);
-  cli_ok (NULL, "certs", "import", p, NULL);
+  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "import", p, NULL), "certs import", &cli_err);
   g_free (p);
   p = g_build_filename (fixtures, "pgp-mallory-public.asc", NULL);
-  cli_ok (NULL, "certs", "import", p, NULL);
+  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "import", p, NULL), "certs import", &cli_err);
   g_free (p);
   p = g_build_filename (fixtures, "pgp-alice.fpr", NULL);
   g_assert_true (g_file_get_contents (p, &fpr, NULL, NULL));
