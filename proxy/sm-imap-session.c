@@ -82,7 +82,7 @@ struct _SmImapSession {
 
   /* APPEND of a plaintext message to Sent or Drafts, encrypted to self */
   char *append_tag;
-  GString *append_prefix;       /* the command up to its literal: "a1 APPEND Sent (\\Seen) " */
+  char *append_prefix;          /* the command up to its literal: "a1 APPEND Sent (\\Seen) " */
   GByteArray *append_message;   /* the literal, collected */
   gboolean append_collecting;
   gboolean append_busy;         /* being protected in a worker thread */
@@ -135,8 +135,7 @@ sm_imap_session_finalize (GObject *object)
   g_free (self->append_tag);
   g_free (self->append_upload_tag);
   g_clear_pointer (&self->append_upload, g_bytes_unref);
-  if (self->append_prefix)
-    g_string_free (self->append_prefix, TRUE);
+  g_free (self->append_prefix);
   if (self->append_message)
     {
       sm_wipe_byte_array (self->append_message);   /* a plaintext draft */
@@ -1053,7 +1052,7 @@ note_response (SmImapSession *self, const SmImapResponse *resp)
 static void
 send_append (SmImapSession *self, const char *tag, GBytes *message)
 {
-  g_autoptr(GString) line = g_string_new (self->append_prefix->str);
+  g_autoptr(GString) line = g_string_new (self->append_prefix);
   gboolean plus = self->upstream->capabilities != NULL &&
                   strstr (self->upstream->capabilities, "LITERAL+") != NULL;
 
@@ -1071,8 +1070,7 @@ send_append (SmImapSession *self, const char *tag, GBytes *message)
       self->append_upload = g_bytes_ref (message);
       self->append_upload_tag = g_strdup (tag);
     }
-  g_string_free (self->append_prefix, TRUE);
-  self->append_prefix = NULL;
+  g_clear_pointer (&self->append_prefix, g_free);
 }
 
 static gboolean
@@ -1167,11 +1165,7 @@ on_append_protected (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   else
     send_append (self, tag, out);
-  if (self->append_prefix != NULL)
-    {
-      g_string_free (self->append_prefix, TRUE);
-      self->append_prefix = NULL;
-    }
+  g_clear_pointer (&self->append_prefix, g_free);
   schedule_client_resume (self);
 }
 
@@ -1195,7 +1189,7 @@ intercept_append (SmImapSession *self, const SmImapScanResult *r, const char *ta
   if (brace == r->data)
     return FALSE;
   self->append_tag = g_strdup (tag);
-  self->append_prefix = g_string_new_len ((const char *) r->data, (gssize) (brace - 1 - r->data));
+  self->append_prefix = g_strndup ((const char *) r->data, (gsize) (brace - 1 - r->data));
   self->append_message = g_byte_array_sized_new ((guint) MIN (r->literal_size, SM_IMAP_MAX_LITERAL));
   self->append_collecting = TRUE;
   if (!r->literal_nonsync)
@@ -1224,8 +1218,7 @@ finish_append (SmImapSession *self, const SmImapScanResult *r)
         sm_imap_scanner_reset (self->client_scanner);
       else
         self->discard_command = TRUE;
-      g_string_free (self->append_prefix, TRUE);
-      self->append_prefix = NULL;
+      g_clear_pointer (&self->append_prefix, g_free);
       return;
     }
   if (sm_secure_view_is_protected (data, hlen))
