@@ -1091,7 +1091,11 @@ typedef struct {
  * - AUTH=*, SASL-IR (RFC 4959): the proxy logs in upstream itself.
  * - UNAUTHENTICATE (RFC 8437): would undo that login.
  * - LOGIN-REFERRALS (RFC 2221), MAILBOX-REFERRALS (RFC 2193): would send the
- *   client to the provider directly, around the proxy. */
+ *   client to the provider directly, around the proxy.
+ * - QRESYNC (RFC 7162): VANISHED responses and FETCH modifiers renumber
+ *   messages behind the back of an intercepted FETCH; CONDSTORE stays.
+ * - NOTIFY (RFC 5465): unsolicited FETCH responses may carry message
+ *   content the proxy never asked for, i.e. ciphertext of protected mail. */
 static const DroppedCapability dropped_capabilities[] = {
   { "COMPRESS=", TRUE },
   { "STARTTLS", FALSE },
@@ -1101,6 +1105,8 @@ static const DroppedCapability dropped_capabilities[] = {
   { "UNAUTHENTICATE", FALSE },
   { "LOGIN-REFERRALS", FALSE },
   { "MAILBOX-REFERRALS", FALSE },
+  { "QRESYNC", FALSE },
+  { "NOTIFY", FALSE },
 };
 
 static gboolean

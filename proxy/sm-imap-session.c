@@ -63,6 +63,7 @@ struct _SmImapSession {
   SmInputPump *upstream_pump;
   SmImapScanner *upstream_scanner;
   gboolean response_has_literal; /* inside a response whose literal the client has partly seen */
+  GString *deferred_replies;    /* the proxy's own lines held back until that response ends */
 
   /* decrypted views (sm-secure-fetch.h) */
   GHashTable *outstanding;      /* tags of client commands sent upstream and not yet answered */
@@ -100,6 +101,7 @@ static void on_client_eof (GObject *owner, const GError *error);
 static gboolean upstream_paused (GObject *owner);
 static gsize upstream_step (GObject *owner, const guint8 *buf, gsize len);
 static void on_upstream_eof (GObject *owner, const GError *error);
+static void forward_command (SmImapSession *self, const guint8 *data, gsize len, const char *tag);
 
 static void
 sm_imap_session_finalize (GObject *object)
@@ -107,6 +109,8 @@ sm_imap_session_finalize (GObject *object)
   SmImapSession *self = SM_IMAP_SESSION (object);
 
   g_debug ("IMAP session %p finalized", self);
+  if (self->deferred_replies != NULL)
+    g_string_free (self->deferred_replies, TRUE);
   g_clear_pointer (&self->to_client, sm_stream_writer_free);
   g_clear_pointer (&self->to_upstream, sm_stream_writer_free);
   g_clear_pointer (&self->client_pump, sm_input_pump_free);
@@ -177,8 +181,29 @@ reply (SmImapSession *self, const char *format, ...)
   va_start (ap, format);
   line = g_strdup_vprintf (format, ap);
   va_end (ap);
+  if (self->response_has_literal)
+    {
+      /* A pipelining client may get our answer to a later command while a
+       * provider response is half relayed: inside its literal the line
+       * would become message content.  It follows that response instead. */
+      if (self->deferred_replies == NULL)
+        self->deferred_replies = g_string_new (NULL);
+      g_string_append (self->deferred_replies, line);
+      g_string_append (self->deferred_replies, "\r\n");
+      return;
+    }
   sm_stream_writer_write (self->to_client, line, strlen (line));
   sm_stream_writer_write (self->to_client, "\r\n", 2);
+}
+
+/* Sends the replies reply() held back, once the provider's response ended. */
+static void
+flush_deferred_replies (SmImapSession *self)
+{
+  if (self->deferred_replies == NULL || self->response_has_literal || self->to_client == NULL)
+    return;
+  sm_stream_writer_write (self->to_client, self->deferred_replies->str, self->deferred_replies->len);
+  g_string_free (g_steal_pointer (&self->deferred_replies), TRUE);
 }
 
 /* Ends the session: an optional untagged BYE (RFC 9051 §7.1.5), then both
@@ -238,9 +263,13 @@ on_client_drained (SmStreamWriter *writer, const GError *error, gpointer user_da
         begin_client_tls (self);
       return;
     }
-  /* Back-pressure: the upstream side waits while the client is slow. */
+  /* Back-pressure: the upstream side waits while the client is slow, and
+   * so does the client's next command (client_paused()). */
   if (self->state == ST_RELAY)
-    sm_input_pump_resume (self->upstream_pump);
+    {
+      sm_input_pump_resume (self->upstream_pump);
+      sm_input_pump_resume (self->client_pump);
+    }
   else if (self->state == ST_NOT_AUTH)
     sm_input_pump_resume (self->client_pump);
 }
@@ -696,8 +725,48 @@ refuse_in_relay (SmImapSession *self, const char *tag, const char *name)
     reply (self, _("%s BAD Already logged in"), tag);
   else if (g_strcmp0 (name, "UNAUTHENTICATE") == 0)
     reply (self, _("%s BAD UNAUTHENTICATE is not available through SecureMail"), tag);
+  else if (g_strcmp0 (name, "NOTIFY") == 0)
+    reply (self, _("%s NO [CANNOT] NOTIFY is not available through SecureMail"), tag);
   else
     return FALSE;
+  return TRUE;
+}
+
+/* ENABLE (RFC 5161) of QRESYNC, which the proxy does not announce (see
+ * sm_imap_capabilities_filter()): the extension is left out of the command,
+ * so the provider never sends VANISHED.  Returns TRUE when the session
+ * answered the command itself (nothing else was asked). */
+static gboolean
+intercept_enable (SmImapSession *self, const SmImapScanResult *r, const char *tag)
+{
+  g_autofree char *line = g_strndup ((const char *) r->data, r->len);
+  g_auto(GStrv) words = g_strsplit_set (g_strchomp (line), " ", -1);
+  g_autoptr(GString) kept = g_string_new (NULL);
+  guint dropped = 0;
+
+  /* words[0] is the tag, words[1] "ENABLE"; the rest are atoms. */
+  for (guint i = 2; words[0] != NULL && words[1] != NULL && words[i] != NULL; i++)
+    {
+      if (g_ascii_strcasecmp (words[i], "QRESYNC") == 0)
+        {
+          dropped++;
+          continue;
+        }
+      if (words[i][0] != '\0')
+        g_string_append_printf (kept, " %s", words[i]);
+    }
+  if (dropped == 0)
+    return FALSE;
+  if (kept->len == 0)
+    {
+      reply (self, "* ENABLED");
+      reply (self, _("%s OK ENABLE completed (QRESYNC is not available through SecureMail)"), tag);
+      return TRUE;
+    }
+  {
+    g_autofree char *rewritten = g_strdup_printf ("%s ENABLE%s\r\n", tag, kept->str);
+    forward_command (self, (const guint8 *) rewritten, strlen (rewritten), tag);
+  }
   return TRUE;
 }
 
@@ -1305,6 +1374,8 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
                 break;
               if (strcmp (name, "APPEND") == 0 && r.has_literal && intercept_append (self, &r, tag))
                 break;
+              if (strcmp (name, "ENABLE") == 0 && !r.has_literal && intercept_enable (self, &r, tag))
+                break;
               if (strcmp (name, "SELECT") == 0 || strcmp (name, "EXAMINE") == 0 ||
                   strcmp (name, "CLOSE") == 0 || strcmp (name, "UNSELECT") == 0)
                 note_select (self, &r, tag, name);
@@ -1481,7 +1552,10 @@ upstream_step (GObject *owner, const guint8 *buf, gsize len)
               sm_stream_writer_write (self->to_client, rewritten, strlen (rewritten));
               self->response_has_literal = r.has_literal;
               if (!r.has_literal)
-                start_waiting_fetch (self);
+                {
+                  flush_deferred_replies (self);
+                  start_waiting_fetch (self);
+                }
               break;
             }
         }
@@ -1490,7 +1564,10 @@ upstream_step (GObject *owner, const guint8 *buf, gsize len)
       /* A response ends here: a FETCH waiting for the other commands may
        * start once they are all answered. */
       if (!r.has_literal)
-        start_waiting_fetch (self);
+        {
+          flush_deferred_replies (self);
+          start_waiting_fetch (self);
+        }
       break;
     }
   return used;

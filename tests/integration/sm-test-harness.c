@@ -636,6 +636,23 @@ sm_test_smtp_command (SmTestClient *c, const char *cmd, const char *prefix)
 }
 
 char *
+sm_test_imap_command (SmTestClient *c, const char *cmd, const char *status)
+{
+  g_autofree char *full = g_strconcat (cmd, "\r\n", NULL);
+  g_autofree char *tag = g_strndup (cmd, strcspn (cmd, " "));
+  g_autofree char *prefix = g_strconcat (tag, " ", NULL);
+  g_autofree char *want = g_strconcat (tag, " ", status, NULL);
+  char *line;
+
+  sm_test_client_send (c, full);
+  line = sm_test_client_until (c, prefix);
+  g_assert_nonnull (line);
+  if (!g_str_has_prefix (line, want))
+    g_error ("%s: expected “%s”, got “%s”", cmd, want, line);
+  return line;
+}
+
+char *
 sm_test_sasl_plain (const char *user, const char *password)
 {
   gsize ulen = strlen (user), plen = strlen (password);

@@ -124,6 +124,10 @@ gboolean sm_test_client_read_to_close (SmTestClient *client, guint timeout_ms, G
 char *sm_test_smtp_expect (SmTestClient *client, const char *prefix);
 /* Sends @cmd (without CRLF) and sm_test_smtp_expect()s @prefix. */
 char *sm_test_smtp_command (SmTestClient *client, const char *cmd, const char *prefix);
+/* Sends the IMAP command @cmd ("tag NAME args", without CRLF), reads lines
+ * up to the one with its tag and fails the test unless that one starts with
+ * "tag @status" (e.g. "OK", "NO [CANNOT]"); returns it. */
+char *sm_test_imap_command (SmTestClient *client, const char *cmd, const char *status);
 /* base64 of the RFC 4616 PLAIN response "\0user\0password". */
 char *sm_test_sasl_plain (const char *user, const char *password);
 /* Connects to the proxy's SMTP listener, reads the greeting and says EHLO;

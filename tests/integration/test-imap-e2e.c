@@ -5,6 +5,9 @@
 
 #include "sm-test-harness.h"
 
+/* Bigger than what loopback sockets buffer between the proxy and the test. */
+#define SM_TEST_BIG_MESSAGE (12 * 1024 * 1024)
+
 typedef struct {
   SmTestProxy *proxy;
 } Fixture;
@@ -369,6 +372,114 @@ test_sasl_plain (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (line, "s2 OK"));
 }
 
+/* Logs @c in with LOGIN and returns the capabilities of the tagged OK. */
+static char *
+raw_login (Fixture *f, SmTestClient *c, const char *tag)
+{
+  g_autofree char *cmd = g_strdup_printf ("%s LOGIN \"%s\" \"%s\"\r\n", tag, f->proxy->address,
+                                          f->proxy->local_password);
+  g_autofree char *prefix = g_strdup_printf ("%s ", tag);
+
+  g_free (sm_test_client_line (c));
+  sm_test_client_send (c, cmd);
+  return sm_test_client_until (c, prefix);
+}
+
+/* QRESYNC and NOTIFY are not offered (VANISHED and unsolicited content
+ * would get around the decrypted views), ENABLE QRESYNC never reaches the
+ * provider, and the proxy's own answer to a pipelined command never lands
+ * inside a message the provider is still sending. */
+static void
+test_qresync_notify (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SmTestClient) c = NULL;
+  g_autoptr(GString) msg = g_string_new ("From: carol@example.test\r\nSubject: deferred-reply\r\n\r\n");
+  g_autofree char *line = NULL;
+  g_autofree char *cmd = NULL;
+  g_autofree char *uid = NULL;
+  g_autofree char *head = NULL;
+  g_autofree guint8 *literal = NULL;
+  gsize want, got = 0;
+  gboolean saw_no = FALSE, saw_ok = FALSE;
+  const char *p;
+
+  if (f->proxy == NULL)
+    return;
+  c = sm_test_client_connect (f->proxy->imap_port);
+  line = raw_login (f, c, "q1");
+  g_assert_true (g_str_has_prefix (line, "q1 OK [CAPABILITY "));
+  /* Dovecot offers both; the proxy must not. */
+  g_assert_null (strstr (line, "QRESYNC"));
+  g_assert_null (strstr (line, " NOTIFY"));
+  g_assert_nonnull (strstr (line, "CONDSTORE"));
+  g_clear_pointer (&line, g_free);
+
+  sm_test_client_send (c, "q2 ENABLE QRESYNC\r\n");
+  line = sm_test_client_line (c);
+  g_assert_cmpstr (line, ==, "* ENABLED");
+  g_clear_pointer (&line, g_free);
+  line = sm_test_client_line (c);
+  g_assert_true (g_str_has_prefix (line, "q2 OK"));
+  g_clear_pointer (&line, g_free);
+  /* With another extension: that one is enabled by the provider. */
+  sm_test_client_send (c, "q3 ENABLE CONDSTORE qresync\r\n");
+  line = sm_test_client_until (c, "* ENABLED");
+  g_assert_cmpstr (line, ==, "* ENABLED CONDSTORE");
+  g_clear_pointer (&line, g_free);
+  g_free (sm_test_client_until (c, "q3 OK"));
+  g_free (sm_test_imap_command (c, "q4 NOTIFY SET (selected MessageNew (UID BODY.PEEK[]))", "NO [CANNOT]"));
+  /* QRESYNC was not enabled upstream: SELECT with its parameter is refused. */
+  g_free (sm_test_imap_command (c, "q5 SELECT INBOX (QRESYNC (1 1))", "BAD"));
+
+  /* A plain message large enough that its literal fills the socket buffers. */
+  while (msg->len < SM_TEST_BIG_MESSAGE)
+    g_string_append (msg, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_0123456789\r\n");
+  cmd = g_strdup_printf ("q6 APPEND INBOX {%" G_GSIZE_FORMAT "+}\r\n", msg->len);
+  sm_test_client_send (c, cmd);
+  g_output_stream_write_all (c->out, msg->str, msg->len, NULL, NULL, NULL);
+  sm_test_client_send (c, "\r\n");
+  line = sm_test_client_until (c, "q6 ");
+  g_assert_true (g_str_has_prefix (line, "q6 OK [APPENDUID "));
+  p = strchr (line + strlen ("q6 OK [APPENDUID "), ' ');
+  g_assert_nonnull (p);
+  uid = g_strndup (p + 1, strcspn (p + 1, "]"));
+  g_clear_pointer (&line, g_free);
+  g_free (sm_test_imap_command (c, "q7 SELECT INBOX", "OK"));
+  /* The first fetch finds it plain; the second is relayed as it streams. */
+  g_clear_pointer (&cmd, g_free);
+  cmd = g_strdup_printf ("q8 UID FETCH %s BODY.PEEK[HEADER]", uid);
+  g_free (sm_test_imap_command (c, cmd, "OK"));
+  g_clear_pointer (&cmd, g_free);
+  cmd = g_strdup_printf ("q9 UID FETCH %s BODY.PEEK[]\r\n", uid);
+  sm_test_client_send (c, cmd);
+  head = sm_test_client_line (c);
+  g_assert_nonnull (head);
+  g_assert_true (g_str_has_suffix (head, "}"));
+  want = g_ascii_strtoull (strrchr (head, '{') + 1, NULL, 10);
+  g_assert_cmpuint (want, ==, msg->len);
+  /* The proxy is now inside the provider's literal (the client is not
+   * reading): its own answer must wait for the response to end. */
+  g_usleep (300 * 1000);
+  sm_test_client_send (c, "q10 NOTIFY NONE\r\n");
+  literal = g_malloc (want);
+  g_assert_true (g_input_stream_read_all (G_INPUT_STREAM (c->in), literal, want, &got, NULL, NULL));
+  g_assert_cmpuint (got, ==, want);
+  g_assert_true (memcmp (literal, msg->str, want) == 0);
+  line = sm_test_client_line (c);
+  g_assert_cmpstr (line, ==, ")");
+  g_clear_pointer (&line, g_free);
+  for (int i = 0; i < 2; i++)
+    {
+      line = sm_test_client_line (c);
+      g_test_message ("after the literal: %s", line ? line : "(nothing)");
+      g_assert_nonnull (line);
+      saw_no |= g_str_has_prefix (line, "q10 NO [CANNOT]");
+      saw_ok |= g_str_has_prefix (line, "q9 OK");
+      g_clear_pointer (&line, g_free);
+    }
+  g_assert_true (saw_no && saw_ok);
+}
+
 /* Over-long lines and literals: a clear error, and the proxy keeps serving
  * everyone else. */
 static void
@@ -559,6 +670,8 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/proxy/imap/e2e/raw-literals", Fixture, NULL, fixture_setup, test_raw_literals, fixture_teardown);
   g_test_add ("/proxy/imap/e2e/sasl-plain", Fixture, NULL, fixture_setup, test_sasl_plain, fixture_teardown);
+  g_test_add ("/proxy/imap/e2e/qresync-notify", Fixture, NULL, fixture_setup, test_qresync_notify,
+              fixture_teardown);
   g_test_add ("/proxy/imap/e2e/limits", Fixture, NULL, fixture_setup, test_limits, fixture_teardown);
   g_test_add ("/proxy/imap/e2e/status", Fixture, NULL, fixture_setup, test_status, fixture_teardown);
   g_test_add_func ("/proxy/imap/e2e/untrusted-certificate", test_untrusted_certificate);
