@@ -9,6 +9,7 @@
 #include "sm-error.h"
 #include "sm-imap-parser.h"
 #include "sm-mime.h"
+#include "sm-agent.h"
 #include "sm-secure-fetch.h"
 
 /* Fields of a message too large to check that the placeholder view keeps,
@@ -147,6 +148,64 @@ sm_secure_fetch_cancel (SmSecureFetch *self)
 static GMutex store_lock;
 static SmCertstore *incoming_store;
 
+/* GnuPG work in flight (builds and unlocks), for the agent watchdog. */
+static GMutex ops_lock;
+static GHashTable *ops_started;   /* gint64* start times (monotonic µs) */
+static gint agent_generation;     /* bumped when the watchdog replaced gpg-agent */
+
+static void
+gnupg_op_begin (gint64 *started)
+{
+  g_mutex_lock (&ops_lock);
+  if (ops_started == NULL)
+    ops_started = g_hash_table_new (NULL, NULL);
+  *started = g_get_monotonic_time ();
+  g_hash_table_add (ops_started, started);
+  g_mutex_unlock (&ops_lock);
+}
+
+static void
+gnupg_op_end (gint64 *started)
+{
+  g_mutex_lock (&ops_lock);
+  g_hash_table_remove (ops_started, started);
+  g_mutex_unlock (&ops_lock);
+}
+
+/* Start time of the longest-running GnuPG work, or 0. */
+static gint64
+oldest_gnupg_op (void)
+{
+  GHashTableIter iter;
+  gpointer key;
+  gint64 oldest = 0;
+
+  g_mutex_lock (&ops_lock);
+  if (ops_started != NULL)
+    {
+      g_hash_table_iter_init (&iter, ops_started);
+      while (g_hash_table_iter_next (&iter, &key, NULL))
+        if (oldest == 0 || *(gint64 *) key < oldest)
+          oldest = *(gint64 *) key;
+    }
+  g_mutex_unlock (&ops_lock);
+  return oldest;
+}
+
+/* sm_certstore_unlock() under the watchdog's eye: it lists keys through
+ * GPGME, which waits on gpg-agent like a decryption. */
+static gboolean
+tracked_unlock (SmCertstore *store, GError **error)
+{
+  gint64 started;
+  gboolean ok;
+
+  gnupg_op_begin (&started);
+  ok = sm_certstore_unlock (store, NULL, NULL, error);
+  gnupg_op_end (&started);
+  return ok;
+}
+
 static gint gate_open = TRUE;
 static gint64 last_represet;   /* monotonic µs, under store_lock */
 
@@ -171,7 +230,7 @@ represet (SmCertstore *store)
   if (now - last_represet >= SM_SECURE_FETCH_REPRESET_INTERVAL_S * G_USEC_PER_SEC)
     {
       last_represet = now;
-      if (sm_certstore_unlock (store, NULL, NULL, &local))
+      if (tracked_unlock (store, &local))
         g_message ("gpg-agent had lost a key passphrase; it was handed over again from the keyring");
       else
         g_message ("gpg-agent has no key passphrase and the keyring could not give it: %s", local->message);
@@ -180,6 +239,30 @@ represet (SmCertstore *store)
   retry = TRUE;
   g_mutex_unlock (&store_lock);
   return retry;
+}
+
+static gpointer agent_watch_thread (gpointer data);
+
+/* After the watchdog replaced gpg-agent: the new agent gets the keyring's
+ * passphrases once per replacement, whenever the last re-preset was. */
+static gint represet_generation;   /* under store_lock */
+
+static void
+represet_after_restart (SmCertstore *store, gint generation)
+{
+  g_autoptr(GError) local = NULL;
+
+  if (!g_atomic_int_get (&gate_open))
+    return;
+  g_mutex_lock (&store_lock);
+  if (represet_generation != generation)
+    {
+      represet_generation = generation;
+      last_represet = g_get_monotonic_time ();
+      if (!tracked_unlock (store, &local))
+        g_message ("The new gpg-agent could not get the key passphrases from the keyring: %s", local->message);
+    }
+  g_mutex_unlock (&store_lock);
 }
 
 SmCertstore *
@@ -192,9 +275,12 @@ sm_secure_fetch_get_store (GError **error)
   if (incoming_store == NULL)
     {
       incoming_store = sm_certstore_new (error);
+      if (incoming_store != NULL)
+        g_thread_unref (g_thread_new ("sm-agent-watch", agent_watch_thread,
+                                      g_strdup (sm_certstore_get_home (incoming_store))));
       /* The keyring's passphrases go to gpg-agent once; a key still locked
        * shows up per message as SM_ERROR_LOCKED. */
-      if (incoming_store != NULL && !sm_certstore_unlock (incoming_store, NULL, NULL, &local))
+      if (incoming_store != NULL && !tracked_unlock (incoming_store, &local))
         g_message ("Could not unlock the key store yet: %s", local->message);
     }
   store = incoming_store;
@@ -509,11 +595,70 @@ static SmSecureView *
 build_view (SmCertstore *store, BuildData *data, GError **error)
 {
   SmSecureView *view;
+  gint64 started;
 
   build_slot_acquire ();
+  gnupg_op_begin (&started);
   view = sm_secure_view_build (store, data->account_address, data->raw, data->flags, error);
+  gnupg_op_end (&started);
   build_slot_release ();
   return view;
+}
+
+/* The watchdog of the store's gpg-agent (certstore/sm-agent.h), for the
+ * life of the process.  Killing a silent agent makes the gpgsm/gpg behind
+ * the stuck builds fail at once; build_thread() sees the new generation and
+ * builds again on a fresh agent, which the next GnuPG call starts. */
+static gpointer
+agent_watch_thread (gpointer data)
+{
+  g_autofree char *home = data;
+  g_autofree char *socket_path = NULL;
+  gint64 last_probe = 0;
+
+  for (;;)
+    {
+      gint64 now, oldest;
+      SmAgentState state;
+      GPid pid = 0;
+
+      g_usleep (SM_SECURE_FETCH_WATCH_INTERVAL_S * G_USEC_PER_SEC);
+      now = g_get_monotonic_time ();
+      oldest = oldest_gnupg_op ();
+      if (oldest == 0 || now - oldest < SM_SECURE_FETCH_AGENT_STALL_S * G_USEC_PER_SEC ||
+          now - last_probe < SM_SECURE_FETCH_AGENT_STALL_S * G_USEC_PER_SEC)
+        continue;
+      last_probe = now;
+      if (socket_path == NULL)
+        {
+          g_autoptr(GError) error = NULL;
+          socket_path = sm_agent_socket_path (home, &error);
+          if (socket_path == NULL)
+            {
+              g_message ("gpg-agent watchdog: %s", error->message);
+              continue;
+            }
+        }
+      state = sm_agent_probe (socket_path, SM_AGENT_PROBE_TIMEOUT_S, &pid);
+      if (state != SM_AGENT_SILENT)
+        {
+          g_debug ("A decryption has run for %" G_GINT64_FORMAT " s; gpg-agent %s",
+                   (now - oldest) / G_USEC_PER_SEC, state == SM_AGENT_ANSWERS ? "answers" : "is not running");
+          continue;
+        }
+      {
+        g_autoptr(GError) error = NULL;
+
+        g_message ("gpg-agent (process %d) has not answered for %d s while a decryption waits: "
+                   "replacing it", (int) pid, SM_AGENT_PROBE_TIMEOUT_S);
+        /* The generation changes first: a build failing because of the
+         * kill must see it. */
+        g_atomic_int_inc (&agent_generation);
+        if (!sm_agent_kill (socket_path, &error))
+          g_message ("gpg-agent watchdog: %s", error->message);
+      }
+    }
+  return NULL;
 }
 
 static void
@@ -524,14 +669,24 @@ build_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   g_autoptr(SmSecureView) view = NULL;
   SmImapFetchMessage *parsed;
   SmCertstore *store = sm_secure_fetch_get_store (&error);
+  gint generation;
 
   if (store == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
+  generation = g_atomic_int_get (&agent_generation);
   view = build_view (store, data, &error);
-  if (view == NULL && g_error_matches (error, SM_ERROR, SM_ERROR_LOCKED) && represet (store))
+  if (view == NULL && generation != g_atomic_int_get (&agent_generation))
+    {
+      /* The watchdog replaced a wedged gpg-agent under this build: the new
+       * one needs the passphrases, then the build runs again. */
+      g_clear_error (&error);
+      represet_after_restart (store, g_atomic_int_get (&agent_generation));
+      view = build_view (store, data, &error);
+    }
+  else if (view == NULL && g_error_matches (error, SM_ERROR, SM_ERROR_LOCKED) && represet (store))
     {
       g_clear_error (&error);
       view = build_view (store, data, &error);

@@ -52,6 +52,13 @@ G_BEGIN_DECLS
 /* At most one re-preset of the keyring's passphrases per this many seconds
  * (a mailbox of locked messages must not start one per message). */
 #define SM_SECURE_FETCH_REPRESET_INTERVAL_S 10
+/* gpg-agent watchdog (certstore/sm-agent.h): every this many seconds it
+ * looks at the decryptions running; one that has run longer than
+ * SM_SECURE_FETCH_AGENT_STALL_S gets the agent probed, and an agent that
+ * does not greet a new connection is replaced.  A 64 MiB message takes a few
+ * seconds; a stall is a wedged agent. */
+#define SM_SECURE_FETCH_WATCH_INTERVAL_S 5
+#define SM_SECURE_FETCH_AGENT_STALL_S    30
 
 typedef struct {
   /* Sends a command line (CRLF included) to the provider. */

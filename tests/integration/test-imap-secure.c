@@ -438,6 +438,77 @@ test_locked (void)
   g_assert_nonnull (strstr (o3, SECRET));
 }
 
+/* A gpg-agent that stops answering (here stopped with SIGSTOP; gpg-agent
+ * 2.2.40 was seen to wedge like that under load) must not stall the
+ * decryptions behind it for ever: the proxy's watchdog finds the agent
+ * silent, replaces it, hands the new one the passphrases and decrypts. */
+static void
+test_agent_wedged (void)
+{
+  static const char script[] = PY_PRELUDE
+    "import socket, struct, os, signal, time, subprocess\n"
+    "home = sys.argv[6]\n"
+    "path = subprocess.check_output(['gpgconf', '--homedir', home, '--list-dirs', 'agent-socket'],\n"
+    "                               text=True).strip()\n"
+    "subprocess.run(['gpg-connect-agent', '--homedir', home, '/bye'], check=True, capture_output=True)\n"
+    "def agent_pid():\n"
+    "    for p in os.listdir('/proc'):\n"
+    "        try:\n"
+    "            argv = open('/proc/%s/cmdline' % p, 'rb').read().split(b'\\0')\n"
+    "        except (OSError, ValueError):\n"
+    "            continue\n"
+    "        if argv[0].endswith(b'gpg-agent') and home.encode() in argv:\n"
+    "            return int(p)\n"
+    "def agent():\n"
+    "    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(path)\n"
+    "    pid = agent_pid()\n"
+    "    try:\n"
+    "        greeting = s.recv(100)\n"
+    "    except socket.timeout:\n"
+    "        greeting = b''\n"
+    "    s.close(); return pid, greeting\n"
+    "old, greeting = agent()\n"
+    "print('OLD-GREETING', greeting[:2])\n"
+    "os.kill(old, signal.SIGSTOP)\n"
+    "print('STOPPED-GREETING', agent()[1][:2])\n"
+    "socket.setdefaulttimeout(120)   # without the watchdog: a timeout, not a hung test\n"
+    "t0 = time.time()\n"
+    "m = proxy(); m.select(box)\n"
+    "typ, d = m.uid('FETCH', '1', '(BODY.PEEK[])')\n"
+    "body = parts(d)[0][1] if parts(d) else b''\n"
+    "print('RESULT', typ, b'" SECRET "' in body, b'X-SecureMail-Trust: encrypted-unsigned' in body)\n"
+    "print('ELAPSED', int(time.time() - t0))\n"
+    "try:\n"
+    "    state = open('/proc/%d/stat' % old).read().rsplit(')', 1)[1].split()[0]\n"
+    "except FileNotFoundError:\n"
+    "    state = 'gone'\n"
+    "print('OLD-STATE', state)\n"
+    "if state not in ('gone', 'Z', 'X'):\n"
+    "    os.kill(old, signal.SIGCONT)\n"
+    "new, greeting = agent()\n"
+    "print('NEW-AGENT', new != old, greeting[:2])\n";
+  static const char * const files[] = { "smime-encrypted-only.eml", NULL };
+  g_autofree char *box = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *log = NULL;
+
+  if (!have_setup ())
+    return;
+  box = new_mailbox (files);
+  if (py (script, &out, &err, box, store_home, NULL) != 0)
+    g_error ("the agent script failed: %s\n%s", out, err);
+  g_test_message ("%s", out);
+  g_assert_nonnull (strstr (out, "OLD-GREETING b'OK'"));
+  g_assert_nonnull (strstr (out, "STOPPED-GREETING b''"));
+  g_assert_nonnull (strstr (out, "RESULT OK True True"));
+  g_assert_null (strstr (out, "OLD-STATE T"));   /* still stopped: the watchdog did nothing */
+  g_assert_nonnull (strstr (out, "NEW-AGENT True b'OK'"));
+  g_assert_true (g_file_get_contents (bob->log_path, &log, NULL, NULL));
+  g_assert_nonnull (strstr (log, "has not answered"));
+  g_assert_null (strstr (log, SECRET));
+}
+
 /* Fails the test with what the CLI said unless @rc is 0. */
 static void
 cli_ok (int rc, const char *what, char **err)
@@ -521,6 +592,7 @@ main (int argc, char **argv)
   g_test_add_func ("/proxy/imap/secure/curl", test_curl);
   g_test_add_func ("/proxy/imap/secure/append-sent", test_append_sent);
   g_test_add_func ("/proxy/imap/secure/locked", test_locked);
+  g_test_add_func ("/proxy/imap/secure/agent-wedged", test_agent_wedged);
   rc = g_test_run ();
   if (bob != NULL)
     {
