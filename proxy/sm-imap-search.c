@@ -120,6 +120,17 @@ token_clear (Token *tok)
   tok->kind = TOK_END;
 }
 
+/* Token values are NUL-terminated (not counted in len), so that an empty
+ * one has data too and string functions can take it. */
+static void
+terminate_value (Token *tok)
+{
+  static const guint8 nul = 0;
+
+  g_byte_array_append (tok->value, &nul, 1);
+  g_byte_array_set_size (tok->value, tok->value->len - 1);
+}
+
 static void
 copy_input (Parser *p, gsize n)
 {
@@ -182,6 +193,7 @@ read_literal (Parser *p, Token *tok, GError **error)
   tok->value = g_byte_array_new ();
   g_byte_array_append (tok->value, p->in + p->pos, (guint) n);
   copy_input (p, n);
+  terminate_value (tok);
   tok->end = p->out->len;
   p->search->has_literals = TRUE;
   return TRUE;
@@ -213,9 +225,20 @@ read_quoted (Parser *p, Token *tok, GError **error)
     }
   if (i >= p->len)
     return fail (error, _("Unterminated quoted string in the search criteria"));
+  terminate_value (tok);
   tok->start = p->out->len;
   copy_input (p, i + 1 - p->pos);
   tok->end = p->out->len;
+  return TRUE;
+}
+
+/* A string ends where a space, a ")" or the line end follows (RFC 9051
+ * §9: search keys are separated by SP); "\"x\"UID" is not two tokens. */
+static gboolean
+check_string_end (Parser *p, GError **error)
+{
+  if (p->pos < p->len && strchr (" )\r\n", p->in[p->pos]) == NULL)
+    return fail (error, _("A space must follow a string in the search criteria"));
   return TRUE;
 }
 
@@ -244,9 +267,9 @@ next_token (Parser *p, Token *tok, GError **error)
       tok->end = p->out->len;
       return TRUE;
     case '"':
-      return read_quoted (p, tok, error);
+      return read_quoted (p, tok, error) && check_string_end (p, error);
     case '{':
-      return read_literal (p, tok, error);
+      return read_literal (p, tok, error) && check_string_end (p, error);
     case '~':
       if (p->pos + 1 < p->len && p->in[p->pos + 1] == '{')
         return fail (error, _("Binary literals are not allowed in SEARCH"));
@@ -265,6 +288,7 @@ next_token (Parser *p, Token *tok, GError **error)
   tok->kind = TOK_ATOM;
   tok->value = g_byte_array_new ();
   g_byte_array_append (tok->value, p->in + start, (guint) (p->pos - start));
+  terminate_value (tok);
   tok->end = p->out->len;
   return TRUE;
 }
@@ -588,13 +612,13 @@ parse_command (Parser *p, GError **error)
         goto out;
       p->charset = g_strndup ((const char *) tok.value->data, tok.value->len);
       conv = g_iconv_open ("UTF-8", p->charset);
-      if (conv == (GIConv) -1 || strlen (p->charset) != tok.value->len)
+      if (conv == (GIConv) -1 || strlen (p->charset) != tok.value->len || tok.value->len == 0)
         {
           /* The provider answers NO [BADCHARSET] (RFC 9051 §7.1). */
           p->search->rewritable = FALSE;
           p->stop = TRUE;
         }
-      else
+      if (conv != (GIConv) -1)
         g_iconv_close (conv);
       if (!next_token (p, &tok, error))
         goto out;

@@ -39,6 +39,9 @@ static const ParseCase parse_cases[] = {
   { "a SEARCH X-GM-RAW \"has:attachment\" BODY x\r\n", -1, 0, FALSE },
   { "a SEARCH FUZZY BODY x\r\n", -1, 0, FALSE },
   { "a SEARCH CHARSET X-NO-SUCH-CHARSET BODY x\r\n", -1, 0, FALSE },
+  { "a SEARCH CHARSET \"\" BODY x\r\n", -1, 0, FALSE },
+  { "a SEARCH HEADER \"\" x\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
+  { "a SEARCH BODY \"\" HEADER Subject \"\"\r\n", -1, 2, TRUE },
   /* Malformed: BAD. */
   { "a SEARCH\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
   { "a SEARCH BODY\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
@@ -51,6 +54,8 @@ static const ParseCase parse_cases[] = {
   { "a SEARCH BODY \"open\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
   { "a SEARCH BODY \"bad \\escape\"\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
   { "a SEARCH BODY (x)\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
+  { "a SEARCH BODY \"x\"SEEN\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
+  { "a SEARCH BODY {1}\r\nxSEEN\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
   { "a SEARCH \"ALL\"\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
   { "a SEARCH BODY {10}\r\nshort\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
   { "a SEARCH BODY {x}\r\n", SM_ERROR_PROTOCOL, 0, FALSE },
