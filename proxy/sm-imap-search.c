@@ -901,7 +901,7 @@ sm_imap_search_rewrite (const SmImapSearch *search, const guint32 *uids, guint n
     n_uids = 0;
   for (;;)
     {
-      GByteArray *out = build (search, uids + first, n_uids - first, matched, n_uids, first);
+      GByteArray *out = build (search, n_uids > 0 ? uids + first : NULL, n_uids - first, matched, n_uids, first);
 
       if (out->len <= max_len || first == n_uids)
         {
