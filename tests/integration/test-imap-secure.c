@@ -105,6 +105,23 @@ py (const char *script, char **out, char **err, const char *box, ...)
   return run_py (script, out, err, box, (const char * const *) extra->pdata);
 }
 
+/* Runs @script like py() and returns its output; when it fails, fails
+ * the test with what it and the proxy said. */
+static char *
+py_ok (const char *what, const char *script, const char *box)
+{
+  g_autofree char *err = NULL;
+  char *out = NULL;
+
+  if (py (script, &out, &err, box, NULL) != 0)
+    {
+      g_autofree char *log = NULL;
+      g_file_get_contents (bob->log_path, &log, NULL, NULL);
+      g_error ("%s failed: %s\n%s\nproxy log:\n%s", what, err, out, log);
+    }
+  return out;
+}
+
 /* A new mailbox at Dovecot holding @files (fixture names), in order. */
 static char *
 new_mailbox (const char * const *files)
@@ -175,7 +192,6 @@ test_trust_of_every_case (void)
   g_autoptr(GPtrArray) files = g_ptr_array_new ();
   g_autofree char *box = NULL;
   g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
 
   if (!have_setup ())
     return;
@@ -183,12 +199,7 @@ test_trust_of_every_case (void)
     g_ptr_array_add (files, (gpointer) cases[i].file);
   g_ptr_array_add (files, NULL);
   box = new_mailbox ((const char * const *) files->pdata);
-  if (py (script, &out, &err, box, NULL) != 0)
-    {
-      g_autofree char *log = NULL;
-      g_file_get_contents (bob->log_path, &log, NULL, NULL);
-      g_error ("fetch failed: %s\nproxy log:\n%s", err, log);
-    }
+  out = py_ok ("fetch", script, box);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       const Case *c = &cases[i];
@@ -531,12 +542,7 @@ test_search (void)
   if (!have_setup ())
     return;
   box = new_mailbox (files);
-  if (py (script, &out, &err, box, NULL) != 0)
-    {
-      g_autofree char *log = NULL;
-      g_file_get_contents (bob->log_path, &log, NULL, NULL);
-      g_error ("search failed: %s\n%s\nproxy log:\n%s", err, out, log);
-    }
+  out = py_ok ("search", script, box);
   g_test_message ("%s", out);
   for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
     if (strstr (out, expected[i]) == NULL)
@@ -566,7 +572,6 @@ test_search (void)
   /* Locked: the text of protected messages cannot be read, so such a
    * SEARCH is refused rather than answered from ciphertext. */
   g_assert_cmpint (sm_test_cli (bob, NULL, NULL, NULL, "lock", NULL), ==, 0);
-  g_clear_pointer (&err, g_free);
   g_assert_cmpint (py (locked_script, &o2, &err, box, NULL), ==, 0);
   g_assert_cmpint (sm_test_cli (bob, "", NULL, NULL, "unlock", NULL), ==, 0);
   g_test_message ("locked: %s", o2);
