@@ -299,6 +299,48 @@ test_match_table (void)
     }
 }
 
+/* Unicode folding: decomposed and composed accents, a ligature and ß
+ * compare equal in either direction, an accent is not dropped, and the
+ * ASCII fast path cuts no character in two. */
+static void
+test_match_unicode (void)
+{
+  static const char msg[] =
+    "Subject: Cafe\xcc\x81 und Stra\xc3\x9f" "e\r\n"          /* "Cafe" + U+0301, "Straße" */
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n"
+    "\r\n"
+    "Die \xef\xac\x81nanzen, na\xc3\xafve Zo\xc3\xab.\r\n";       /* "ﬁnanzen", "naïve", "Zoë" */
+  static const struct {
+    const char *criteria;
+    gboolean matches;
+  } cases[] = {
+    { "CHARSET UTF-8 SUBJECT {5}\r\ncaf\xc3\xa9", TRUE },       /* composed é finds decomposed */
+    { "SUBJECT strasse", TRUE },
+    { "CHARSET UTF-8 SUBJECT {7}\r\nSTRA\xc3\x9f" "E", TRUE },
+    { "SUBJECT \"cafe und\"", FALSE },                          /* the accent counts */
+    { "BODY finanzen", TRUE },                                   /* the ligature */
+    { "CHARSET UTF-8 BODY {6}\r\nNA\xc3\x8fVE", TRUE },
+    { "BODY naive", FALSE },
+    { "BODY zoe", FALSE },                                       /* "zoë" is not "zoe" */
+    { "CHARSET UTF-8 BODY {5}\r\nzoe\xcc\x88", TRUE },           /* decomposed finds composed */
+  };
+  g_autoptr(GBytes) message = g_bytes_new_static (msg, strlen (msg));
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *cmd = g_strdup_printf ("a SEARCH %s\r\n", cases[i].criteria);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(SmImapSearch) s = parse (cmd, &error);
+      gboolean matched = !cases[i].matches;
+
+      g_test_message ("unicode case %u", i);
+      g_assert_no_error (error);
+      sm_imap_search_match (s, message, &matched);
+      g_assert_cmpint (matched, ==, cases[i].matches);
+    }
+}
+
 /* Several keys at once, a message that is not MIME at all, and one that
  * is not even a header. */
 static void
@@ -332,6 +374,7 @@ main (int argc, char **argv)
   g_test_add_func ("/proxy/imap/search/rewrite-no-match", test_rewrite_no_match);
   g_test_add_func ("/proxy/imap/search/rewrite-too-long", test_rewrite_too_long);
   g_test_add_func ("/proxy/imap/search/match", test_match_table);
+  g_test_add_func ("/proxy/imap/search/match-unicode", test_match_unicode);
   g_test_add_func ("/proxy/imap/search/match-plain-and-garbage", test_match_plain_and_garbage);
   return g_test_run ();
 }
