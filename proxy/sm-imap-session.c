@@ -1320,6 +1320,16 @@ search_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
   g_task_return_boolean (task, TRUE);
 }
 
+/* Locked, the views are gone and protected messages cannot be read: an
+ * answer from the provider alone would look complete and be wrong, so the
+ * client is told to unlock, as for FETCH. */
+static void
+reply_search_locked (SmImapSession *self, const char *tag)
+{
+  reply (self, _("%s NO [UNAVAILABLE] SecureMail is locked: unlock it (from the tray, or with "
+                 "“securemail unlock”) to search the text of your mail"), tag);
+}
+
 /* Sends @search upstream with its tag, rewritten for @n views. */
 static void
 send_search (SmImapSession *self, const SmImapSearch *search, const guint32 *uids, guint n,
@@ -1344,7 +1354,11 @@ on_search_matched (GObject *source, GAsyncResult *result, gpointer user_data)
   self->search_busy = FALSE;
   if (self->state != ST_RELAY || !g_task_propagate_boolean (G_TASK (result), NULL))
     return;
-  send_search (self, job->search, (const guint32 *) (gpointer) job->uids->data, job->uids->len, job->matched);
+  if (sm_server_is_locked (self->server))
+    reply_search_locked (self, sm_imap_search_tag (job->search));   /* locked while matching */
+  else
+    send_search (self, job->search, (const guint32 *) (gpointer) job->uids->data, job->uids->len,
+                 job->matched);
   schedule_client_resume (self);
 }
 
@@ -1366,11 +1380,7 @@ process_search (SmImapSession *self, const guint8 *data, gsize len, const char *
     }
   if (sm_imap_search_n_text_keys (search) > 0 && sm_server_is_locked (self->server))
     {
-      /* Locked, the views are gone and protected messages cannot be read:
-       * an answer from the provider alone would look complete and be
-       * wrong, so the client is told to unlock, as for FETCH. */
-      reply (self, _("%s NO [UNAVAILABLE] SecureMail is locked: unlock it (from the tray, or with "
-                     "“securemail unlock”) to search the text of your mail"), tag);
+      reply_search_locked (self, tag);
       return;
     }
   views = g_array_new (FALSE, FALSE, sizeof (SearchView));
