@@ -447,19 +447,9 @@ append_sync_command (FakeConn *fc, const char *line, const char *tag, const char
   g_autofree char *buf = NULL;
   g_autofree char *rest = NULL;
   gsize got = 0;
+  gboolean search = strcmp (name, "SEARCH") == 0;
 
-  if (strcmp (name, "SEARCH") == 0 && brace != NULL)
-    {
-      buf = g_malloc (n + 1);
-      fake_send (fc, "+ go ahead\r\n");
-      if (!g_input_stream_read_all (G_INPUT_STREAM (fc->in), buf, n, &got, NULL, NULL) || got != n)
-        return IMAP_CMD_END;
-      fake_record (fc->fake, buf, got);
-      rest = fake_line (fc);
-      fake_sendf (fc, "* SEARCH 4\r\n%s OK SEARCH done\r\n", tag);
-      return IMAP_CMD_HANDLED;
-    }
-  if (strcmp (name, "APPEND") != 0)
+  if (search ? brace == NULL : strcmp (name, "APPEND") != 0)
     return IMAP_CMD_DEFAULT;
   buf = g_malloc (n + 1);
   fake_send (fc, "+ go ahead\r\n");
@@ -467,7 +457,10 @@ append_sync_command (FakeConn *fc, const char *line, const char *tag, const char
     return IMAP_CMD_END;
   fake_record (fc->fake, buf, got);
   rest = fake_line (fc);    /* the line end after the literal */
-  fake_sendf (fc, "%s OK [APPENDUID 1 1] APPEND done\r\n", tag);
+  if (search)
+    fake_sendf (fc, "* SEARCH 4\r\n%s OK SEARCH done\r\n", tag);
+  else
+    fake_sendf (fc, "%s OK [APPENDUID 1 1] APPEND done\r\n", tag);
   return IMAP_CMD_HANDLED;
 }
 
