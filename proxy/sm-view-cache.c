@@ -1,6 +1,8 @@
 /* sm-view-cache.c: the decrypted views shared by the IMAP sessions. */
 #include "config.h"
 
+#include <string.h>
+
 #include "sm-view-cache.h"
 
 struct _SmViewCache {
@@ -14,6 +16,9 @@ struct _SmViewCache {
 
 typedef struct {
   char *key;
+  const char *mailbox;   /* in key */
+  guint32 uidvalidity;
+  guint32 uid;
   SmCachedView *cached;
   gsize bytes;
   GList link;            /* in lru; data = the Entry */
@@ -133,6 +138,9 @@ sm_view_cache_insert (SmViewCache *cache, const char *mailbox, guint32 uidvalidi
   Entry *old;
 
   e->key = make_key (mailbox, uidvalidity, uid);
+  e->mailbox = e->key + strlen (e->key) - strlen (mailbox);
+  e->uidvalidity = uidvalidity;
+  e->uid = uid;
   e->cached = sm_cached_view_ref (cached);
   e->bytes = cached_view_bytes (cached);
   e->link.data = e;
@@ -167,6 +175,19 @@ sm_view_cache_is_plain (SmViewCache *cache, const char *mailbox, guint32 uidvali
   g_autofree char *key = make_key (mailbox, uidvalidity, uid);
 
   return g_hash_table_contains (cache->plain, key);
+}
+
+void
+sm_view_cache_foreach (SmViewCache *cache, const char *mailbox, guint32 uidvalidity, SmViewCacheFunc func,
+                       gpointer user_data)
+{
+  for (GList *l = cache->lru.head; l != NULL; l = l->next)
+    {
+      const Entry *e = l->data;
+
+      if (e->uidvalidity == uidvalidity && strcmp (e->mailbox, mailbox) == 0)
+        func (e->uid, e->cached, user_data);
+    }
 }
 
 guint

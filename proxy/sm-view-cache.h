@@ -56,6 +56,14 @@ void          sm_view_cache_mark_plain (SmViewCache *cache, const char *mailbox,
 gboolean      sm_view_cache_is_plain   (SmViewCache *cache, const char *mailbox,
                                         guint32 uidvalidity, guint32 uid);
 
+/* Calls @func for every view of @mailbox at @uidvalidity, in no
+ * particular order, without making them recent (SEARCH looks at all of them,
+ * sm-imap-search.h).  @func gets a borrowed reference and must not change
+ * the cache. */
+typedef void (*SmViewCacheFunc) (guint32 uid, SmCachedView *cached, gpointer user_data);
+void          sm_view_cache_foreach (SmViewCache *cache, const char *mailbox, guint32 uidvalidity,
+                                     SmViewCacheFunc func, gpointer user_data);
+
 /* Forgets every view (on lock). */
 void          sm_view_cache_clear  (SmViewCache *cache);
 guint         sm_view_cache_size   (SmViewCache *cache);

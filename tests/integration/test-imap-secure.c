@@ -105,6 +105,23 @@ py (const char *script, char **out, char **err, const char *box, ...)
   return run_py (script, out, err, box, (const char * const *) extra->pdata);
 }
 
+/* Runs @script like py() and returns its output; when it fails, fails
+ * the test with what it and the proxy said. */
+static char *
+py_ok (const char *what, const char *script, const char *box)
+{
+  g_autofree char *err = NULL;
+  char *out = NULL;
+
+  if (py (script, &out, &err, box, NULL) != 0)
+    {
+      g_autofree char *log = NULL;
+      g_file_get_contents (bob->log_path, &log, NULL, NULL);
+      g_error ("%s failed: %s\n%s\nproxy log:\n%s", what, err, out, log);
+    }
+  return out;
+}
+
 /* A new mailbox at Dovecot holding @files (fixture names), in order. */
 static char *
 new_mailbox (const char * const *files)
@@ -175,7 +192,6 @@ test_trust_of_every_case (void)
   g_autoptr(GPtrArray) files = g_ptr_array_new ();
   g_autofree char *box = NULL;
   g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
 
   if (!have_setup ())
     return;
@@ -183,12 +199,7 @@ test_trust_of_every_case (void)
     g_ptr_array_add (files, (gpointer) cases[i].file);
   g_ptr_array_add (files, NULL);
   box = new_mailbox ((const char * const *) files->pdata);
-  if (py (script, &out, &err, box, NULL) != 0)
-    {
-      g_autofree char *log = NULL;
-      g_file_get_contents (bob->log_path, &log, NULL, NULL);
-      g_error ("fetch failed: %s\nproxy log:\n%s", err, log);
-    }
+  out = py_ok ("fetch", script, box);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       const Case *c = &cases[i];
@@ -438,6 +449,138 @@ test_locked (void)
   g_assert_nonnull (strstr (o3, SECRET));
 }
 
+/* SEARCH in decrypted text (issue 4): protected messages are found by
+ * their views once the proxy has served them, and no longer by their
+ * ciphertext container; plain messages are still found by the provider;
+ * NOT/OR, UID SEARCH, sequence numbers after EXPUNGE, ESEARCH, a literal
+ * search string, a second session; malformed criteria get BAD; locked,
+ * NO [UNAVAILABLE]. */
+static void
+test_search (void)
+{
+  static const char script[] = PY_PRELUDE
+    "def us(m, *crit):\n"
+    "    typ, d = m.uid('SEARCH', *crit); assert typ == 'OK', d\n"
+    "    return d[0].decode()\n"
+    "def ss(m, *crit):\n"
+    "    typ, d = m.search(None, *crit); assert typ == 'OK', d\n"
+    "    return d[0].decode()\n"
+    "dv = dovecot()\n"
+    "plain = b'From: carol@example.test\\r\\nTo: bob@example.test\\r\\nSubject: plain note\\r\\n\\r\\nPLAINWORD and SWORDFISH\\r\\n'\n"
+    "typ, r = dv.append(box, None, None, plain); assert typ == 'OK', r\n"
+    "m = proxy(); typ, r = m.select(box); assert typ == 'OK', r\n"
+    "typ, c = m.capability(); caps = c[0].decode().upper().split()\n"
+    "print('CAPS', ' '.join(caps))\n"
+    "print('BEFORE-BODY', us(m, 'BODY', 'SWORDFISH'))\n"
+    "print('BEFORE-CONTAINER', us(m, 'TEXT', 'smime.p7m'))\n"
+    "print('BEFORE-OUTER-SUBJECT', us(m, 'SUBJECT', '\"[...]\"'))\n"
+    "typ, d = m.uid('FETCH', '1:*', '(BODY.PEEK[])'); assert typ == 'OK', d\n"
+    "print('BODY', us(m, 'BODY', 'SWORDFISH'))\n"
+    "print('SEQ-BODY', ss(m, 'BODY', 'swordfish'))\n"
+    "print('CONTAINER', us(m, 'TEXT', 'smime.p7m'))\n"
+    "print('HEADER-CT', us(m, 'HEADER', 'Content-Type', 'pkcs7'))\n"
+    "print('SUBJECT', us(m, 'SUBJECT', 'quarterly'))\n"
+    "print('OUTER-SUBJECT', us(m, 'SUBJECT', '\"[...]\"'))\n"
+    "print('TEXT', us(m, 'TEXT', '\"numbers are fine\"'))\n"
+    "print('TRUST', us(m, 'HEADER', 'X-SecureMail-Trust', 'verified'))\n"
+    "print('NOT', us(m, 'NOT', 'BODY', 'SWORDFISH'))\n"
+    "print('OR', us(m, 'OR', 'SUBJECT', 'Quarterly', 'BODY', 'PLAINWORD'))\n"
+    "print('NESTED', us(m, '(OR BODY nothing-at-all (NOT (SUBJECT plain)))', 'BODY', 'SWORDFISH'))\n"
+    "print('FLAGS-TOO', us(m, 'UNSEEN', 'BODY', 'SWORDFISH', 'UID', '2:*'))\n"
+    "m.literal = 'Swordfish'.encode()\n"
+    "print('LITERAL', us(m, 'CHARSET', 'UTF-8', 'BODY'))\n"
+    "if 'ESEARCH' in caps:\n"
+    "    typ, d = m._simple_command('UID', 'SEARCH', 'RETURN', '(MIN MAX COUNT ALL)', 'BODY', 'SWORDFISH')\n"
+    "    assert typ == 'OK', d\n"
+    "    print('ESEARCH', m.response('ESEARCH')[1][0].decode())\n"
+    "try:\n"
+    "    typ, d = m.uid('SEARCH', '(BODY', 'x')\n"
+    "    print('MALFORMED', typ, d)\n"
+    "except imaplib.IMAP4.error as e:\n"
+    "    print('MALFORMED BAD', e)\n"
+    "typ, d = m.uid('STORE', '1', '+FLAGS.SILENT', '(\\\\Deleted)'); assert typ == 'OK', d\n"
+    "typ, d = m.expunge(); assert typ == 'OK', d\n"
+    "print('AFTER-EXPUNGE-SEQ', ss(m, 'BODY', 'SWORDFISH'))\n"
+    "print('AFTER-EXPUNGE-UID', us(m, 'BODY', 'SWORDFISH'))\n"
+    "m2 = proxy(); m2.select(box)\n"
+    "print('SECOND-SESSION', us(m2, 'BODY', 'SWORDFISH'))\n";
+  static const char locked_script[] = PY_PRELUDE
+    "m = proxy(); m.select(box)\n"
+    "typ, d = m.uid('SEARCH', 'BODY', 'SWORDFISH'); print('LOCKED-BODY', typ, d)\n"
+    "typ, d = m.uid('SEARCH', 'ALL'); print('LOCKED-ALL', typ, d)\n";
+  /* UID 1, 2, 3 protected (SWORDFISH in 1 and 3; 2 has the protected
+   * Subject "Quarterly numbers" under an outer "[...]"), UID 4 plain. */
+  static const char * const files[] = { "smime-enveloped-signed.eml", "smime-protected-headers.eml",
+                                        "pgp-signed-encrypted.eml", NULL };
+  static const char * const expected[] = {
+    "BEFORE-BODY 4\n",                  /* the provider sees only ciphertext */
+    "BEFORE-CONTAINER 1 2\n",           /* ... and the S/MIME container */
+    "BEFORE-OUTER-SUBJECT 2\n",
+    "BODY 1 3 4\n",
+    "SEQ-BODY 1 3 4\n",
+    "CONTAINER \n",                     /* the view has no container */
+    "HEADER-CT \n",
+    "SUBJECT 2\n",                      /* RFC 9788 protected Subject */
+    "OUTER-SUBJECT \n",
+    "TEXT 2\n",
+    "TRUST 1 2 3\n",                    /* what the client sees is searched */
+    "NOT 2\n",
+    "OR 2 4\n",
+    "NESTED 1 3\n",
+    "FLAGS-TOO 3 4\n",
+    "LITERAL 1 3 4\n",
+    "MALFORMED BAD",
+    "AFTER-EXPUNGE-SEQ 2 3\n",          /* UIDs 3 and 4 are messages 2 and 3 now */
+    "AFTER-EXPUNGE-UID 3 4\n",
+    "SECOND-SESSION 3 4\n",
+  };
+  g_autofree char *box = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *o2 = NULL;
+
+  if (!have_setup ())
+    return;
+  box = new_mailbox (files);
+  out = py_ok ("search", script, box);
+  g_test_message ("%s", out);
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    if (strstr (out, expected[i]) == NULL)
+      g_error ("expected \"%s\" in:\n%s", expected[i], out);
+  if (strstr (out, "CAPS") && strstr (strstr (out, "CAPS"), " ESEARCH"))
+    g_assert_nonnull (strstr (out, "ESEARCH (TAG \""));
+  if (strstr (out, "ESEARCH (TAG \""))
+    {
+      /* The client's tag and RETURN options, answered by the provider. */
+      const char *es = strstr (out, "ESEARCH (TAG \"");
+      g_autofree char *line = g_strndup (es, strcspn (es, "\n"));
+
+      g_assert_nonnull (strstr (line, " UID "));
+      g_assert_nonnull (strstr (line, " MIN 1"));
+      g_assert_nonnull (strstr (line, " MAX 4"));
+      g_assert_nonnull (strstr (line, " COUNT 3"));
+      g_assert_nonnull (strstr (line, " ALL 1,3:4"));
+    }
+  /* Nothing the user searched for reaches the log. */
+  {
+    g_autofree char *log = NULL;
+    g_assert_true (g_file_get_contents (bob->log_path, &log, NULL, NULL));
+    g_assert_null (strstr (log, "PLAINWORD"));
+    g_assert_null (strstr (log, "quarterly"));
+  }
+
+  /* Locked: the text of protected messages cannot be read, so such a
+   * SEARCH is refused rather than answered from ciphertext. */
+  g_assert_cmpint (sm_test_cli (bob, NULL, NULL, NULL, "lock", NULL), ==, 0);
+  g_assert_cmpint (py (locked_script, &o2, &err, box, NULL), ==, 0);
+  g_assert_cmpint (sm_test_cli (bob, "", NULL, NULL, "unlock", NULL), ==, 0);
+  g_test_message ("locked: %s", o2);
+  g_assert_nonnull (strstr (o2, "LOCKED-BODY NO"));
+  g_assert_nonnull (strstr (o2, "UNAVAILABLE"));
+  g_assert_nonnull (strstr (o2, "unlock"));
+  g_assert_nonnull (strstr (o2, "LOCKED-ALL OK [b'2 3 4']"));
+}
+
 /* A gpg-agent that stops answering (here stopped with SIGSTOP; gpg-agent
  * 2.2.40 was seen to wedge like that under load) must not stall the
  * decryptions behind it for ever: the proxy's watchdog finds the agent
@@ -592,6 +735,7 @@ main (int argc, char **argv)
   g_test_add_func ("/proxy/imap/secure/curl", test_curl);
   g_test_add_func ("/proxy/imap/secure/append-sent", test_append_sent);
   g_test_add_func ("/proxy/imap/secure/locked", test_locked);
+  g_test_add_func ("/proxy/imap/secure/search", test_search);
   g_test_add_func ("/proxy/imap/secure/agent-wedged", test_agent_wedged);
   rc = g_test_run ();
   if (bob != NULL)

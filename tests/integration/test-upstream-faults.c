@@ -437,8 +437,8 @@ imap_mid_prequery (FakeConn *fc)
   imap_serve (fc, cut_literal_command, GINT_TO_POINTER (TRUE));
 }
 
-/* A provider without LITERAL+ (RFC 7888): an APPEND's literal waits for its
- * "+".  Records what it stored. */
+/* A provider without LITERAL+ (RFC 7888): the literal of an APPEND, or of
+ * a SEARCH, waits for its "+".  Records what it stored. */
 static ImapCmd
 append_sync_command (FakeConn *fc, const char *line, const char *tag, const char *name, gpointer data)
 {
@@ -447,8 +447,9 @@ append_sync_command (FakeConn *fc, const char *line, const char *tag, const char
   g_autofree char *buf = NULL;
   g_autofree char *rest = NULL;
   gsize got = 0;
+  gboolean search = strcmp (name, "SEARCH") == 0;
 
-  if (strcmp (name, "APPEND") != 0)
+  if (search ? brace == NULL : strcmp (name, "APPEND") != 0)
     return IMAP_CMD_DEFAULT;
   buf = g_malloc (n + 1);
   fake_send (fc, "+ go ahead\r\n");
@@ -456,7 +457,10 @@ append_sync_command (FakeConn *fc, const char *line, const char *tag, const char
     return IMAP_CMD_END;
   fake_record (fc->fake, buf, got);
   rest = fake_line (fc);    /* the line end after the literal */
-  fake_sendf (fc, "%s OK [APPENDUID 1 1] APPEND done\r\n", tag);
+  if (search)
+    fake_sendf (fc, "* SEARCH 4\r\n%s OK SEARCH done\r\n", tag);
+  else
+    fake_sendf (fc, "%s OK [APPENDUID 1 1] APPEND done\r\n", tag);
   return IMAP_CMD_HANDLED;
 }
 
@@ -943,6 +947,39 @@ test_imap_append_sync (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (seen, "APPEND Sent (\\Seen) {"));
   g_assert_nonnull (strstr (seen, "multipart/encrypted"));
   g_assert_null (strstr (seen, "PLAINTEXT-MARKER"));
+}
+
+/* A SEARCH with a literal, through a provider without LITERAL+: the proxy
+ * could not send it on non-synchronizing, so it relays it as it is, the
+ * provider's "+" included; a malformed SEARCH never reaches the provider. */
+static void
+test_imap_search_sync (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SmTestClient) c = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *seen = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  c = imap_connect (f->proxy);
+  line = imap_login_client (c, f->proxy, "a1");
+  g_assert_true (g_str_has_prefix (line, "a1 OK"));
+  g_clear_pointer (&line, g_free);
+  sm_test_client_send (c, "a2 SEARCH CHARSET UTF-8 BODY {6}\r\n");
+  line = sm_test_client_line (c);
+  g_assert_cmpstr (line, ==, "+ go ahead");
+  g_clear_pointer (&line, g_free);
+  sm_test_client_send (c, "NEEDLE\r\n");
+  line = sm_test_client_until (c, "a2 ");
+  g_assert_true (g_str_has_prefix (line, "a2 OK"));
+  g_clear_pointer (&line, g_free);
+  sm_test_client_send (c, "a3 SEARCH (BODY x\r\n");
+  line = sm_test_client_line (c);
+  g_assert_true (g_str_has_prefix (line, "a3 BAD "));
+  seen = fake_transcript (f->imap);
+  g_assert_nonnull (strstr (seen, "a2 SEARCH CHARSET UTF-8 BODY {6}\r\n"));
+  g_assert_nonnull (strstr (seen, "NEEDLE"));
+  g_assert_null (strstr (seen, "a3 "));
 }
 
 static void
@@ -1487,6 +1524,7 @@ main (int argc, char **argv)
   ADD ("/proxy/upstream-faults/imap/close-mid-literal", &mid_literal, test_imap_mid_literal);
   ADD ("/proxy/upstream-faults/imap/close-mid-prequery", &mid_prequery, test_imap_mid_prequery);
   ADD ("/proxy/upstream-faults/imap/append-sent-without-literal-plus", &append_sync, test_imap_append_sync);
+  ADD ("/proxy/upstream-faults/imap/search-without-literal-plus", &append_sync, test_imap_search_sync);
   ADD ("/proxy/upstream-faults/imap/close-between-responses", &close_between, test_imap_close_between);
   ADD ("/proxy/upstream-faults/imap/close-mid-line", &close_mid_line, test_imap_close_mid_line);
   ADD ("/proxy/upstream-faults/imap/no-starttls", &no_starttls, test_imap_no_starttls);
