@@ -7,6 +7,7 @@
 #include "sm-error.h"
 #include "sm-gui-client.h"
 #include "sm-gui-keys.h"
+#include "sm-key-summary.h"
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-keyring.h"
@@ -287,7 +288,7 @@ static void
 refresh_keys (SmSetupAssistant *self)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) keys = sm_gui_keys_list (FALSE, &error);
+  g_autoptr(GPtrArray) keys = sm_key_summary_list (FALSE, &error);
   g_autoptr(GString) s = g_string_new (NULL);
 
   if (keys == NULL)
