@@ -680,6 +680,96 @@ test_receipt_notification (Fixture *f, gconstpointer data)
   sm_test_proxy_stop (alice);
 }
 
+/* ---- key expiry ----------------------------------------------------------------------- */
+
+#define SNI_PATH "/org/ayatana/NotificationItem/securemail_tray"
+/* Days of the key that must set off the warning: well inside the daemon's
+ * 30-day threshold. */
+#define SHORT_KEY_DAYS "10"
+
+/* A string property of the tray's StatusNotifierItem, read as a desktop's
+ * panel reads it. */
+static char *
+sni_property (const char *bus_name, const char *name)
+{
+  g_autoptr(GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GVariant) value = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = g_dbus_connection_call_sync (bus, bus_name, SNI_PATH, "org.freedesktop.DBus.Properties", "Get",
+                                       g_variant_new ("(ss)", "org.kde.StatusNotifierItem", name),
+                                       G_VARIANT_TYPE ("(v)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+  g_assert_no_error (error);
+  g_variant_get (reply, "(v)", &value);
+  return g_variant_dup_string (value, NULL);
+}
+
+/* The user's key runs out in 10 days: once the daemon has read the store
+ * again (CheckKeys, as after making a key), the tray turns to its error
+ * state, says so in the status line and in one notification that opens the
+ * Keys page.  `securemail status` shows the same warning. */
+static void
+test_key_expiry (Fixture *f, gconstpointer data)
+{
+  g_autoptr(Notifications) notifications = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *status = NULL;
+  g_autofree char *sni_status = NULL;
+  g_autofree char *icon = NULL;
+  const char *shown;
+  guint n_shown = 0;
+
+  if (!sm_test_require_stack ())
+    return;
+  notifications = notifications_start ();
+  proxy = start_proxy_and_tray (f);
+  sni_status = sni_property (f->bus_name, "Status");
+  g_assert_cmpstr (sni_status, ==, "Active");
+
+  if (sm_test_cli (proxy, NULL, &out, &err, "keys", "generate", "--protocol", "openpgp", "--days", SHORT_KEY_DAYS,
+                   NULL) != 0)
+    g_error ("keys generate: %s", err);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  if (sm_test_proxy_run (proxy, "gdbus", NULL, &out, &err, "call", "--session", "--dest", "org.securemail.Proxy",
+                         "--object-path", "/org/securemail/Proxy", "--method", "org.securemail.Proxy1.CheckKeys",
+                         NULL) != 0)
+    g_error ("CheckKeys: %s", err);
+
+  status = sm_gui_test_wait_status (f->bus_name, "expires in", SM_GUI_TEST_TIMEOUT_MS);
+  if (!g_str_has_prefix (status, "SecureMail: Your OpenPGP key for alice@example.test expires in "))
+    g_error ("status line: %s", status);
+  g_assert_nonnull (strstr (status, " days: make a new one under Keys and certificates"));
+  g_free (sni_status);
+  sni_status = sni_property (f->bus_name, "Status");
+  g_assert_cmpstr (sni_status, ==, "NeedsAttention");
+  icon = sni_property (f->bus_name, "AttentionIconName");
+  g_assert_cmpstr (icon, ==, "dialog-error");
+
+  shown = wait_notification (notifications->seen, "Your key expires soon");
+  if (g_test_verbose ())
+    g_printerr ("notification: %s\n", shown);
+  g_assert_nonnull (strstr (shown, "Your OpenPGP key for alice@example.test expires in "));
+
+  /* Asking again changes nothing: no second notification. */
+  n_shown = notifications->seen->len;
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (sm_test_proxy_run (proxy, "gdbus", NULL, &out, &err, "call", "--session", "--dest",
+                                      "org.securemail.Proxy", "--object-path", "/org/securemail/Proxy", "--method",
+                                      "org.securemail.Proxy1.CheckKeys", NULL), ==, 0);
+  g_usleep (G_USEC_PER_SEC);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  for (guint i = 0; g_test_verbose () && i < notifications->seen->len; i++)
+    g_printerr ("notification %u: %s\n", i, (const char *) notifications->seen->pdata[i]);
+  g_assert_cmpuint (notifications->seen->len, ==, n_shown);
+  sm_test_proxy_stop (proxy);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -693,6 +783,7 @@ main (int argc, char **argv)
               test_delivery_failed_notification, fixture_teardown);
   g_test_add ("/gui/tray/receipt-notification", Fixture, NULL, fixture_setup, test_receipt_notification,
               fixture_teardown);
+  g_test_add ("/gui/tray/key-expiry", Fixture, NULL, fixture_setup, test_key_expiry, fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,
