@@ -14,6 +14,7 @@
 
 #include "sm-autoconfig.h"
 #include "sm-error.h"
+#include "sm-test-autoconfig.h"
 
 #define ADDRESS "alice.smith@example.org"
 
@@ -124,68 +125,6 @@ test_parse_too_big (void)
   g_assert_error (error, SM_ERROR, SM_ERROR_TOO_BIG);
 }
 
-/* ---- a resolver with SRV records of the test's choosing ------------------------- */
-
-typedef struct {
-  GResolver parent_instance;
-  GHashTable *records;     /* "_imaps._tcp.example.org" -> "host:port" ("." = not offered) */
-  GPtrArray *asked;        /* rrnames asked for */
-  GMutex lock;
-} TestResolver;
-
-typedef struct {
-  GResolverClass parent_class;
-} TestResolverClass;
-
-static GType test_resolver_get_type (void);
-G_DEFINE_TYPE (TestResolver, test_resolver, G_TYPE_RESOLVER)
-
-static GList *
-test_resolver_lookup_service (GResolver *resolver, const char *rrname, GCancellable *cancellable, GError **error)
-{
-  TestResolver *self = (TestResolver *) resolver;
-  const char *value;
-  g_auto(GStrv) parts = NULL;
-
-  g_mutex_lock (&self->lock);
-  g_ptr_array_add (self->asked, g_strdup (rrname));
-  value = g_hash_table_lookup (self->records, rrname);
-  g_mutex_unlock (&self->lock);
-  if (value == NULL)
-    {
-      g_set_error (error, G_RESOLVER_ERROR, G_RESOLVER_ERROR_NOT_FOUND, "no SRV record for %s", rrname);
-      return NULL;
-    }
-  parts = g_strsplit (value, ":", 2);
-  return g_list_append (NULL, g_srv_target_new (parts[0], parts[1] ? (guint16) atoi (parts[1]) : 0, 0, 0));
-}
-
-static void
-test_resolver_finalize (GObject *object)
-{
-  TestResolver *self = (TestResolver *) object;
-
-  g_hash_table_unref (self->records);
-  g_ptr_array_unref (self->asked);
-  g_mutex_clear (&self->lock);
-  G_OBJECT_CLASS (test_resolver_parent_class)->finalize (object);
-}
-
-static void
-test_resolver_class_init (TestResolverClass *klass)
-{
-  G_OBJECT_CLASS (klass)->finalize = test_resolver_finalize;
-  G_RESOLVER_CLASS (klass)->lookup_service = test_resolver_lookup_service;
-}
-
-static void
-test_resolver_init (TestResolver *self)
-{
-  self->records = g_hash_table_new (g_str_hash, g_str_equal);
-  self->asked = g_ptr_array_new_with_free_func (g_free);
-  g_mutex_init (&self->lock);
-}
-
 /* ---- running a lookup ----------------------------------------------------------- */
 
 static void
@@ -212,17 +151,17 @@ static void
 test_srv (void)
 {
   g_autoptr(SmAutoconfig) ac = sm_autoconfig_new ();
-  TestResolver *r = g_object_new (test_resolver_get_type (), NULL);
+  SmTestResolver *r = sm_test_resolver_new ();
   g_autoptr(GError) error = NULL;
   g_autoptr(SmProviderSettings) s = NULL;
   const char *none[] = { NULL };
 
   /* _imaps is decidedly not offered ("."), so STARTTLS on _imap;
    * _submissions (implicit TLS) wins over _submission. */
-  g_hash_table_insert (r->records, (gpointer) "_imaps._tcp.example.org", (gpointer) ".:0");
-  g_hash_table_insert (r->records, (gpointer) "_imap._tcp.example.org", (gpointer) "mail.example.org:143");
-  g_hash_table_insert (r->records, (gpointer) "_submissions._tcp.example.org", (gpointer) "out.example.org:465");
-  g_hash_table_insert (r->records, (gpointer) "_submission._tcp.example.org", (gpointer) "out.example.org:587");
+  sm_test_resolver_add (r, "_imaps._tcp.example.org", ".:0");
+  sm_test_resolver_add (r, "_imap._tcp.example.org", "mail.example.org:143");
+  sm_test_resolver_add (r, "_submissions._tcp.example.org", "out.example.org:465");
+  sm_test_resolver_add (r, "_submission._tcp.example.org", "out.example.org:587");
   sm_autoconfig_set_url_templates (ac, none);
   sm_autoconfig_set_resolver (ac, G_RESOLVER (r));
 
@@ -241,13 +180,13 @@ static void
 test_nothing_found (void)
 {
   g_autoptr(SmAutoconfig) ac = sm_autoconfig_new ();
-  TestResolver *r = g_object_new (test_resolver_get_type (), NULL);
+  SmTestResolver *r = sm_test_resolver_new ();
   g_autoptr(GError) error = NULL;
   g_autoptr(SmProviderSettings) s = NULL;
   const char *none[] = { NULL };
 
   /* Only IMAP: half the settings are not settings. */
-  g_hash_table_insert (r->records, (gpointer) "_imaps._tcp.example.net", (gpointer) "imap.example.net:993");
+  sm_test_resolver_add (r, "_imaps._tcp.example.net", "imap.example.net:993");
   sm_autoconfig_set_url_templates (ac, none);
   sm_autoconfig_set_resolver (ac, G_RESOLVER (r));
   s = lookup (ac, "bob@example.net", &error);
@@ -265,70 +204,6 @@ test_nothing_found (void)
 
 /* ---- HTTPS against a loopback server ---------------------------------------------- */
 
-typedef struct {
-  GTlsCertificate *cert;
-  GMutex lock;
-  GPtrArray *requests;      /* the request heads received */
-  const char *subdomain_answer;    /* whole HTTP answers, by location */
-  const char *well_known_answer;
-} Server;
-
-static gboolean
-on_run (GThreadedSocketService *service, GSocketConnection *conn, GObject *source, gpointer user_data)
-{
-  Server *srv = user_data;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GIOStream) tls = g_tls_server_connection_new (G_IO_STREAM (conn), srv->cert, &error);
-  g_autoptr(GString) head = g_string_new (NULL);
-  const char *answer;
-  char c;
-
-  if (tls == NULL || !g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, &error))
-    return TRUE;   /* the client refused our certificate: nothing to answer */
-  while (!g_str_has_suffix (head->str, "\r\n\r\n") &&
-         g_input_stream_read (g_io_stream_get_input_stream (tls), &c, 1, NULL, NULL) == 1)
-    g_string_append_c (head, c);
-  g_mutex_lock (&srv->lock);
-  g_ptr_array_add (srv->requests, g_strdup (head->str));
-  g_mutex_unlock (&srv->lock);
-  answer = strstr (head->str, "/.well-known/") ? srv->well_known_answer : srv->subdomain_answer;
-  g_output_stream_write_all (g_io_stream_get_output_stream (tls), answer, strlen (answer), NULL, NULL, NULL);
-  g_io_stream_close (tls, NULL, NULL);
-  return TRUE;
-}
-
-/* A loopback HTTPS server with @cert_path/@key_path; its port in *@port. */
-static GSocketService *
-server_start (Server *srv, const char *cert_path, const char *key_path, guint16 *port)
-{
-  GSocketService *service = g_threaded_socket_service_new (4);
-  g_autoptr(GError) error = NULL;
-
-  srv->cert = g_tls_certificate_new_from_files (cert_path, key_path, &error);
-  g_assert_no_error (error);
-  g_mutex_init (&srv->lock);
-  srv->requests = g_ptr_array_new_with_free_func (g_free);
-  *port = g_socket_listener_add_any_inet_port (G_SOCKET_LISTENER (service), NULL, &error);
-  g_assert_no_error (error);
-  g_signal_connect (service, "run", G_CALLBACK (on_run), srv);
-  g_socket_service_start (service);
-  return service;
-}
-
-static void
-server_stop (Server *srv, GSocketService *service)
-{
-  g_socket_service_stop (service);
-  g_socket_listener_close (G_SOCKET_LISTENER (service));
-  /* The cancelled accept reports back through the main context first. */
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
-  g_object_unref (service);
-  g_clear_object (&srv->cert);
-  g_ptr_array_unref (srv->requests);
-  g_mutex_clear (&srv->lock);
-}
-
 static gboolean
 have_stack_certs (void)
 {
@@ -340,18 +215,11 @@ have_stack_certs (void)
   return TRUE;
 }
 
-static char *
-ok_answer (void)
-{
-  return g_strdup_printf ("HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: %zu\r\n\r\n%s",
-                          strlen (sample), sample);
-}
-
 /* The first location answers 404, the second (.well-known) the document. */
 static void
 test_https (void)
 {
-  Server srv = { 0 };
+  SmTestHttps srv = { 0 };
   GSocketService *service = NULL;
   g_autoptr(SmAutoconfig) ac = sm_autoconfig_new ();
   g_autoptr(GTlsDatabase) db = NULL;
@@ -365,10 +233,10 @@ test_https (void)
 
   if (!have_stack_certs ())
     return;
-  answer = ok_answer ();
+  answer = sm_test_https_ok (sample);
   srv.subdomain_answer = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
   srv.well_known_answer = answer;
-  service = server_start (&srv, g_getenv ("SM_TEST_SERVER_CERT"), g_getenv ("SM_TEST_SERVER_KEY"), &port);
+  service = sm_test_https_start (&srv, g_getenv ("SM_TEST_SERVER_CERT"), g_getenv ("SM_TEST_SERVER_KEY"), &port);
   t1 = g_strdup_printf ("https://localhost:%u/mail/config-v1.1.xml?emailaddress={address}", port);
   t2 = g_strdup_printf ("https://localhost:%u/.well-known/autoconfig/mail/config-v1.1.xml", port);
   {
@@ -396,7 +264,7 @@ test_https (void)
                                    "GET /.well-known/autoconfig/mail/config-v1.1.xml HTTP/1.0\r\n"));
   for (guint i = 0; i < srv.requests->len; i++)
     g_assert_null (strstr (srv.requests->pdata[i], "Authorization"));
-  server_stop (&srv, service);
+  sm_test_https_stop (&srv, service);
 }
 
 /* A server whose certificate does not chain to the trusted CA gets no
@@ -404,7 +272,7 @@ test_https (void)
 static void
 test_https_untrusted (void)
 {
-  Server srv = { 0 };
+  SmTestHttps srv = { 0 };
   GSocketService *service = NULL;
   g_autoptr(SmAutoconfig) ac = sm_autoconfig_new ();
   g_autoptr(GTlsDatabase) db = NULL;
@@ -412,7 +280,7 @@ test_https_untrusted (void)
   g_autoptr(SmProviderSettings) s = NULL;
   g_autofree char *answer = NULL;
   g_autofree char *t1 = NULL;
-  TestResolver *r = g_object_new (test_resolver_get_type (), NULL);
+  SmTestResolver *r = sm_test_resolver_new ();
   guint16 port;
 
   if (!have_stack_certs () || g_getenv ("SM_TEST_ROGUE_CERT") == NULL)
@@ -420,10 +288,10 @@ test_https_untrusted (void)
       g_object_unref (r);
       return;
     }
-  answer = ok_answer ();
+  answer = sm_test_https_ok (sample);
   srv.subdomain_answer = answer;
   srv.well_known_answer = answer;
-  service = server_start (&srv, g_getenv ("SM_TEST_ROGUE_CERT"), g_getenv ("SM_TEST_ROGUE_KEY"), &port);
+  service = sm_test_https_start (&srv, g_getenv ("SM_TEST_ROGUE_CERT"), g_getenv ("SM_TEST_ROGUE_KEY"), &port);
   t1 = g_strdup_printf ("https://localhost:%u/mail/config-v1.1.xml?emailaddress={address}", port);
   {
     const char *templates[] = { t1, NULL };
@@ -439,7 +307,7 @@ test_https_untrusted (void)
   g_assert_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE);
   g_assert_cmpuint (srv.requests->len, ==, 0);
   g_assert_cmpuint (r->asked->len, ==, 4);   /* then every SRV name */
-  server_stop (&srv, service);
+  sm_test_https_stop (&srv, service);
   g_object_unref (r);
 }
 
