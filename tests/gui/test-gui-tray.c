@@ -680,6 +680,66 @@ test_receipt_notification (Fixture *f, gconstpointer data)
   sm_test_proxy_stop (alice);
 }
 
+/* A receipt that fails its checks: alice sends to bob, then a receipt for
+ * that message arrives signed by someone other than bob (here alice's own
+ * key: she sends it to herself through her proxy, which signs it).  When
+ * her mail client reads it, her proxy marks bob's row failed, and the tray
+ * says "Receipt failed" with the reason. */
+static void
+test_receipt_failed_notification (Fixture *f, gconstpointer data)
+{
+  g_autoptr(Notifications) notifications = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *mid = NULL;
+  g_autofree char *mdn_mid = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *mdn = NULL;
+  g_autofree char *reply = NULL;
+  g_autofree char *landed = NULL;
+  const char *shown;
+
+  if (!sm_test_require_stack ())
+    return;
+  notifications = notifications_start ();
+  proxy = start_proxy_and_tray (f);
+
+  mid = g_strdup_printf ("<tray-failed-%s@example.test>", uuid);
+  msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
+                         "Subject: please confirm\r\nMessage-ID: %s\r\n\r\nPlease confirm.\r\n", mid);
+  reply = sm_test_smtp_submit (proxy, "alice@example.test", "bob@example.test", msg);
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250 "));
+  g_clear_pointer (&reply, g_free);
+
+  /* RFC 8098 §3: a disposition notification "from bob", signed by alice. */
+  mdn_mid = g_strdup_printf ("<tray-forged-mdn-%s@example.test>", uuid);
+  mdn = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: Alice <alice@example.test>\r\n"
+                         "Subject: Signed receipt\r\nMessage-ID: %s\r\nIn-Reply-To: %s\r\nMIME-Version: 1.0\r\n"
+                         "Content-Type: multipart/report; report-type=disposition-notification; boundary=\"b1\"\r\n"
+                         "\r\n--b1\r\nContent-Type: text/plain\r\n\r\nforged receipt %s\r\n"
+                         "--b1\r\nContent-Type: message/disposition-notification\r\n\r\n"
+                         "Reporting-UA: test\r\nFinal-Recipient: rfc822;bob@example.test\r\n"
+                         "Original-Message-ID: %s\r\n"
+                         "Disposition: automatic-action/MDN-sent-automatically; processed\r\n"
+                         "Received-Content-MIC: AAAA, sha256\r\n\r\n--b1--\r\n",
+                         mdn_mid, mid, uuid, mid);
+  reply = sm_test_smtp_submit (proxy, "alice@example.test", "alice@example.test", mdn);
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250 "));
+  landed = sm_test_maildir_read ("alice", mdn_mid, RECEIPT_TIMEOUT_MS);
+  g_assert_nonnull (landed);
+
+  sm_test_fetch_all (proxy, uuid);
+  shown = wait_notification (notifications->seen, "Receipt failed");
+  if (g_test_verbose ())
+    g_printerr ("notification: %s\n", shown);
+  g_assert_nonnull (strstr (shown, "The receipt from bob@example.test for your message"));
+  g_assert_nonnull (strstr (shown, mid));
+  g_assert_nonnull (strstr (shown, "not the recipient's certificate"));
+  sm_test_proxy_stop (proxy);
+}
+
 /* ---- key expiry ----------------------------------------------------------------------- */
 
 #define SNI_PATH "/org/ayatana/NotificationItem/securemail_tray"
@@ -783,6 +843,8 @@ main (int argc, char **argv)
               test_delivery_failed_notification, fixture_teardown);
   g_test_add ("/gui/tray/receipt-notification", Fixture, NULL, fixture_setup, test_receipt_notification,
               fixture_teardown);
+  g_test_add ("/gui/tray/receipt-failed-notification", Fixture, NULL, fixture_setup,
+              test_receipt_failed_notification, fixture_teardown);
   g_test_add ("/gui/tray/key-expiry", Fixture, NULL, fixture_setup, test_key_expiry, fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
