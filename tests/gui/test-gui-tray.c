@@ -792,12 +792,7 @@ test_key_expiry (Fixture *f, gconstpointer data)
   if (sm_test_cli (proxy, NULL, &out, &err, "keys", "generate", "--protocol", "openpgp", "--days", SHORT_KEY_DAYS,
                    NULL) != 0)
     g_error ("keys generate: %s", err);
-  g_clear_pointer (&out, g_free);
-  g_clear_pointer (&err, g_free);
-  if (sm_test_proxy_run (proxy, "gdbus", NULL, &out, &err, "call", "--session", "--dest", "org.securemail.Proxy",
-                         "--object-path", "/org/securemail/Proxy", "--method", "org.securemail.Proxy1.CheckKeys",
-                         NULL) != 0)
-    g_error ("CheckKeys: %s", err);
+  sm_test_proxy_check_keys (proxy);
 
   status = sm_gui_test_wait_status (f->bus_name, "expires in", SM_GUI_TEST_TIMEOUT_MS);
   if (!g_str_has_prefix (status, "SecureMail: Your OpenPGP key for alice@example.test expires in "))
@@ -816,11 +811,7 @@ test_key_expiry (Fixture *f, gconstpointer data)
 
   /* Asking again changes nothing: no second notification. */
   n_shown = notifications->seen->len;
-  g_clear_pointer (&out, g_free);
-  g_clear_pointer (&err, g_free);
-  g_assert_cmpint (sm_test_proxy_run (proxy, "gdbus", NULL, &out, &err, "call", "--session", "--dest",
-                                      "org.securemail.Proxy", "--object-path", "/org/securemail/Proxy", "--method",
-                                      "org.securemail.Proxy1.CheckKeys", NULL), ==, 0);
+  sm_test_proxy_check_keys (proxy);
   g_usleep (G_USEC_PER_SEC);
   while (g_main_context_iteration (NULL, FALSE))
     ;

@@ -173,12 +173,7 @@ test_key_expiry (Fixture *f, gconstpointer data)
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
   /* What the GUI does after making or importing a key. */
-  if (sm_test_proxy_run (f->proxy, "gdbus", NULL, &out, &err, "call", "--session", "--dest", "org.securemail.Proxy",
-                         "--object-path", "/org/securemail/Proxy", "--method", "org.securemail.Proxy1.CheckKeys",
-                         NULL) != 0)
-    g_error ("CheckKeys failed: %s", err);
-  g_clear_pointer (&out, g_free);
-  g_clear_pointer (&err, g_free);
+  sm_test_proxy_check_keys (f->proxy);
 
   g_assert_cmpint (sm_test_cli (f->proxy, NULL, &out, &err, "status", NULL), ==, 0);
   if (strstr (out, "Keys:              Your OpenPGP key for alice@example.test expires in ") == NULL)

@@ -147,14 +147,25 @@ lookup (SmAutoconfig *ac, const char *address, GError **error)
   return s;
 }
 
+/* A lookup that skips HTTPS and asks @r for SRV records. */
+static SmAutoconfig *
+srv_only (SmTestResolver *r)
+{
+  SmAutoconfig *ac = sm_autoconfig_new ();
+  const char *none[] = { NULL };
+
+  sm_autoconfig_set_url_templates (ac, none);
+  sm_autoconfig_set_resolver (ac, G_RESOLVER (r));
+  return ac;
+}
+
 static void
 test_srv (void)
 {
-  g_autoptr(SmAutoconfig) ac = sm_autoconfig_new ();
   SmTestResolver *r = sm_test_resolver_new ();
+  g_autoptr(SmAutoconfig) ac = srv_only (r);
   g_autoptr(GError) error = NULL;
   g_autoptr(SmProviderSettings) s = NULL;
-  const char *none[] = { NULL };
 
   /* _imaps is decidedly not offered ("."), so STARTTLS on _imap;
    * _submissions (implicit TLS) wins over _submission. */
@@ -162,8 +173,6 @@ test_srv (void)
   sm_test_resolver_add (r, "_imap._tcp.example.org", "mail.example.org:143");
   sm_test_resolver_add (r, "_submissions._tcp.example.org", "out.example.org:465");
   sm_test_resolver_add (r, "_submission._tcp.example.org", "out.example.org:587");
-  sm_autoconfig_set_url_templates (ac, none);
-  sm_autoconfig_set_resolver (ac, G_RESOLVER (r));
 
   s = lookup (ac, "Alice@Example.ORG", &error);
   g_assert_no_error (error);
@@ -179,16 +188,13 @@ test_srv (void)
 static void
 test_nothing_found (void)
 {
-  g_autoptr(SmAutoconfig) ac = sm_autoconfig_new ();
   SmTestResolver *r = sm_test_resolver_new ();
+  g_autoptr(SmAutoconfig) ac = srv_only (r);
   g_autoptr(GError) error = NULL;
   g_autoptr(SmProviderSettings) s = NULL;
-  const char *none[] = { NULL };
 
   /* Only IMAP: half the settings are not settings. */
   sm_test_resolver_add (r, "_imaps._tcp.example.net", "imap.example.net:993");
-  sm_autoconfig_set_url_templates (ac, none);
-  sm_autoconfig_set_resolver (ac, G_RESOLVER (r));
   s = lookup (ac, "bob@example.net", &error);
   g_assert_null (s);
   g_assert_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE);
