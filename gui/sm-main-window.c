@@ -252,6 +252,10 @@ keys_done (GObject *source, GAsyncResult *result, gpointer user_data)
     show_recovery_code (mw, msg, code);
   sm_gui_secret_free (code);
   fill_keys (mw);
+  /* A new or restored key may end (or start) a key-expiry warning: the
+   * daemon reads the store again, and the tray follows its properties. */
+  if (msg != NULL && mw->proxy != NULL)
+    sm_dbus_proxy1_call_check_keys (mw->proxy, NULL, NULL, NULL);
 }
 
 static void

@@ -28,6 +28,8 @@ struct _SmSetupAssistant {
   SmAutoconfig *autoconfig;
   char *looked_up;            /* the address whose settings were looked up */
   gboolean looking_up;
+  SmProviderSettings *found;  /* what the lookup filled in, or NULL */
+  char *found_hint;           /* and where it came from, for the user */
 };
 
 G_DEFINE_TYPE (SmSetupAssistant, sm_setup_assistant, G_TYPE_OBJECT)
@@ -114,8 +116,13 @@ static void
 on_provider_changed (SmSetupAssistant *self)
 {
   gboolean ok = *text (self, "imap_entry") && *text (self, "smtp_entry") && *text (self, "username_entry");
+  /* Where the servers came from stays said while they are unchanged. */
+  gboolean as_found = self->found != NULL && g_strcmp0 (text (self, "imap_entry"), self->found->imap_url) == 0 &&
+                      g_strcmp0 (text (self, "smtp_entry"), self->found->smtp_url) == 0;
+
   set_complete (self, "page_provider", ok);
-  set_label (self, "provider_hint", ok ? "" : _("Fill in the incoming server, the outgoing server and the user name."));
+  set_label (self, "provider_hint", !ok ? _("Fill in the incoming server, the outgoing server and the user name.")
+                                        : as_found ? self->found_hint : "");
   invalidate_test (self);
 }
 
@@ -127,7 +134,6 @@ lookup_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(SmSetupAssistant) self = user_data;
   g_autoptr(GError) error = NULL;
   g_autoptr(SmProviderSettings) found = sm_autoconfig_lookup_finish (SM_AUTOCONFIG (source), result, &error);
-  g_autofree char *hint = NULL;
 
   self->looking_up = FALSE;
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -140,17 +146,20 @@ lookup_done (GObject *source, GAsyncResult *result, gpointer user_data)
       set_label (self, "provider_hint", error->message);
       return;
     }
-  gtk_entry_set_text (GTK_ENTRY (w (self, "imap_entry")), found->imap_url);
-  gtk_entry_set_text (GTK_ENTRY (w (self, "smtp_entry")), found->smtp_url);
-  if (found->username != NULL && gtk_widget_get_sensitive (w (self, "username_entry")) &&
-      (*text (self, "username_entry") == '\0' || g_strcmp0 (text (self, "username_entry"), self->looked_up) == 0))
-    gtk_entry_set_text (GTK_ENTRY (w (self, "username_entry")), found->username);
   /* TRANSLATORS: %s is where the settings were found: a web address, or
    * "the SRV records of example.org". */
-  hint = g_strdup_printf (_("These settings were found in %s. Check them against what your provider or "
-                            "administrator wrote, then press “Next”."),
-                          found->source);
-  set_label (self, "provider_hint", hint);
+  g_free (self->found_hint);
+  self->found_hint = g_strdup_printf (_("These settings were found in %s. Check them against what your provider or "
+                                        "administrator wrote, then press “Next”."),
+                                      found->source);
+  sm_provider_settings_free (self->found);
+  self->found = g_steal_pointer (&found);
+  gtk_entry_set_text (GTK_ENTRY (w (self, "imap_entry")), self->found->imap_url);
+  gtk_entry_set_text (GTK_ENTRY (w (self, "smtp_entry")), self->found->smtp_url);
+  if (self->found->username != NULL && gtk_widget_get_sensitive (w (self, "username_entry")) &&
+      (*text (self, "username_entry") == '\0' || g_strcmp0 (text (self, "username_entry"), self->looked_up) == 0))
+    gtk_entry_set_text (GTK_ENTRY (w (self, "username_entry")), self->found->username);
+  on_provider_changed (self);
 }
 
 /* Looks the settings up once per address, when the servers are still
@@ -614,6 +623,8 @@ sm_setup_assistant_finalize (GObject *object)
   g_clear_object (&self->builder);
   g_clear_object (&self->autoconfig);
   g_free (self->looked_up);
+  sm_provider_settings_free (self->found);
+  g_free (self->found_hint);
   g_clear_pointer (&self->settings, sm_gui_settings_free);
   g_free (self->config_path);
   G_OBJECT_CLASS (sm_setup_assistant_parent_class)->finalize (object);

@@ -166,6 +166,8 @@ test_setup_completes (void)
   g_assert_nonnull (strstr (https.requests->pdata[0], "emailaddress=alice%40example.test"));
   sm_test_https_stop (&https, https_service);
   set_entry (b, "ca_file_entry", sm_test_env ("SM_TEST_CA"));
+  /* Where they came from stays said while they are unchanged. */
+  g_assert_true (g_str_has_prefix (label (b, "provider_hint"), "These settings were found in https://localhost:"));
   shot (a, "setup-3-provider");
 
   /* A wrong password first: the test says what failed and what to do. */
