@@ -1,5 +1,6 @@
 /* test-support-report.c: `securemail support-report FILE` and the key-expiry
- * warning of `securemail status`, with the real proxy, CLI, gpg and keyring.
+ * warning of `securemail status` (an OpenPGP key and an S/MIME certificate
+ * that expire in 10 days), with the real proxy, CLI, gpg, gpgsm and keyring.
  *
  * The account's provider SMTP is a closed port, so a message submitted
  * through the proxy stays in the queue: the report must describe it (state,
@@ -190,11 +191,67 @@ test_key_expiry (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (days, "9") || g_str_has_prefix (days, "10"));
 }
 
+/* The same for an S/MIME certificate that an organisation's CA issued for
+ * 10 days (made here as tests/certstore/make-test-ca.sh makes its users),
+ * imported as PKCS#12: the warning says to ask the administrator. */
+static void
+test_key_expiry_smime (Fixture *f, gconstpointer data)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *ca = NULL;
+  g_autofree char *p12 = NULL;
+  const char *script =
+    "set -e; cd \"$1\"; umask 077\n"
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.pem "
+    "  -subj '/O=SecureMail Test/CN=Expiry Test CA' -addext 'basicConstraints=critical,CA:TRUE' "
+    "  -addext 'keyUsage=critical,keyCertSign,cRLSign' -addext 'subjectKeyIdentifier=hash' 2>/dev/null\n"
+    "openssl req -newkey rsa:2048 -nodes -keyout alice.key -out alice.csr "
+    "  -subj '/O=SecureMail Test/CN=alice/emailAddress=alice@example.test' 2>/dev/null\n"
+    "printf '%s\\n' 'basicConstraints = critical, CA:FALSE' "
+    "  'keyUsage = critical, digitalSignature, keyEncipherment' 'extendedKeyUsage = emailProtection' "
+    "  'subjectAltName = email:alice@example.test' 'subjectKeyIdentifier = hash' "
+    "  'authorityKeyIdentifier = keyid' > alice.ext\n"
+    "openssl x509 -req -in alice.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days \"$2\" "
+    "  -extfile alice.ext -out alice.pem 2>/dev/null\n"
+    /* gpgsm 2.2 reads only the legacy PKCS#12 form (make-test-ca.sh). */
+    "openssl pkcs12 -export -in alice.pem -inkey alice.key -certfile ca.pem -name alice "
+    "  -passout pass:p12pass -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg sha1 -out alice.p12\n";
+
+  if (f->proxy == NULL)
+    return;
+  {
+    const char *argv[] = { "sh", "-c", script, "sh", f->proxy->dir, G_STRINGIFY (SHORT_KEY_DAYS), NULL };
+    if (sm_test_run (argv, NULL, NULL, &out, &err) != 0)
+      g_error ("making the certificate failed: %s", err);
+  }
+  ca = g_build_filename (f->proxy->dir, "ca.pem", NULL);
+  p12 = g_build_filename (f->proxy->dir, "alice.p12", NULL);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  if (sm_test_cli (f->proxy, NULL, &out, &err, "certs", "trust", ca, NULL) != 0)
+    g_error ("certs trust: %s", err);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  if (sm_test_cli (f->proxy, "p12pass\n", &out, &err, "keys", "import", p12, NULL) != 0)
+    g_error ("keys import: %s", err);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  sm_test_proxy_check_keys (f->proxy);
+  g_assert_cmpint (sm_test_cli (f->proxy, NULL, &out, &err, "status", NULL), ==, 0);
+  if (strstr (out, "Keys:              Your S/MIME certificate for alice@example.test expires in ") == NULL)
+    g_error ("no certificate warning in:\n%s", out);
+  g_assert_nonnull (strstr (out, "days: ask your administrator for a new one"));
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/support-report/cli", Fixture, NULL, fixture_setup, test_report, fixture_teardown);
   g_test_add ("/support-report/key-expiry-status", Fixture, NULL, fixture_setup, test_key_expiry, fixture_teardown);
+  g_test_add ("/support-report/key-expiry-smime", Fixture, NULL, fixture_setup, test_key_expiry_smime,
+              fixture_teardown);
   return g_test_run ();
 }
