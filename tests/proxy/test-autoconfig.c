@@ -329,7 +329,7 @@ main (int argc, char **argv)
   g_test_add_func ("/proxy/autoconfig/parse/too-big", test_parse_too_big);
   g_test_add_func ("/proxy/autoconfig/srv", test_srv);
   g_test_add_func ("/proxy/autoconfig/nothing-found", test_nothing_found);
-  g_test_add_func ("/proxy/autoconfig/https", test_https);
-  g_test_add_func ("/proxy/autoconfig/https-untrusted", test_https_untrusted);
+  g_test_add_func ("/proxy/autoconfig/https/fetch", test_https);
+  g_test_add_func ("/proxy/autoconfig/https/untrusted", test_https_untrusted);
   return g_test_run ();
 }
