@@ -9,59 +9,6 @@
 #include "sm-certstore.h"
 #include "sm-gui-keys.h"
 
-static char *
-describe (const SmKeyInfo *k)
-{
-  const char *kind = k->protocol == SM_PROTOCOL_OPENPGP ? _("OpenPGP key") : _("S/MIME certificate");
-  g_autofree char *who = k->addresses && k->addresses[0] ? g_strjoinv (", ", k->addresses)
-                                                          : g_strdup (k->user_id ? k->user_id : "");
-  g_autofree char *until = NULL;
-  g_autofree char *state = NULL;
-
-  if (k->expires > 0)
-    {
-      g_autoptr(GDateTime) dt = g_date_time_new_from_unix_local (k->expires);
-      g_autofree char *date = g_date_time_format (dt, "%Y-%m-%d");
-      until = g_strdup_printf (_("valid until %s"), date);
-    }
-  else
-    until = g_strdup (_("does not expire"));
-  if (k->status != SM_KEY_STATUS_VALID)
-    state = g_strdup_printf (" — %s%s%s", sm_key_status_to_string (k->status),
-                             k->status_detail ? ": " : "", k->status_detail ? k->status_detail : "");
-  /* TRANSLATORS: "OpenPGP key for alice@example.org, valid until 2028-11-28" */
-  return g_strdup_printf (_("%s for %s, %s%s\n    fingerprint %s"), kind, who, until, state ? state : "",
-                          k->fingerprint);
-}
-
-GPtrArray *
-sm_gui_keys_list (gboolean include_certs, GError **error)
-{
-  g_autoptr(SmCertstore) store = sm_certstore_new (error);
-  g_autoptr(GPtrArray) own = NULL;
-  GPtrArray *lines;
-
-  if (store == NULL)
-    return NULL;
-  own = sm_certstore_list_own_keys (store, error);
-  if (own == NULL)
-    return NULL;
-  lines = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < own->len; i++)
-    g_ptr_array_add (lines, describe (own->pdata[i]));
-  if (include_certs)
-    {
-      g_autoptr(GPtrArray) certs = sm_certstore_list_certs (store, NULL);
-      for (guint i = 0; certs && i < certs->len; i++)
-        {
-          const SmKeyInfo *k = certs->pdata[i];
-          g_autofree char *d = describe (k);
-          g_ptr_array_add (lines, g_strdup_printf ("%s%s", k->is_anchor ? _("Trusted authority: ") : _("Correspondent: "), d));
-        }
-    }
-  return lines;
-}
-
 char *
 sm_gui_keys_generate_openpgp (const char * const *args, char **extra, GError **error)
 {

@@ -1,5 +1,7 @@
 /* sm-gui-keys.h: the certstore operations of the Keys page and the setup
  * assistant, as worker-thread jobs (SmGuiJobFunc: they block and spawn gpg).
+ * The listing is sm_key_summary_list() (proxy/sm-key-summary.h), which the
+ * CLI's support report shares.
  *
  * This file pair includes only certstore headers: certstore's SmProtocol and
  * the proxy's SmCryptoProtocol share enumerator names, so no file may
@@ -9,10 +11,6 @@
 #include <glib.h>
 
 G_BEGIN_DECLS
-
-/* One line per own key ("OpenPGP key for ..., valid until ..."), and with
- * @include_certs also the correspondents' certificates.  Array of char*. */
-GPtrArray *sm_gui_keys_list (gboolean include_certs, GError **error);
 
 /* Jobs for sm_gui_job_start(); args as named. */
 char *sm_gui_keys_generate_openpgp (const char * const *args /* name, address */, char **extra, GError **error);

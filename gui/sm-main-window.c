@@ -8,6 +8,7 @@
 #include "sm-dbus-service.h"
 #include "sm-doctor.h"
 #include "sm-gui-keys.h"
+#include "sm-key-summary.h"
 #include "sm-gui-receipt.h"
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
@@ -188,7 +189,7 @@ fill_keys (MainWindow *mw)
 {
   GtkWidget *list = w (mw, "keys_listbox");
   g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) keys = sm_gui_keys_list (TRUE, &error);
+  g_autoptr(GPtrArray) keys = sm_key_summary_list (TRUE, &error);
 
   clear_list (list);
   if (keys == NULL)
@@ -251,6 +252,10 @@ keys_done (GObject *source, GAsyncResult *result, gpointer user_data)
     show_recovery_code (mw, msg, code);
   sm_gui_secret_free (code);
   fill_keys (mw);
+  /* A new or restored key may end (or start) a key-expiry warning: the
+   * daemon reads the store again, and the tray follows its properties. */
+  if (msg != NULL && mw->proxy != NULL)
+    sm_dbus_proxy1_call_check_keys (mw->proxy, NULL, NULL, NULL);
 }
 
 static void
@@ -425,8 +430,10 @@ report_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
 {
   char **args = task_data;   /* config path (may be ""), out path */
   GError *error = NULL;
+  g_autofree char *front_end = g_strdup_printf ("SecureMail window, GTK %u.%u.%u", gtk_get_major_version (),
+                                                gtk_get_minor_version (), gtk_get_micro_version ());
 
-  if (sm_support_report_write (*args[0] ? args[0] : NULL, args[1], &error))
+  if (sm_support_report_write (*args[0] ? args[0] : NULL, front_end, args[1], &error))
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);

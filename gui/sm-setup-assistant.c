@@ -4,9 +4,11 @@
 #include <glib/gi18n.h>
 #include <string.h>
 
+#include "sm-autoconfig.h"
 #include "sm-error.h"
 #include "sm-gui-client.h"
 #include "sm-gui-keys.h"
+#include "sm-key-summary.h"
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-keyring.h"
@@ -23,6 +25,11 @@ struct _SmSetupAssistant {
   guint busy;
   gboolean test_passed;
   gboolean done;
+  SmAutoconfig *autoconfig;
+  char *looked_up;            /* the address whose settings were looked up */
+  gboolean looking_up;
+  SmProviderSettings *found;  /* what the lookup filled in, or NULL */
+  char *found_hint;           /* and where it came from, for the user */
 };
 
 G_DEFINE_TYPE (SmSetupAssistant, sm_setup_assistant, G_TYPE_OBJECT)
@@ -109,9 +116,70 @@ static void
 on_provider_changed (SmSetupAssistant *self)
 {
   gboolean ok = *text (self, "imap_entry") && *text (self, "smtp_entry") && *text (self, "username_entry");
+  /* Where the servers came from stays said while they are unchanged. */
+  gboolean as_found = self->found != NULL && g_strcmp0 (text (self, "imap_entry"), self->found->imap_url) == 0 &&
+                      g_strcmp0 (text (self, "smtp_entry"), self->found->smtp_url) == 0;
+
   set_complete (self, "page_provider", ok);
-  set_label (self, "provider_hint", ok ? "" : _("Fill in the incoming server, the outgoing server and the user name."));
+  set_label (self, "provider_hint", !ok ? _("Fill in the incoming server, the outgoing server and the user name.")
+                                        : as_found ? self->found_hint : "");
   invalidate_test (self);
+}
+
+/* ---- step 3: the provider's settings, found from the address --------------- */
+
+static void
+lookup_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmSetupAssistant) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmProviderSettings) found = sm_autoconfig_lookup_finish (SM_AUTOCONFIG (source), result, &error);
+
+  self->looking_up = FALSE;
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  /* What the user typed meanwhile wins. */
+  if (*text (self, "imap_entry") != '\0' || *text (self, "smtp_entry") != '\0')
+    return;
+  if (found == NULL)
+    {
+      set_label (self, "provider_hint", error->message);
+      return;
+    }
+  /* TRANSLATORS: %s is where the settings were found: a web address, or
+   * "the SRV records of example.org". */
+  g_free (self->found_hint);
+  self->found_hint = g_strdup_printf (_("These settings were found in %s. Check them against what your provider or "
+                                        "administrator wrote, then press “Next”."),
+                                      found->source);
+  sm_provider_settings_free (self->found);
+  self->found = g_steal_pointer (&found);
+  gtk_entry_set_text (GTK_ENTRY (w (self, "imap_entry")), self->found->imap_url);
+  gtk_entry_set_text (GTK_ENTRY (w (self, "smtp_entry")), self->found->smtp_url);
+  if (self->found->username != NULL && gtk_widget_get_sensitive (w (self, "username_entry")) &&
+      (*text (self, "username_entry") == '\0' || g_strcmp0 (text (self, "username_entry"), self->looked_up) == 0))
+    gtk_entry_set_text (GTK_ENTRY (w (self, "username_entry")), self->found->username);
+  on_provider_changed (self);
+}
+
+/* Looks the settings up once per address, when the servers are still
+ * empty and not set by the administrator. */
+static void
+maybe_look_up (SmSetupAssistant *self)
+{
+  const char *address = text (self, "address_entry");
+  g_autofree char *hint = NULL;
+
+  if (!address_valid (address) || *text (self, "imap_entry") != '\0' || *text (self, "smtp_entry") != '\0' ||
+      !gtk_widget_get_sensitive (w (self, "imap_entry")) || !gtk_widget_get_sensitive (w (self, "smtp_entry")) ||
+      g_strcmp0 (self->looked_up, address) == 0)
+    return;
+  g_free (self->looked_up);
+  self->looked_up = g_strdup (address);
+  self->looking_up = TRUE;
+  hint = g_strdup_printf (_("Looking for the settings of %s… You can also type them."), strrchr (address, '@') + 1);
+  set_label (self, "provider_hint", hint);
+  sm_autoconfig_lookup_async (self->autoconfig, address, self->cancellable, lookup_done, g_object_ref (self));
 }
 
 static void
@@ -287,7 +355,7 @@ static void
 refresh_keys (SmSetupAssistant *self)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) keys = sm_gui_keys_list (FALSE, &error);
+  g_autoptr(GPtrArray) keys = sm_key_summary_list (FALSE, &error);
   g_autoptr(GString) s = g_string_new (NULL);
 
   if (keys == NULL)
@@ -525,6 +593,8 @@ on_prepare (GtkAssistant *assistant, GtkWidget *page, SmSetupAssistant *self)
   if (page == w (self, "page_provider") && *text (self, "username_entry") == '\0' &&
       gtk_widget_get_sensitive (w (self, "username_entry")))
     gtk_entry_set_text (GTK_ENTRY (w (self, "username_entry")), text (self, "address_entry"));
+  if (page == w (self, "page_provider"))
+    maybe_look_up (self);
   else if (page == w (self, "page_test") && !self->test_passed && self->busy == 0)
     set_label (self, "test_result_label", _("Press “Test the connection”."));
   else if (page == w (self, "page_keys"))
@@ -551,6 +621,10 @@ sm_setup_assistant_finalize (GObject *object)
   g_cancellable_cancel (self->cancellable);
   g_clear_object (&self->cancellable);
   g_clear_object (&self->builder);
+  g_clear_object (&self->autoconfig);
+  g_free (self->looked_up);
+  sm_provider_settings_free (self->found);
+  g_free (self->found_hint);
   g_clear_pointer (&self->settings, sm_gui_settings_free);
   g_free (self->config_path);
   G_OBJECT_CLASS (sm_setup_assistant_parent_class)->finalize (object);
@@ -566,6 +640,7 @@ static void
 sm_setup_assistant_init (SmSetupAssistant *self)
 {
   self->cancellable = g_cancellable_new ();
+  self->autoconfig = sm_autoconfig_new ();
 }
 
 static void
@@ -636,6 +711,8 @@ sm_setup_assistant_new (GtkApplication *app, const char *config_path)
   g_signal_connect (self->window, "apply", G_CALLBACK (on_apply), self);
   g_signal_connect (self->window, "close", G_CALLBACK (on_close), self);
   g_signal_connect (self->window, "cancel", G_CALLBACK (on_close), self);
+  /* A lookup still running must not touch a closed window. */
+  g_signal_connect_swapped (self->window, "destroy", G_CALLBACK (g_cancellable_cancel), self->cancellable);
 
   on_account_changed (self);
   on_provider_changed (self);
@@ -666,6 +743,18 @@ gboolean
 sm_setup_assistant_test_passed (SmSetupAssistant *self)
 {
   return self->test_passed;
+}
+
+SmAutoconfig *
+sm_setup_assistant_get_autoconfig (SmSetupAssistant *self)
+{
+  return self->autoconfig;
+}
+
+gboolean
+sm_setup_assistant_is_looking_up (SmSetupAssistant *self)
+{
+  return self->looking_up;
 }
 
 gboolean

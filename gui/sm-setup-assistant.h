@@ -6,6 +6,8 @@
 
 #include <gtk/gtk.h>
 
+#include "sm-autoconfig.h"
+
 G_BEGIN_DECLS
 
 #define SM_TYPE_SETUP_ASSISTANT (sm_setup_assistant_get_type ())
@@ -24,6 +26,11 @@ GtkBuilder   *sm_setup_assistant_get_builder (SmSetupAssistant *self);
 gboolean      sm_setup_assistant_is_busy     (SmSetupAssistant *self);
 /* TRUE after a connection test passed (and the password is stored). */
 gboolean      sm_setup_assistant_test_passed (SmSetupAssistant *self);
+/* The lookup of the provider's settings on step 3 (autoconfig, SRV): tests
+ * point it at their own server and resolver before reaching that page. */
+SmAutoconfig *sm_setup_assistant_get_autoconfig (SmSetupAssistant *self);
+/* TRUE while that lookup runs. */
+gboolean      sm_setup_assistant_is_looking_up (SmSetupAssistant *self);
 /* TRUE after Apply wrote the settings. */
 gboolean      sm_setup_assistant_is_done     (SmSetupAssistant *self);
 

@@ -20,6 +20,7 @@
 #include "sm-error.h"
 #include "sm-keyring.h"
 #include "sm-receipts.h"
+#include "sm-support-report.h"
 
 #define EXIT_USAGE       2
 #define EXIT_NOT_RUNNING 3
@@ -204,6 +205,13 @@ cmd_status (void)
           json_builder_add_int_value (b, sm_dbus_proxy1_get_smtp_sessions (proxy));
           json_builder_set_member_name (b, "version");
           json_builder_add_string_value (b, sm_dbus_proxy1_get_version (proxy));
+          json_builder_set_member_name (b, "key_warning");
+          json_builder_add_string_value (b, sm_dbus_proxy1_get_key_warning (proxy));
+          json_builder_set_member_name (b, "key_days_left");
+          if (sm_dbus_proxy1_get_key_warning (proxy) && *sm_dbus_proxy1_get_key_warning (proxy))
+            json_builder_add_int_value (b, sm_dbus_proxy1_get_key_days_left (proxy));
+          else
+            json_builder_add_null_value (b);
         }
       json_builder_end_object (b);
       print_json (b);
@@ -211,11 +219,14 @@ cmd_status (void)
   else if (running)
     {
       const char *last = sm_dbus_proxy1_get_last_error (proxy);
+      const char *key_warning = sm_dbus_proxy1_get_key_warning (proxy);
       g_print (_("SecureMail is running for %s\n"), sm_dbus_proxy1_get_account (proxy));
       g_print (_("  Locked:            %s\n"), sm_dbus_proxy1_get_locked (proxy) ? _("yes") : _("no"));
       g_print (_("  Provider:          %s\n"), sm_dbus_proxy1_get_online (proxy) ? _("reachable") : _("NOT reachable"));
       if (last && *last)
         g_print (_("  Last problem:      %s\n"), last);
+      if (key_warning && *key_warning)
+        g_print (_("  Keys:              %s\n"), key_warning);
       g_print (_("  Outbound queue:    %u message(s)\n"), sm_dbus_proxy1_get_queue_size (proxy));
       g_print (_("  IMAP for clients:  %s (%u session(s))\n"), sm_dbus_proxy1_get_imap_listen (proxy),
                sm_dbus_proxy1_get_imap_sessions (proxy));
@@ -884,6 +895,28 @@ cmd_client_config (int argc, char **argv)
   return 0;
 }
 
+/* ---- securemail support-report FILE -------------------------------------------- */
+
+static int
+cmd_support_report (int argc, char **argv)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (argc != 2)
+    return die (EXIT_USAGE, _("usage: securemail support-report FILE (the file to write, e.g. report.txt)"));
+  /* Never overwrite: the name may be a file the user still needs. */
+  if (g_file_test (argv[1], G_FILE_TEST_EXISTS))
+    return die (EXIT_USAGE, _("%s already exists; give a new file name"), argv[1]);
+  /* The key store reads the same settings. */
+  if (opt_config != NULL)
+    g_setenv ("SECUREMAIL_CONFIG", opt_config, TRUE);
+  if (!sm_support_report_write (opt_config, "securemail support-report", argv[1], &error))
+    return die (1, _("cannot write the report: %s"), error->message);
+  g_print (_("Wrote the support report to %s. It holds no password, key or message content; "
+             "read it, then send it to your helpdesk.\n"), argv[1]);
+  return 0;
+}
+
 static void
 usage (void)
 {
@@ -901,7 +934,8 @@ usage (void)
                 "  messages [--limit N]               recent messages and their trust status\n"
                 "  receipts                           sent messages and their receipt status\n"
                 "  mark-personal MAILBOX UID          mark a stored message [PERSONAL]\n"
-                "  lock | unlock [--stdin]            the local unlock gate\n"));
+                "  lock | unlock [--stdin]            the local unlock gate\n"
+                "  support-report FILE                redacted diagnostics for the helpdesk\n"));
 }
 
 int
@@ -955,6 +989,8 @@ main (int argc, char **argv)
     return cmd_lock ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "mark-personal") == 0)
     return cmd_mark_personal ((int) args->len, (char **) args->pdata);
+  if (strcmp (cmd, "support-report") == 0)
+    return cmd_support_report ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "messages") == 0)
     return cmd_messages ((int) args->len, (char **) args->pdata);
   if (strcmp (cmd, "keys") == 0 || strcmp (cmd, "certs") == 0)

@@ -5,8 +5,13 @@
 
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
+#include "sm-key-summary.h"
 #include "sm-receipts.h"
 #include "sm-relay-worker.h"
+
+/* How often the key store is read again for expiring keys: days matter, not
+ * minutes, and each check runs gpg and gpgsm. */
+#define SM_DBUS_KEY_CHECK_INTERVAL_S (6 * 60 * 60)
 
 struct _SmDbusService {
   GObject parent_instance;
@@ -19,6 +24,7 @@ struct _SmDbusService {
   gulong failed_handler;
   SmReceipts *receipts;         /* the process's state.db, once opened */
   gulong receipts_handler;
+  guint key_timer;
 };
 
 G_DEFINE_FINAL_TYPE (SmDbusService, sm_dbus_service, G_TYPE_OBJECT)
@@ -41,6 +47,7 @@ sm_dbus_service_finalize (GObject *object)
   if (self->receipts_handler)
     g_signal_handler_disconnect (self->receipts, self->receipts_handler);
   g_clear_object (&self->receipts);
+  g_clear_handle_id (&self->key_timer, g_source_remove);
   if (self->skeleton)
     g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (self->skeleton));
   g_clear_object (&self->skeleton);
@@ -262,6 +269,96 @@ on_receipts_changed (SmDbusService *self, const char *message_id)
   sm_dbus_proxy1_emit_receipts_changed (self->skeleton, message_id ? message_id : "");
 }
 
+/* ---- key expiry (issue 6) ---------------------------------------------------- */
+
+typedef struct {
+  char *warning;        /* NULL: nothing expires soon */
+  char *fingerprint;
+  int days_left;
+} KeyCheck;
+
+static void
+key_check_free (KeyCheck *k)
+{
+  g_free (k->warning);
+  g_free (k->fingerprint);
+  g_free (k);
+}
+
+static void
+key_check_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  KeyCheck *k = g_new0 (KeyCheck, 1);
+  GError *error = NULL;
+
+  if (!sm_key_summary_soonest_expiry (SM_KEY_SUMMARY_WARN_DAYS, &k->warning, &k->fingerprint, &k->days_left,
+                                      &error))
+    {
+      key_check_free (k);
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_pointer (task, k, (GDestroyNotify) key_check_free);
+}
+
+/* Sets the properties, and signals a warning that is new or changed. */
+static void
+key_check_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmDbusService *self = SM_DBUS_SERVICE (source);
+  g_autoptr(GDBusMethodInvocation) invocation = user_data;   /* CheckKeys, or NULL */
+  g_autoptr(GError) error = NULL;
+  KeyCheck *k = g_task_propagate_pointer (G_TASK (result), &error);
+  const char *warning;
+
+  if (k == NULL)
+    {
+      /* Keep the last answer: a store that cannot be read now (gpg busy)
+       * does not make a key expire later. */
+      g_message ("Cannot check the keys for expiry: %s", error->message);
+      if (invocation)
+        g_dbus_method_invocation_return_gerror (invocation, error);
+      return;
+    }
+  warning = k->warning ? k->warning : "";
+  if (g_strcmp0 (sm_dbus_proxy1_get_key_warning (self->skeleton), warning) != 0 ||
+      sm_dbus_proxy1_get_key_days_left (self->skeleton) != k->days_left)
+    {
+      sm_dbus_proxy1_set_key_warning (self->skeleton, warning);
+      sm_dbus_proxy1_set_key_days_left (self->skeleton, k->days_left);
+      if (k->warning != NULL)
+        {
+          g_message ("Key %s: %d days left", k->fingerprint, k->days_left);
+          sm_dbus_proxy1_emit_key_expiring (self->skeleton, k->fingerprint, k->days_left, warning);
+        }
+    }
+  key_check_free (k);
+  if (invocation)
+    sm_dbus_proxy1_complete_check_keys (self->skeleton, invocation);
+}
+
+static void
+check_keys (SmDbusService *self, GDBusMethodInvocation *invocation)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, key_check_done, invocation ? g_object_ref (invocation) : NULL);
+
+  g_task_run_in_thread (task, key_check_thread);
+}
+
+static gboolean
+on_key_timer (gpointer user_data)
+{
+  check_keys (user_data, NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+handle_check_keys (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, SmDbusService *self)
+{
+  check_keys (self, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 /* ---- [PERSONAL] ---------------------------------------------------------------- */
 
 static void
@@ -366,6 +463,10 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
       g_message ("Receipts will not be listed over D-Bus: %s", local->message);
   }
   g_signal_connect (self->skeleton, "handle-list-receipts", G_CALLBACK (handle_list_receipts), self);
+  sm_dbus_proxy1_set_key_warning (self->skeleton, "");
+  g_signal_connect (self->skeleton, "handle-check-keys", G_CALLBACK (handle_check_keys), self);
+  check_keys (self, NULL);
+  self->key_timer = g_timeout_add_seconds (SM_DBUS_KEY_CHECK_INTERVAL_S, on_key_timer, self);
   if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton), connection,
                                          SM_DBUS_OBJECT_PATH, error))
     return NULL;

@@ -15,7 +15,7 @@ PKGS=(
   libglib2.0-dev glib-networking libgtk-3-dev libsecret-1-dev libgpgme-dev
   libetpan-dev libgnutls28-dev libsqlite3-dev libayatana-appindicator3-dev gettext
   # headless GUI, session bus, keyring
-  xvfb xauth gnome-keyring dbus dbus-x11
+  xvfb xauth gnome-keyring dbus dbus-x11 libglib2.0-bin
   # crypto
   gnupg gpgsm gpg-agent openssl ca-certificates
   # real mail stack (tests/stack/mailstack.sh) and its probes

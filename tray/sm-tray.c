@@ -36,6 +36,7 @@ struct _SmTray {
    * until the first list arrives. */
   GHashTable *receipts;
   gint64 started;             /* unix seconds: the first list announces only what changed since */
+  char *key_warning_shown;    /* the KeyWarning last notified: each one once per run */
 };
 
 G_DEFINE_TYPE (SmTray, sm_tray, G_TYPE_OBJECT)
@@ -67,6 +68,25 @@ notify_failure (SmTray *self, const char *error)
   g_notification_set_priority (n, G_NOTIFICATION_PRIORITY_HIGH);
   g_notification_set_default_action (n, "app.open");
   g_application_send_notification (G_APPLICATION (self->app), "provider-unreachable", n);
+}
+
+/* Says once per warning (at start, and when it changes: fewer days left)
+ * that a key expires soon; it opens the Keys page. */
+static void
+notify_key_warning (SmTray *self, const char *warning)
+{
+  g_autoptr(GNotification) n = NULL;
+
+  if (g_strcmp0 (self->key_warning_shown, warning) == 0)
+    return;
+  g_free (self->key_warning_shown);
+  self->key_warning_shown = g_strdup (warning);
+  n = g_notification_new (sm_dbus_proxy1_get_key_days_left (self->proxy) <= 0 ? _("Your key has expired")
+                                                                               : _("Your key expires soon"));
+  g_notification_set_body (n, warning);
+  g_notification_set_priority (n, G_NOTIFICATION_PRIORITY_HIGH);
+  g_notification_set_default_action_and_target (n, "app.open-page", "s", "keys");
+  g_application_send_notification (G_APPLICATION (self->app), "key-expiry", n);
 }
 
 static void
@@ -101,6 +121,17 @@ update (SmTray *self)
         notify_failure (self, err);
       self->was_online = FALSE;
     }
+  else if (sm_dbus_proxy1_get_key_warning (self->proxy) && *sm_dbus_proxy1_get_key_warning (self->proxy))
+    {
+      /* An expiring key is an error state (issue 6): mail stops when it
+       * runs out, and only the user or the administrator can act. */
+      const char *warning = sm_dbus_proxy1_get_key_warning (self->proxy);
+      self->state = SM_TRAY_STATE_ERROR;
+      status = g_strdup_printf (_("SecureMail: %s"), warning);
+      icon = ICON_ERROR;
+      ind_status = APP_INDICATOR_STATUS_ATTENTION;
+      self->was_online = TRUE;
+    }
   else
     {
       g_autofree char *provider = provider_name (self);
@@ -123,6 +154,9 @@ update (SmTray *self)
         }
       self->was_online = TRUE;
     }
+  /* Told even while locked or offline: the days run out all the same. */
+  if (owner != NULL && sm_dbus_proxy1_get_key_warning (self->proxy) && *sm_dbus_proxy1_get_key_warning (self->proxy))
+    notify_key_warning (self, sm_dbus_proxy1_get_key_warning (self->proxy));
   gtk_menu_item_set_label (GTK_MENU_ITEM (item (self, "status_item")), status);
   gtk_menu_item_set_label (GTK_MENU_ITEM (item (self, "lock_item")),
                            self->state == SM_TRAY_STATE_LOCKED ? _("Unlock") : _("Lock"));
@@ -483,6 +517,7 @@ static void
 sm_tray_finalize (GObject *object)
 {
   g_free (SM_TRAY (object)->config_path);
+  g_free (SM_TRAY (object)->key_warning_shown);
   g_clear_pointer (&SM_TRAY (object)->receipts, g_hash_table_unref);
   G_OBJECT_CLASS (sm_tray_parent_class)->finalize (object);
 }

@@ -15,7 +15,7 @@ typedef enum {
   SM_TRAY_STATE_NOT_RUNNING,   /* no proxy on the bus */
   SM_TRAY_STATE_OK,
   SM_TRAY_STATE_ATTENTION,     /* messages waiting in the queue */
-  SM_TRAY_STATE_ERROR,         /* provider unreachable */
+  SM_TRAY_STATE_ERROR,         /* provider unreachable, or a key expiring (KeyWarning) */
   SM_TRAY_STATE_LOCKED,        /* the unlock gate is closed */
 } SmTrayState;
 

@@ -138,7 +138,7 @@ test_pages_and_report (void)
 
   /* The support report: settings, checks, status, keys; never a secret. */
   report_path = g_build_filename (proxy->dir, "report.txt", NULL);
-  g_assert_true (sm_support_report_write (NULL, report_path, &error));
+  g_assert_true (sm_support_report_write (NULL, "test-gui-main-window", report_path, &error));
   g_assert_no_error (error);
   g_assert_true (g_file_get_contents (report_path, &report, NULL, NULL));
   if (g_test_verbose ())

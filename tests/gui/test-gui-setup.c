@@ -8,6 +8,7 @@
 #include "sm-gui-test.h"
 #include "sm-gui.h"
 #include "sm-setup-assistant.h"
+#include "sm-test-autoconfig.h"
 #include "sm-test-harness.h"
 
 static void
@@ -82,7 +83,14 @@ test_setup_completes (void)
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
   g_autofree char *port_text = NULL;
+  g_autofree char *document = NULL;
+  g_autofree char *answer = NULL;
+  g_autofree char *template = NULL;
+  g_autoptr(GTlsDatabase) ca = NULL;
   g_autoptr(SmSetupAssistant) setup = NULL;
+  SmTestHttps https = { 0 };
+  GSocketService *https_service;
+  guint16 https_port;
   g_autoptr(GError) error = NULL;
   GtkAssistant *a;
   GtkBuilder *b;
@@ -120,15 +128,46 @@ test_setup_completes (void)
   set_entry (b, "display_name_entry", "Alice Example");
   shot (a, "setup-2-account");
 
+  /* The domain's autoconfig document (served on loopback, with the stack's
+   * certificate) names the stack's servers: step 3 fills itself in. */
+  document = g_strdup_printf ("<?xml version=\"1.0\"?><clientConfig version=\"1.1\">"
+                              "<emailProvider id=\"example.test\"><domain>example.test</domain>"
+                              "<incomingServer type=\"imap\"><hostname>localhost</hostname><port>%s</port>"
+                              "<socketType>SSL</socketType><username>%%EMAILLOCALPART%%</username></incomingServer>"
+                              "<outgoingServer type=\"smtp\"><hostname>localhost</hostname><port>%s</port>"
+                              "<socketType>STARTTLS</socketType><username>%%EMAILLOCALPART%%</username></outgoingServer>"
+                              "</emailProvider></clientConfig>",
+                              sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_PORT"));
+  answer = sm_test_https_ok (document);
+  https.subdomain_answer = answer;
+  https.well_known_answer = answer;
+  https_service = sm_test_https_start (&https, sm_test_env ("SM_TEST_SERVER_CERT"), sm_test_env ("SM_TEST_SERVER_KEY"),
+                                       &https_port);
+  template = g_strdup_printf ("https://localhost:%u/mail/config-v1.1.xml?emailaddress={address}", https_port);
+  {
+    const char *templates[] = { template, NULL };
+    sm_autoconfig_set_url_templates (sm_setup_assistant_get_autoconfig (setup), templates);
+  }
+  ca = g_tls_file_database_new (sm_test_env ("SM_TEST_CA"), &error);
+  g_assert_no_error (error);
+  sm_autoconfig_set_tls_database (sm_setup_assistant_get_autoconfig (setup), ca);
+
   next (a, "page_provider");
-  g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "username_entry"))), ==,
-                   "alice@example.test");   /* prefilled from the address */
+  while (sm_setup_assistant_is_looking_up (setup))
+    g_main_context_iteration (NULL, TRUE);
+  settle ();
   imap = g_strdup_printf ("imaps://localhost:%s", sm_test_env ("SM_TEST_IMAPS_PORT"));
   smtp = g_strdup_printf ("smtp://localhost:%s", sm_test_env ("SM_TEST_SUBMISSION_PORT"));
-  set_entry (b, "imap_entry", imap);
-  set_entry (b, "smtp_entry", smtp);
-  set_entry (b, "username_entry", "alice");
+  g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "imap_entry"))), ==, imap);
+  g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "smtp_entry"))), ==, smtp);
+  g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "username_entry"))), ==, "alice");
+  g_assert_true (g_str_has_prefix (label (b, "provider_hint"), "These settings were found in https://localhost:"));
+  g_assert_cmpuint (https.requests->len, ==, 1);
+  g_assert_nonnull (strstr (https.requests->pdata[0], "emailaddress=alice%40example.test"));
+  sm_test_https_stop (&https, https_service);
   set_entry (b, "ca_file_entry", sm_test_env ("SM_TEST_CA"));
+  /* Where they came from stays said while they are unchanged. */
+  g_assert_true (g_str_has_prefix (label (b, "provider_hint"), "These settings were found in https://localhost:"));
   shot (a, "setup-3-provider");
 
   /* A wrong password first: the test says what failed and what to do. */

@@ -680,6 +680,147 @@ test_receipt_notification (Fixture *f, gconstpointer data)
   sm_test_proxy_stop (alice);
 }
 
+/* A receipt that fails its checks: alice sends to bob, then a receipt for
+ * that message arrives signed by someone other than bob (here alice's own
+ * key: she sends it to herself through her proxy, which signs it).  When
+ * her mail client reads it, her proxy marks bob's row failed, and the tray
+ * says "Receipt failed" with the reason. */
+static void
+test_receipt_failed_notification (Fixture *f, gconstpointer data)
+{
+  g_autoptr(Notifications) notifications = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *mid = NULL;
+  g_autofree char *mdn_mid = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *mdn = NULL;
+  g_autofree char *reply = NULL;
+  g_autofree char *landed = NULL;
+  const char *shown;
+
+  if (!sm_test_require_stack ())
+    return;
+  notifications = notifications_start ();
+  proxy = start_proxy_and_tray (f);
+
+  mid = g_strdup_printf ("<tray-failed-%s@example.test>", uuid);
+  msg = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
+                         "Subject: please confirm\r\nMessage-ID: %s\r\n\r\nPlease confirm.\r\n", mid);
+  reply = sm_test_smtp_submit (proxy, "alice@example.test", "bob@example.test", msg);
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250 "));
+  g_clear_pointer (&reply, g_free);
+
+  /* RFC 8098 §3: a disposition notification "from bob", signed by alice. */
+  mdn_mid = g_strdup_printf ("<tray-forged-mdn-%s@example.test>", uuid);
+  mdn = g_strdup_printf ("From: Alice <alice@example.test>\r\nTo: Alice <alice@example.test>\r\n"
+                         "Subject: Signed receipt\r\nMessage-ID: %s\r\nIn-Reply-To: %s\r\nMIME-Version: 1.0\r\n"
+                         "Content-Type: multipart/report; report-type=disposition-notification; boundary=\"b1\"\r\n"
+                         "\r\n--b1\r\nContent-Type: text/plain\r\n\r\nforged receipt %s\r\n"
+                         "--b1\r\nContent-Type: message/disposition-notification\r\n\r\n"
+                         "Reporting-UA: test\r\nFinal-Recipient: rfc822;bob@example.test\r\n"
+                         "Original-Message-ID: %s\r\n"
+                         "Disposition: automatic-action/MDN-sent-automatically; processed\r\n"
+                         "Received-Content-MIC: AAAA, sha256\r\n\r\n--b1--\r\n",
+                         mdn_mid, mid, uuid, mid);
+  reply = sm_test_smtp_submit (proxy, "alice@example.test", "alice@example.test", mdn);
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250 "));
+  landed = sm_test_maildir_read ("alice", mdn_mid, RECEIPT_TIMEOUT_MS);
+  g_assert_nonnull (landed);
+
+  sm_test_fetch_all (proxy, uuid);
+  shown = wait_notification (notifications->seen, "Receipt failed");
+  if (g_test_verbose ())
+    g_printerr ("notification: %s\n", shown);
+  g_assert_nonnull (strstr (shown, "The receipt from bob@example.test for your message"));
+  g_assert_nonnull (strstr (shown, mid));
+  g_assert_nonnull (strstr (shown, "not the recipient's certificate"));
+  sm_test_proxy_stop (proxy);
+}
+
+/* ---- key expiry ----------------------------------------------------------------------- */
+
+#define SNI_PATH "/org/ayatana/NotificationItem/securemail_tray"
+/* Days of the key that must set off the warning: well inside the daemon's
+ * 30-day threshold. */
+#define SHORT_KEY_DAYS "10"
+
+/* A string property of the tray's StatusNotifierItem, read as a desktop's
+ * panel reads it. */
+static char *
+sni_property (const char *bus_name, const char *name)
+{
+  g_autoptr(GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GVariant) value = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = g_dbus_connection_call_sync (bus, bus_name, SNI_PATH, "org.freedesktop.DBus.Properties", "Get",
+                                       g_variant_new ("(ss)", "org.kde.StatusNotifierItem", name),
+                                       G_VARIANT_TYPE ("(v)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+  g_assert_no_error (error);
+  g_variant_get (reply, "(v)", &value);
+  return g_variant_dup_string (value, NULL);
+}
+
+/* The user's key runs out in 10 days: once the daemon has read the store
+ * again (CheckKeys, as after making a key), the tray turns to its error
+ * state, says so in the status line and in one notification that opens the
+ * Keys page.  `securemail status` shows the same warning. */
+static void
+test_key_expiry (Fixture *f, gconstpointer data)
+{
+  g_autoptr(Notifications) notifications = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *status = NULL;
+  g_autofree char *sni_status = NULL;
+  g_autofree char *icon = NULL;
+  const char *shown;
+  guint n_shown = 0;
+
+  if (!sm_test_require_stack ())
+    return;
+  notifications = notifications_start ();
+  proxy = start_proxy_and_tray (f);
+  sni_status = sni_property (f->bus_name, "Status");
+  g_assert_cmpstr (sni_status, ==, "Active");
+
+  if (sm_test_cli (proxy, NULL, &out, &err, "keys", "generate", "--protocol", "openpgp", "--days", SHORT_KEY_DAYS,
+                   NULL) != 0)
+    g_error ("keys generate: %s", err);
+  sm_test_proxy_check_keys (proxy);
+
+  status = sm_gui_test_wait_status (f->bus_name, "expires in", SM_GUI_TEST_TIMEOUT_MS);
+  if (!g_str_has_prefix (status, "SecureMail: Your OpenPGP key for alice@example.test expires in "))
+    g_error ("status line: %s", status);
+  g_assert_nonnull (strstr (status, " days: make a new one under Keys and certificates"));
+  g_free (sni_status);
+  sni_status = sni_property (f->bus_name, "Status");
+  g_assert_cmpstr (sni_status, ==, "NeedsAttention");
+  icon = sni_property (f->bus_name, "AttentionIconName");
+  g_assert_cmpstr (icon, ==, "dialog-error");
+
+  shown = wait_notification (notifications->seen, "Your key expires soon");
+  if (g_test_verbose ())
+    g_printerr ("notification: %s\n", shown);
+  g_assert_nonnull (strstr (shown, "Your OpenPGP key for alice@example.test expires in "));
+
+  /* Asking again changes nothing: no second notification. */
+  n_shown = notifications->seen->len;
+  sm_test_proxy_check_keys (proxy);
+  g_usleep (G_USEC_PER_SEC);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  for (guint i = 0; g_test_verbose () && i < notifications->seen->len; i++)
+    g_printerr ("notification %u: %s\n", i, (const char *) notifications->seen->pdata[i]);
+  g_assert_cmpuint (notifications->seen->len, ==, n_shown);
+  sm_test_proxy_stop (proxy);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -693,6 +834,9 @@ main (int argc, char **argv)
               test_delivery_failed_notification, fixture_teardown);
   g_test_add ("/gui/tray/receipt-notification", Fixture, NULL, fixture_setup, test_receipt_notification,
               fixture_teardown);
+  g_test_add ("/gui/tray/receipt-failed-notification", Fixture, NULL, fixture_setup,
+              test_receipt_failed_notification, fixture_teardown);
+  g_test_add ("/gui/tray/key-expiry", Fixture, NULL, fixture_setup, test_key_expiry, fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,

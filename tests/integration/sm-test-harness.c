@@ -731,6 +731,18 @@ sm_test_proxy_wait_dbus (SmTestProxy *proxy)
     }
 }
 
+void
+sm_test_proxy_check_keys (SmTestProxy *proxy)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_proxy_run (proxy, "gdbus", NULL, &out, &err, "call", "--session", "--dest", "org.securemail.Proxy",
+                         "--object-path", "/org/securemail/Proxy", "--method", "org.securemail.Proxy1.CheckKeys",
+                         NULL) != 0)
+    g_error ("CheckKeys failed: %s", err);
+}
+
 /* APPENDs a message straight to Dovecot (argv: imaps port, CA, user,
  * password, subject) and prints its UID. */
 static const char append_py[] =

@@ -153,6 +153,11 @@ G_BEGIN_DECLS
  * SM_TEST_DBUS_WAIT_MS. */
 void sm_test_proxy_wait_dbus (SmTestProxy *proxy);
 
+/* Asks @proxy over D-Bus to read its key store again (CheckKeys, what the
+ * GUI does after making a key) and waits for the answer; fails the test if
+ * the call fails. */
+void sm_test_proxy_check_keys (SmTestProxy *proxy);
+
 /* ---- straight to Dovecot, around the proxy ------------------------------------ */
 
 /* APPENDs a small message from bob@example.test with @subject (and a fixed
