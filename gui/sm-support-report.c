@@ -171,6 +171,9 @@ sm_support_report_build (const char *config_path)
       secret = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, config->address, NULL);
       cut_secret (out, secret);
       sm_keyring_free (secret);
+      secret = sm_keyring_lookup (SM_KEYRING_OAUTH2_REFRESH_TOKEN, config->address, NULL);
+      cut_secret (out, secret);
+      sm_keyring_free (secret);
     }
   return g_string_free (out, FALSE);
 }

@@ -161,12 +161,14 @@ sm_doctor_run (const char *config_path)
           pass (c_local, _("present"));
         sm_keyring_free (local);
         g_clear_error (&e);
-        password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, config->address, &e);
+        password = sm_upstream_get_secret (config, NULL, &e);
         if (password == NULL)
           {
             fail (c_provider, e->message,
-                  _("Run “securemail account set-password” and type the password your provider "
-                    "gave you."));
+                  config->auth == SM_AUTH_OAUTH2
+                      ? _("Run “securemail account oauth2-login” and sign in to your provider.")
+                      : _("Run “securemail account set-password” and type the password your provider "
+                          "gave you."));
             skip (c_imap, _("needs the provider password"));
             skip (c_smtp, _("needs the provider password"));
           }
