@@ -188,6 +188,8 @@ cmd_status (void)
           json_builder_add_string_value (b, sm_dbus_proxy1_get_account (proxy));
           json_builder_set_member_name (b, "locked");
           json_builder_add_boolean_value (b, sm_dbus_proxy1_get_locked (proxy));
+          json_builder_set_member_name (b, "sign_in_needed");
+          json_builder_add_boolean_value (b, sm_dbus_proxy1_get_consent_needed (proxy));
           json_builder_set_member_name (b, "upstream_reachable");
           json_builder_add_boolean_value (b, sm_dbus_proxy1_get_online (proxy));
           json_builder_set_member_name (b, "last_error");
@@ -214,6 +216,8 @@ cmd_status (void)
       g_print (_("SecureMail is running for %s\n"), sm_dbus_proxy1_get_account (proxy));
       g_print (_("  Locked:            %s\n"), sm_dbus_proxy1_get_locked (proxy) ? _("yes") : _("no"));
       g_print (_("  Provider:          %s\n"), sm_dbus_proxy1_get_online (proxy) ? _("reachable") : _("NOT reachable"));
+      if (sm_dbus_proxy1_get_consent_needed (proxy))
+        g_print (_("  Sign-in needed:    yes: run “securemail account oauth2-login”\n"));
       if (last && *last)
         g_print (_("  Last problem:      %s\n"), last);
       g_print (_("  Outbound queue:    %u message(s)\n"), sm_dbus_proxy1_get_queue_size (proxy));

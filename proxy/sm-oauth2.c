@@ -137,14 +137,16 @@ notify_consent (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Called with the lock held, from any thread. */
+/* Called with the lock held, from any thread.  The notification always
+ * goes through an idle source on the main context, even from the main
+ * thread: its handlers read the property, which takes the lock again. */
 static void
 set_consent_needed (SmOAuth2 *self, gboolean needed)
 {
   if (self->consent_needed == needed)
     return;
   self->consent_needed = needed;
-  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, notify_consent, g_object_ref (self), g_object_unref);
+  g_idle_add_full (G_PRIORITY_DEFAULT, notify_consent, g_object_ref (self), g_object_unref);
 }
 
 gboolean

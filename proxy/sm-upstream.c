@@ -180,6 +180,39 @@ oauth2_refused (const SmConfig *config, GError **error, const char *detail)
                config->username, detail);
 }
 
+/* One login attempt with @token on an open connection; @attempt counts
+ * from 0.  Fails with SM_ERROR_AUTH when the provider refused the token. */
+typedef gboolean (*OAuth2Attempt) (gpointer ctx, const char *token, guint attempt, GError **error);
+
+/* Logs in with @token; when the provider refuses it (revoked before its
+ * time, or our clock is off), once more on the same connection with a
+ * fresh one from the token endpoint (IMAP and SMTP both allow another
+ * AUTHENTICATE/AUTH after a failed one).  When that refresh needs the
+ * user's consent, that error is the one reported. */
+static gboolean
+oauth2_login_with_retry (const SmConfig *config, const char *token, OAuth2Attempt attempt, gpointer ctx,
+                         GCancellable *cancellable, GError **error)
+{
+  g_autoptr(GError) first = NULL;
+  char *fresh;
+  gboolean ok;
+
+  if (attempt (ctx, token, 0, &first))
+    return TRUE;
+  if (!g_error_matches (first, SM_ERROR, SM_ERROR_AUTH))
+    {
+      g_propagate_error (error, g_steal_pointer (&first));
+      return FALSE;
+    }
+  g_message ("OAuth2: the provider refused the access token; trying a fresh one");
+  fresh = sm_oauth2_get_access_token (sm_oauth2_get_shared (config), cancellable, error);
+  if (fresh == NULL)
+    return FALSE;
+  ok = attempt (ctx, fresh, 1, error);
+  sm_keyring_free (fresh);
+  return ok;
+}
+
 /* ---- IMAP ---------------------------------------------------------------- */
 
 void
@@ -318,10 +351,26 @@ wipe_free (char *s)
 
 /* IMAP AUTHENTICATE OAUTHBEARER / XOAUTH2 (RFC 9051 §6.2.2, RFC 7628 §3)
  * with the access token @token; SASL-IR (RFC 4959) when offered. */
+typedef struct {
+  GIOStream *stream;
+  SmLineReader *reader;
+  const SmConfig *config;
+  const char *caps;
+  char **caps_out;
+  GCancellable *cancellable;
+} ImapOAuth2Login;
+
 static gboolean
-imap_login_oauth2 (GIOStream *stream, SmLineReader *reader, const SmConfig *config, const char *token,
-                   const char *caps, char **caps_out, GCancellable *cancellable, GError **error)
+imap_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **error)
 {
+  ImapOAuth2Login *l = ctx;
+  GIOStream *stream = l->stream;
+  SmLineReader *reader = l->reader;
+  const SmConfig *config = l->config;
+  const char *caps = l->caps;
+  char **caps_out = l->caps_out;
+  GCancellable *cancellable = l->cancellable;
+  const char *tag = attempt == 0 ? "smp2" : "smp5";
   OAuth2Mech mech = choose_oauth2_mech (has_capability (caps, "AUTH=OAUTHBEARER"),
                                         has_capability (caps, "AUTH=XOAUTH2"));
   g_autofree char *text = NULL;
@@ -340,11 +389,11 @@ imap_login_oauth2 (GIOStream *stream, SmLineReader *reader, const SmConfig *conf
     }
   ir = oauth2_initial_response (mech, config->username, token, config->imap.host, config->imap.port);
   if (has_capability (caps, "SASL-IR"))
-    cmd = g_strdup_printf ("smp2 AUTHENTICATE %s %s\r\n", oauth2_mech_name (mech), ir);
+    cmd = g_strdup_printf ("%s AUTHENTICATE %s %s\r\n", tag, oauth2_mech_name (mech), ir);
   else
     {
       g_autofree char *cont = NULL;
-      g_autofree char *start = g_strdup_printf ("smp2 AUTHENTICATE %s\r\n", oauth2_mech_name (mech));
+      g_autofree char *start = g_strdup_printf ("%s AUTHENTICATE %s\r\n", tag, oauth2_mech_name (mech));
       if (!write_all (stream, start, strlen (start), cancellable, error) ||
           (cont = sm_line_reader_read_line (reader, SM_UPSTREAM_MAX_LINE, cancellable, error)) == NULL)
         {
@@ -400,7 +449,7 @@ imap_login_oauth2 (GIOStream *stream, SmLineReader *reader, const SmConfig *conf
           g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE, _("The provider closed the session: %s"), why);
           return FALSE;
         }
-      if (resp.kind == SM_IMAP_RESPONSE_TAGGED && g_strcmp0 (resp.tag, "smp2") == 0)
+      if (resp.kind == SM_IMAP_RESPONSE_TAGGED && g_strcmp0 (resp.tag, tag) == 0)
         {
           st = resp.status;
           text = sm_upstream_sanitize_text (resp.text);
@@ -424,7 +473,10 @@ imap_login (GIOStream *stream, SmLineReader *reader, const SmConfig *config, con
   SmImapStatus st;
 
   if (config->auth == SM_AUTH_OAUTH2)
-    return imap_login_oauth2 (stream, reader, config, password, caps, caps_out, cancellable, error);
+    {
+      ImapOAuth2Login l = { stream, reader, config, caps, caps_out, cancellable };
+      return oauth2_login_with_retry (config, password, imap_oauth2_attempt, &l, cancellable, error);
+    }
 
   if (has_capability (caps, "AUTH=PLAIN"))
     {
@@ -792,10 +844,19 @@ extension_params (SmSmtpClient *client, const char *ext)
 
 /* SMTP AUTH OAUTHBEARER / XOAUTH2 (RFC 4954, RFC 7628 §3) with the
  * initial response on the AUTH line. */
+typedef struct {
+  SmSmtpClient *client;
+  const SmConfig *config;
+  GCancellable *cancellable;
+} SmtpOAuth2Login;
+
 static gboolean
-smtp_auth_oauth2 (SmSmtpClient *c, const SmConfig *config, const char *token, GCancellable *cancellable,
-                  GError **error)
+smtp_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **error)
 {
+  SmtpOAuth2Login *l = ctx;
+  SmSmtpClient *c = l->client;
+  const SmConfig *config = l->config;
+  GCancellable *cancellable = l->cancellable;
   const char *mechs = extension_params (c, "AUTH");
   g_auto(GStrv) list = g_strsplit (mechs ? mechs : "", " ", -1);
   g_autoptr(SmSmtpReply) reply = NULL;
@@ -854,7 +915,10 @@ smtp_auth (SmSmtpClient *c, const SmConfig *config, const char *password, GCance
   gboolean plain = FALSE, login = FALSE;
 
   if (config->auth == SM_AUTH_OAUTH2)
-    return smtp_auth_oauth2 (c, config, password, cancellable, error);
+    {
+      SmtpOAuth2Login l = { c, config, cancellable };
+      return oauth2_login_with_retry (config, password, smtp_oauth2_attempt, &l, cancellable, error);
+    }
 
   for (guint i = 0; list[i]; i++)
     {

@@ -1,0 +1,390 @@
+/* test-oauth2.c: [upstream] auth = oauth2 (issue 7) with the real proxy, CLI,
+ * Dovecot and Postfix, and the provider's OAuth server on loopback
+ * (oauth2-provider.py: token, authorization, device and introspection
+ * endpoints; Dovecot validates every bearer token at the latter).
+ *
+ * Needs the stack started with SM_STACK_OAUTH2_PORT (mailstack.sh), which
+ * exports SM_TEST_OAUTH2_PORT; skips without it.
+ *
+ * - IMAP through the proxy logs in upstream with OAUTHBEARER; a second
+ *   login reuses the cached access token (the token endpoint is not asked).
+ * - SMTP: a message submitted to the proxy is relayed with OAUTHBEARER and
+ *   delivered (no provider password is stored at all).
+ * - An access token past its lifetime (less the margin) is refreshed: the
+ *   token endpoint is hit again and the login works; a rotated refresh
+ *   token replaces the old one in the keyring.
+ * - A revoked grant: the next login is refused with NO [UNAVAILABLE] naming
+ *   `securemail account oauth2-login`, D-Bus ConsentNeeded turns TRUE, SMTP
+ *   MAIL gets 454 4.7.0, `securemail status` says so; OAuth2SignedIn (what
+ *   the CLI calls after a new sign-in) clears it.
+ * - No token the provider issued ever appears in the proxy's log or the
+ *   CLI's output (checked after every test).
+ */
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+#include "sm-test-harness.h"
+
+#define CLIENT_ID           "securemail-test-client"
+#define PROVIDER_WAIT_MS    10000
+#define DELIVERY_TIMEOUT_MS 60000
+#define SHORT_LIFETIME_S    4     /* margin = 1 s (a quarter): refreshed after 3 s */
+
+typedef struct {
+  SmTestProxy *proxy;
+  GSubprocess *provider;
+  guint16 port;
+  char *address;
+  GString *cli_output;        /* everything the CLI printed, for the token check */
+} Fixture;
+
+/* ---- the provider's OAuth server ------------------------------------------ */
+
+/* Calls the provider's test control endpoint; returns the JSON reply. */
+static JsonObject *
+provider_call (Fixture *f, const char *method, const char *path, const char *json_body)
+{
+  static const char script[] =
+    "import sys, urllib.request\n"
+    "port, method, path, body = sys.argv[1:5]\n"
+    "req = urllib.request.Request('http://127.0.0.1:%s%s' % (port, path), method=method,\n"
+    "    data=body.encode() if method == 'POST' else None, headers={'Content-Type': 'application/json'})\n"
+    "sys.stdout.write(urllib.request.urlopen(req, timeout=10).read().decode())\n";
+  g_autofree char *port = g_strdup_printf ("%u", f->port);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (sm_test_python (NULL, script, &out, &err, port, method, path, json_body ? json_body : "{}", NULL),
+                   ==, 0);
+  json_parser_load_from_data (parser, out, -1, &error);
+  g_assert_no_error (error);
+  return json_object_ref (json_node_get_object (json_parser_get_root (parser)));
+}
+
+static gint64
+provider_stat (Fixture *f, const char *name)
+{
+  g_autoptr(JsonObject) o = provider_call (f, "GET", "/control/stats", NULL);
+  return json_object_get_int_member (json_object_get_object_member (o, "stats"), name);
+}
+
+static void
+start_provider (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  const char *script = g_getenv ("SM_OAUTH2_PROVIDER");
+  g_autofree char *port = g_strdup_printf ("%u", f->port);
+  GInputStream *out;
+  char buf[16] = { 0 };
+  gssize n;
+
+  g_assert_nonnull (script);
+  f->provider = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, "/usr/bin/python3", script, port,
+                                  CLIENT_ID, NULL);
+  g_assert_no_error (error);
+  out = g_subprocess_get_stdout_pipe (f->provider);
+  n = g_input_stream_read (out, buf, sizeof buf - 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (n, >, 0);
+  g_assert_true (g_str_has_prefix (buf, "ready"));
+}
+
+/* Stores a refresh token in the keyring as `securemail account
+ * oauth2-login` would, with libsecret's own tool (schema
+ * org.securemail.Secret, kind oauth2-refresh-token). */
+static void
+store_refresh_token (Fixture *f, const char *token)
+{
+  const char *argv[] = { "secret-tool", "store", "--label=SecureMail test sign-in", "xdg:schema", "org.securemail.Secret",
+                         "kind", "oauth2-refresh-token",
+                         "account", f->address, NULL };
+  g_autofree char *err = NULL;
+
+  g_assert_cmpint (sm_test_run (argv, NULL, token, NULL, &err), ==, 0);
+}
+
+static char *
+keyring_refresh_token (Fixture *f)
+{
+  const char *argv[] = { "secret-tool", "lookup", "kind", "oauth2-refresh-token", "account", f->address, NULL };
+  char *out = NULL;
+
+  g_assert_cmpint (sm_test_run (argv, NULL, NULL, &out, NULL), ==, 0);
+  return out;
+}
+
+/* ---- fixture --------------------------------------------------------------- */
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL;
+  g_autofree char *extra = NULL;
+  g_autoptr(JsonObject) seed = NULL;
+
+  f->address = g_strdup ("alice@example.test");
+  f->cli_output = g_string_new (NULL);
+  if (!sm_test_require_stack ())
+    return;
+  if (g_getenv ("SM_TEST_OAUTH2_PORT") == NULL)
+    {
+      g_test_skip ("the mail stack was started without SM_STACK_OAUTH2_PORT");
+      return;
+    }
+  f->port = sm_test_env_port ("SM_TEST_OAUTH2_PORT");
+  start_provider (f);
+  if (data != NULL)
+    {
+      g_autoptr(JsonObject) configured = provider_call (f, "POST", "/control/config", data);
+    }
+  seed = provider_call (f, "POST", "/control/seed", "{\"username\": \"alice\"}");
+  store_refresh_token (f, json_object_get_string_member (seed, "refresh_token"));
+
+  upstream = sm_test_upstream_section ("alice");
+  extra = g_strdup_printf ("[oauth2]\n"
+                           "token_endpoint = http://127.0.0.1:%u/token\n"
+                           "authorization_endpoint = http://127.0.0.1:%u/authorize\n"
+                           "device_authorization_endpoint = http://127.0.0.1:%u/device\n"
+                           "client_id = " CLIENT_ID "\n"
+                           "scope = mail offline_access\n",
+                           f->port, f->port, f->port);
+  {
+    g_autofree char *with_auth = g_strconcat (upstream, "auth = oauth2\n", NULL);
+    /* No provider password at all: every upstream login must be OAuth2. */
+    f->proxy = sm_test_proxy_start (f->address, with_auth, NULL, extra);
+  }
+  sm_test_proxy_wait_dbus (f->proxy);
+}
+
+/* No token the provider issued may be in the proxy's log or anything the
+ * CLI printed (SPEC.md "Files": no secret in a log). */
+static void
+check_no_token_leaked (Fixture *f)
+{
+  g_autoptr(JsonObject) stats = provider_call (f, "GET", "/control/stats", NULL);
+  JsonArray *issued = json_object_get_array_member (stats, "issued");
+  g_autofree char *log = NULL;
+
+  g_assert_true (g_file_get_contents (f->proxy->log_path, &log, NULL, NULL));
+  g_assert_cmpuint (json_array_get_length (issued), >, 0);
+  for (guint i = 0; i < json_array_get_length (issued); i++)
+    {
+      const char *token = json_array_get_string_element (issued, i);
+      g_assert_null (strstr (log, token));
+      g_assert_null (strstr (f->cli_output->str, token));
+    }
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  if (f->proxy != NULL && f->provider != NULL)
+    check_no_token_leaked (f);
+  g_clear_pointer (&f->proxy, sm_test_proxy_free);
+  if (f->provider != NULL)
+    {
+      g_subprocess_force_exit (f->provider);
+      g_subprocess_wait (f->provider, NULL, NULL);
+      g_clear_object (&f->provider);
+    }
+  g_free (f->address);
+  g_string_free (f->cli_output, TRUE);
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+/* Logs in to the proxy's IMAP listener (which logs in upstream) and, when
+ * that worked, SELECTs INBOX; returns the tagged reply to LOGIN. */
+static char *
+imap_login (Fixture *f)
+{
+  g_autoptr(SmTestClient) c = sm_test_client_connect (f->proxy->imap_port);
+  g_autofree char *greeting = sm_test_client_line (c);
+  g_autofree char *cmd = g_strdup_printf ("a1 LOGIN %s %s\r\n", f->proxy->address, f->proxy->local_password);
+  char *reply;
+
+  g_assert_nonnull (greeting);
+  sm_test_client_send (c, cmd);
+  reply = sm_test_client_until (c, "a1 ");
+  g_assert_nonnull (reply);
+  if (g_str_has_prefix (reply, "a1 OK"))
+    {
+      g_autofree char *sel = NULL;
+      sm_test_client_send (c, "a2 SELECT INBOX\r\n");
+      sel = sm_test_client_until (c, "a2 ");
+      g_assert_true (g_str_has_prefix (sel, "a2 OK"));
+      sm_test_client_send (c, "a3 LOGOUT\r\n");
+    }
+  return reply;
+}
+
+static void
+assert_login_ok (Fixture *f)
+{
+  g_autofree char *reply = imap_login (f);
+  if (!g_str_has_prefix (reply, "a1 OK"))
+    g_error ("login through the proxy failed: %s", reply);
+}
+
+static gboolean
+consent_needed (Fixture *f)
+{
+  const char *argv[] = { "gdbus", "call", "--session", "--dest", "org.securemail.Proxy", "--object-path",
+                         "/org/securemail/Proxy", "--method", "org.freedesktop.DBus.Properties.Get",
+                         "org.securemail.Proxy1", "ConsentNeeded", NULL };
+  g_autofree char *out = NULL;
+
+  g_assert_cmpint (sm_test_run (argv, NULL, NULL, &out, NULL), ==, 0);
+  return strstr (out, "true") != NULL;
+}
+
+static void
+cli (Fixture *f, int expected, char **out, ...)
+{
+  g_autofree char *o = NULL;
+  g_autofree char *e = NULL;
+  const char *args[8] = { 0 };
+  va_list ap;
+  guint n = 0;
+  int rc;
+
+  va_start (ap, out);
+  for (const char *a = va_arg (ap, const char *); a != NULL && n < G_N_ELEMENTS (args) - 1;
+       a = va_arg (ap, const char *))
+    args[n++] = a;
+  va_end (ap);
+  rc = sm_test_cli (f->proxy, NULL, &o, &e, args[0], args[1], args[2], args[3], NULL);
+  g_string_append_printf (f->cli_output, "%s\n%s\n", o, e);
+  if (rc != expected)
+    g_error ("securemail %s: exit %d, expected %d; stderr: %s", args[0], rc, expected, e);
+  if (out)
+    *out = g_strconcat (o, e, NULL);
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void
+test_imap_login (Fixture *f, gconstpointer data)
+{
+  g_autofree char *dovecot_log = NULL;
+  g_autofree char *path = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  assert_login_ok (f);
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 1);
+  g_assert_cmpint (provider_stat (f, "introspect_active"), >=, 1);
+  /* The cached access token serves the next login. */
+  assert_login_ok (f);
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 1);
+  g_assert_cmpint (provider_stat (f, "introspect_active"), >=, 2);
+  g_assert_false (consent_needed (f));
+  /* Dovecot offers both: the standard mechanism is the one used. */
+  path = g_build_filename (sm_test_env ("SM_TEST_STACK"), "dovecot.log", NULL);
+  g_assert_true (g_file_get_contents (path, &dovecot_log, NULL, NULL));
+  g_assert_nonnull (strstr (dovecot_log, "method=OAUTHBEARER"));
+}
+
+static void
+test_smtp_submit (Fixture *f, gconstpointer data)
+{
+  g_autofree char *marker = NULL;
+  g_autofree char *msg = NULL;
+  g_autofree char *reply = NULL;
+  g_autofree char *uuid = g_uuid_string_random ();
+
+  if (f->proxy == NULL)
+    return;
+  marker = g_strdup_printf ("oauth2-smtp-%s", uuid);
+  msg = g_strdup_printf ("From: alice@example.test\r\nTo: bob@example.test\r\nSubject: %s\r\n\r\nhello\r\n", marker);
+  reply = sm_test_smtp_submit (f->proxy, "alice@example.test", "bob@example.test", msg);
+  g_assert_true (g_str_has_prefix (reply, "250"));
+  g_assert_true (sm_test_maildir_wait ("bob", marker, DELIVERY_TIMEOUT_MS));
+  g_assert_cmpint (provider_stat (f, "refresh"), >=, 1);
+  g_assert_cmpint (provider_stat (f, "introspect_active"), >=, 1);
+}
+
+static void
+test_refresh_expired (Fixture *f, gconstpointer data)
+{
+  g_autofree char *first = NULL;
+  g_autofree char *second = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  first = keyring_refresh_token (f);
+  assert_login_ok (f);
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 1);
+  /* The provider rotates refresh tokens: the new one is in the keyring. */
+  second = keyring_refresh_token (f);
+  g_assert_cmpstr (first, !=, second);
+  g_assert_cmpuint (strlen (second), >, 0);
+
+  assert_login_ok (f);
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 1);
+  /* Past the lifetime less the margin the token is renewed first. */
+  g_usleep (SHORT_LIFETIME_S * G_USEC_PER_SEC);
+  assert_login_ok (f);
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 2);
+  g_assert_false (consent_needed (f));
+}
+
+static void
+test_revoked (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SmTestClient) smtp = NULL;
+  g_autoptr(JsonObject) revoked = NULL;
+  g_autofree char *reply = NULL;
+  g_autofree char *mail = NULL;
+  g_autofree char *status = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  assert_login_ok (f);
+  g_assert_false (consent_needed (f));
+  revoked = provider_call (f, "POST", "/control/revoke", NULL);
+
+  /* The cached access token is refused by Dovecot now, the refresh gets
+   * invalid_grant: only the user can fix that, and the client is told. */
+  reply = imap_login (f);
+  g_assert_true (g_str_has_prefix (reply, "a1 NO [UNAVAILABLE]"));
+  g_assert_nonnull (strstr (reply, "securemail account oauth2-login"));
+  g_assert_nonnull (strstr (reply, "invalid_grant"));
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 2);
+  g_assert_true (consent_needed (f));
+
+  cli (f, 0, &status, "status", NULL);
+  g_assert_nonnull (strstr (status, "oauth2-login"));
+
+  smtp = sm_test_smtp_open (f->proxy, TRUE);
+  mail = sm_test_smtp_command (smtp, "MAIL FROM:<alice@example.test>", "454 4.7.0");
+  g_assert_nonnull (strstr (mail, "oauth2-login"));
+
+  /* A new sign-in (here: seeded by hand) and the CLI's call clear it. */
+  {
+    g_autoptr(JsonObject) seed = provider_call (f, "POST", "/control/seed", "{\"username\": \"alice\"}");
+    const char *argv[] = { "gdbus", "call", "--session", "--dest", "org.securemail.Proxy", "--object-path",
+                           "/org/securemail/Proxy", "--method", "org.securemail.Proxy1.OAuth2SignedIn", NULL };
+    g_autofree char *err = NULL;
+    store_refresh_token (f, json_object_get_string_member (seed, "refresh_token"));
+    if (sm_test_run (argv, NULL, NULL, NULL, &err) != 0)
+      g_error ("OAuth2SignedIn failed: %s", err);
+  }
+  g_assert_false (consent_needed (f));
+  assert_login_ok (f);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/oauth2/imap/login-and-cache", Fixture, NULL, fixture_setup, test_imap_login, fixture_teardown);
+  g_test_add ("/oauth2/smtp/relay", Fixture, NULL, fixture_setup, test_smtp_submit, fixture_teardown);
+  g_test_add ("/oauth2/refresh/expired", Fixture, "{\"expires_in\": " G_STRINGIFY (SHORT_LIFETIME_S) ", \"rotate\": true}",
+              fixture_setup, test_refresh_expired, fixture_teardown);
+  g_test_add ("/oauth2/revoked/consent-needed", Fixture, NULL, fixture_setup, test_revoked, fixture_teardown);
+  return g_test_run ();
+}
