@@ -17,6 +17,13 @@
  *   `securemail account oauth2-login`, D-Bus ConsentNeeded turns TRUE, SMTP
  *   MAIL gets 454 4.7.0, `securemail status` says so; OAuth2SignedIn (what
  *   the CLI calls after a new sign-in) clears it.
+ * - `securemail account oauth2-login --device` (RFC 8628): shows the code,
+ *   polls no faster than the interval, honours slow_down, stores the
+ *   refresh token it gets, and the proxy logs in with it.
+ * - `securemail account oauth2-login` (PKCE in the browser; the browser is
+ *   oauth2-browser.py through $BROWSER): the code comes back to the CLI's
+ *   loopback listener and is exchanged with the verifier; a redirect with a
+ *   forged state is refused and nothing is exchanged or stored.
  * - No token the provider issued ever appears in the proxy's log or the
  *   CLI's output (checked after every test).
  */
@@ -377,6 +384,87 @@ test_revoked (Fixture *f, gconstpointer data)
   assert_login_ok (f);
 }
 
+/* The newest refresh token the provider issued. */
+static char *
+last_issued_refresh_token (Fixture *f)
+{
+  g_autoptr(JsonObject) stats = provider_call (f, "GET", "/control/stats", NULL);
+  JsonArray *issued = json_object_get_array_member (stats, "issued");
+  const char *last = NULL;
+
+  for (guint i = 0; i < json_array_get_length (issued); i++)
+    if (g_str_has_prefix (json_array_get_string_element (issued, i), "rt-"))
+      last = json_array_get_string_element (issued, i);
+  g_assert_nonnull (last);
+  return g_strdup (last);
+}
+
+static void
+test_login_device (Fixture *f, gconstpointer data)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *stored = NULL;
+  g_autofree char *issued = NULL;
+  g_autofree char *uri = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  cli (f, 0, &out, "account", "oauth2-login", "--device", NULL);
+  uri = g_strdup_printf ("http://127.0.0.1:%u/activate", f->port);
+  g_assert_nonnull (strstr (out, uri));
+  g_assert_true (g_regex_match_simple ("[0-9]{4}-[0-9]{4}", out, 0, 0));
+  g_assert_cmpint (provider_stat (f, "pending"), ==, 1);
+  g_assert_cmpint (provider_stat (f, "slow_down"), ==, 1);
+  g_assert_cmpint (provider_stat (f, "too_fast"), ==, 0);
+  g_assert_cmpint (provider_stat (f, "device_code"), ==, 3);
+
+  stored = keyring_refresh_token (f);
+  issued = last_issued_refresh_token (f);
+  g_assert_cmpstr (stored, ==, issued);
+  assert_login_ok (f);
+}
+
+static void
+test_login_browser (Fixture *f, gconstpointer data)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *stored = NULL;
+  g_autofree char *issued = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  g_setenv ("BROWSER", g_getenv ("SM_OAUTH2_BROWSER"), TRUE);
+  cli (f, 0, &out, "account", "oauth2-login", NULL);
+  g_unsetenv ("BROWSER");
+  g_assert_nonnull (strstr (out, "code_challenge_method=S256"));
+  g_assert_cmpint (provider_stat (f, "authorization_code"), ==, 1);
+  stored = keyring_refresh_token (f);
+  issued = last_issued_refresh_token (f);
+  g_assert_cmpstr (stored, ==, issued);
+  assert_login_ok (f);
+}
+
+static void
+test_login_browser_forged_state (Fixture *f, gconstpointer data)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  before = keyring_refresh_token (f);
+  g_setenv ("BROWSER", g_getenv ("SM_OAUTH2_BROWSER"), TRUE);
+  g_setenv ("SM_TEST_BROWSER_FORGE_STATE", "1", TRUE);
+  cli (f, 1, &out, "account", "oauth2-login", NULL);
+  g_unsetenv ("BROWSER");
+  g_unsetenv ("SM_TEST_BROWSER_FORGE_STATE");
+  g_assert_nonnull (strstr (out, "wrong state"));
+  g_assert_cmpint (provider_stat (f, "authorization_code"), ==, 0);
+  after = keyring_refresh_token (f);
+  g_assert_cmpstr (before, ==, after);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -386,5 +474,9 @@ main (int argc, char **argv)
   g_test_add ("/oauth2/refresh/expired", Fixture, "{\"expires_in\": " G_STRINGIFY (SHORT_LIFETIME_S) ", \"rotate\": true}",
               fixture_setup, test_refresh_expired, fixture_teardown);
   g_test_add ("/oauth2/revoked/consent-needed", Fixture, NULL, fixture_setup, test_revoked, fixture_teardown);
+  g_test_add ("/oauth2/login/device", Fixture, NULL, fixture_setup, test_login_device, fixture_teardown);
+  g_test_add ("/oauth2/login/browser-pkce", Fixture, NULL, fixture_setup, test_login_browser, fixture_teardown);
+  g_test_add ("/oauth2/login/browser-forged-state", Fixture, NULL, fixture_setup, test_login_browser_forged_state,
+              fixture_teardown);
   return g_test_run ();
 }
