@@ -116,22 +116,15 @@ read_secret (const char *prompt, GError **error)
 
 /* ---- securemail account oauth2-login [--device] (issue 7) -------------------- */
 
-/* $BROWSER when set (a command, as xdg-open and many tools honour it, e.g.
- * on a machine without a desktop), else the desktop's default handler. */
+/* The address is printed too: the browser may be on another screen, or
+ * none may start. */
 static gboolean
 open_in_browser (const char *uri, gpointer user_data)
 {
-  const char *browser = g_getenv ("BROWSER");
   g_autoptr(GError) error = NULL;
 
   g_print (_("Opening your browser to sign in to your provider. If it does not open, visit:\n  %s\n"), uri);
-  if (browser != NULL && *browser != '\0')
-    {
-      g_autoptr(GSubprocess) p = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, browser, uri, NULL);
-      if (p != NULL)
-        return TRUE;
-    }
-  else if (g_app_info_launch_default_for_uri (uri, NULL, &error))
+  if (sm_oauth2_open_in_browser (uri, &error))
     return TRUE;
   g_printerr (_("The browser could not be started (%s); open the address above yourself.\n"), error->message);
   return FALSE;

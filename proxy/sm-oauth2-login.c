@@ -78,6 +78,19 @@ accept_token_response (const SmConfig *config, JsonObject *resp, guint status, G
 
 /* ---- authorization code with PKCE ------------------------------------------ */
 
+gboolean
+sm_oauth2_open_in_browser (const char *uri, GError **error)
+{
+  const char *browser = g_getenv ("BROWSER");
+
+  if (browser != NULL && *browser != '\0')
+    {
+      g_autoptr(GSubprocess) p = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, error, browser, uri, NULL);
+      return p != NULL;
+    }
+  return g_app_info_launch_default_for_uri (uri, NULL, error);
+}
+
 /* One request from the browser: "GET /?code=...&state=... HTTP/1.1".
  * Answers it with a short page and returns its query parameters. */
 static GHashTable *

@@ -33,6 +33,11 @@ typedef gboolean (*SmOAuth2OpenUri) (const char *uri, gpointer user_data);
 /* Shows the user where to go and which code to type (RFC 8628 §3.3). */
 typedef void (*SmOAuth2ShowCode) (const char *verification_uri, const char *user_code, gpointer user_data);
 
+/* Opens @uri in the user's browser: the command in $BROWSER when set (as
+ * xdg-open and many tools honour it, e.g. without a desktop), else the
+ * desktop's default handler.  Does not wait for the browser. */
+gboolean sm_oauth2_open_in_browser (const char *uri, GError **error);
+
 /* The authorization code grant with PKCE.  Needs [oauth2]
  * authorization_endpoint.  Errors: SM_ERROR_CONFIG, SM_ERROR_AUTH (the
  * provider refused or the user declined), SM_ERROR_PROTOCOL (a redirect
