@@ -135,6 +135,13 @@ sm_doctor_run (const char *config_path)
     g_autofree char *d = g_strdup_printf (_("%s, account %s"), config->path, config->address);
     pass (c_config, d);
   }
+  if (config->auth == SM_AUTH_OAUTH2)
+    {
+      /* The same check, for a sign-in: it passes when a fresh access token
+       * could be had from the stored refresh token. */
+      g_free (c_provider->title);
+      c_provider->title = g_strdup (_("The provider sign-in (OAuth2) is stored and still accepted"));
+    }
 
   /* Keyring and the local password. */
   {
