@@ -19,6 +19,8 @@ struct _SmOAuth2 {
   char *access_token;       /* NULL when none is cached */
   gint64 refresh_at;        /* monotonic seconds: refresh from then on */
   gboolean consent_needed;  /* read on the main context through the property */
+  char *refused_hash;       /* SHA-256 of the refresh token the provider refused, or NULL */
+  char *refused_why;        /* the provider's reason, for the message */
 };
 
 enum { PROP_0, PROP_CONSENT_NEEDED, N_PROPS };
@@ -42,6 +44,8 @@ sm_oauth2_finalize (GObject *object)
   SmOAuth2 *self = SM_OAUTH2 (object);
 
   wipe_free (self->access_token);
+  g_free (self->refused_hash);
+  g_free (self->refused_why);
   sm_config_free (self->config);
   g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (sm_oauth2_parent_class)->finalize (object);
@@ -318,6 +322,23 @@ sm_oauth2_store_refresh_token (const SmConfig *config, JsonObject *response, GEr
 
 /* ---- the cached access token ---------------------------------------------- */
 
+/* A refresh token the provider refused stays refused: remembering it (as a
+ * hash) spares the token endpoint one doomed request per mail client login
+ * (clients retry every few minutes, on several connections) until the user
+ * signs in again, which stores a different one. */
+static char *
+token_hash (const char *token)
+{
+  return g_compute_checksum_for_string (G_CHECKSUM_SHA256, token, -1);
+}
+
+static void
+forget_refusal (SmOAuth2 *self)
+{
+  g_clear_pointer (&self->refused_hash, g_free);
+  g_clear_pointer (&self->refused_why, g_free);
+}
+
 /* RFC 6749 §6 with the lock held. */
 static gboolean
 refresh_locked (SmOAuth2 *self, GCancellable *cancellable, GError **error)
@@ -341,6 +362,17 @@ refresh_locked (SmOAuth2 *self, GCancellable *cancellable, GError **error)
         g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
+  if (self->refused_hash != NULL)
+    {
+      g_autofree char *hash = token_hash (refresh);
+      if (g_strcmp0 (hash, self->refused_hash) == 0)
+        {
+          sm_keyring_free (refresh);
+          set_consent_error (error, self->refused_why);
+          return FALSE;
+        }
+      forget_refusal (self);
+    }
   {
     const char *fields[] = { "grant_type", "refresh_token", "refresh_token", refresh,
                              "client_id", c->oauth2.client_id,
@@ -358,19 +390,24 @@ refresh_locked (SmOAuth2 *self, GCancellable *cancellable, GError **error)
       g_autofree char *why = sm_oauth2_describe_error (resp, status);
       const char *code = json_object_get_string_member_with_default (resp, "error", "");
 
-      sm_keyring_free (refresh);
       /* RFC 6749 §5.2: invalid_grant = the refresh token is expired or
        * revoked; 401 (invalid_client) = the provider no longer accepts this
        * client.  Either way only the user can fix it, by signing in. */
       if (g_strcmp0 (code, "invalid_grant") == 0 || status == SOUP_STATUS_UNAUTHORIZED)
         {
+          self->refused_hash = token_hash (refresh);
+          self->refused_why = g_strdup (why);
+          sm_keyring_free (refresh);
           g_message ("OAuth2: the token endpoint refused the refresh token (%s); sign-in needed", why);
           set_consent_needed (self, TRUE);
           set_consent_error (error, why);
         }
       else
-        g_set_error (error, SM_ERROR, status >= 500 ? SM_ERROR_UNAVAILABLE : SM_ERROR_PROTOCOL,
-                     _("The provider's sign-in server refused to renew the access token (%s)"), why);
+        {
+          sm_keyring_free (refresh);
+          g_set_error (error, SM_ERROR, status >= 500 ? SM_ERROR_UNAVAILABLE : SM_ERROR_PROTOCOL,
+                       _("The provider's sign-in server refused to renew the access token (%s)"), why);
+        }
       return FALSE;
     }
 
@@ -442,6 +479,7 @@ sm_oauth2_reset (SmOAuth2 *self)
   g_return_if_fail (SM_IS_OAUTH2 (self));
   g_mutex_lock (&self->lock);
   wipe_free (g_steal_pointer (&self->access_token));
+  forget_refusal (self);
   set_consent_needed (self, FALSE);
   g_mutex_unlock (&self->lock);
 }

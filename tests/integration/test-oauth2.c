@@ -362,6 +362,13 @@ test_revoked (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (reply, "invalid_grant"));
   g_assert_cmpint (provider_stat (f, "refresh"), ==, 2);
   g_assert_true (consent_needed (f));
+  /* The refused refresh token is not sent again: the next login is
+   * refused at once, the token endpoint not asked. */
+  g_free (reply);
+  reply = imap_login (f);
+  g_assert_true (g_str_has_prefix (reply, "a1 NO [UNAVAILABLE]"));
+  g_assert_nonnull (strstr (reply, "invalid_grant"));
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 2);
 
   cli (f, 0, &status, "status", NULL);
   g_assert_nonnull (strstr (status, "oauth2-login"));
