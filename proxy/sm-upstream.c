@@ -119,7 +119,8 @@ oauth2_mech_name (OAuth2Mech mech)
 static char *
 oauth2_initial_response (OAuth2Mech mech, const char *user, const char *token, const char *host, guint16 port)
 {
-  GString *raw = g_string_new (NULL);
+  /* Sized once so that no reallocation leaves an unwiped copy behind. */
+  GString *raw = g_string_sized_new (3 * strlen (user) + strlen (host) + strlen (token) + 64);
   char *b64;
 
   if (mech == OAUTH2_MECH_OAUTHBEARER)
@@ -381,7 +382,7 @@ imap_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **er
 
   if (mech == OAUTH2_MECH_NONE)
     {
-      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
                    _("The provider's IMAP server at %s offers no OAuth2 login (AUTH=OAUTHBEARER or "
                      "AUTH=XOAUTH2); check [upstream] auth"),
                    config->imap.url);
@@ -873,7 +874,7 @@ smtp_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **er
   mech = choose_oauth2_mech (bearer, xoauth2);
   if (mech == OAUTH2_MECH_NONE)
     {
-      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
                    _("The provider's SMTP server at %s offers no OAuth2 login (AUTH OAUTHBEARER or "
                      "XOAUTH2); check [upstream] auth"),
                    config->smtp.url);

@@ -24,6 +24,10 @@
  *   oauth2-browser.py through $BROWSER): the code comes back to the CLI's
  *   loopback listener and is exchanged with the verifier; a redirect with a
  *   forged state is refused and nothing is exchanged or stored.
+ * - Against a fake IMAP provider that offers only XOAUTH2 and no SASL-IR
+ *   and refuses the first token with an error challenge: the proxy answers
+ *   the challenge with the empty response, gets a fresh token from the token
+ *   endpoint and logs in with it on the same connection.
  * - No token the provider issued ever appears in the proxy's log or the
  *   CLI's output (checked after every test).
  */
@@ -472,6 +476,188 @@ test_login_browser_forged_state (Fixture *f, gconstpointer data)
   g_assert_cmpstr (before, ==, after);
 }
 
+/* ---- a fake provider IMAP server: XOAUTH2 only, no SASL-IR ------------------ */
+
+typedef struct {
+  GSocketListener *listener;
+  guint16 port;
+  GThread *thread;
+  GString *transcript;          /* decoded SASL responses and lines, for the test */
+  char *error;                  /* what went wrong in the thread, or NULL */
+} FakeImap;
+
+static char *
+fake_line (GDataInputStream *in)
+{
+  g_autoptr(GError) error = NULL;
+  char *line = g_data_input_stream_read_line (in, NULL, NULL, &error);
+
+  if (line != NULL && g_str_has_suffix (line, "\r"))
+    line[strlen (line) - 1] = '\0';
+  return line;
+}
+
+static gboolean
+fake_say (GOutputStream *out, const char *text)
+{
+  return g_output_stream_write_all (out, text, strlen (text), NULL, NULL, NULL);
+}
+
+/* Reads "TAG AUTHENTICATE XOAUTH2", sends "+ ", reads the response and
+ * records it decoded; returns the tag. */
+static char *
+fake_authenticate (FakeImap *fi, GDataInputStream *in, GOutputStream *out)
+{
+  g_autofree char *cmd = fake_line (in);
+  g_autofree char *resp = NULL;
+  g_autofree guchar *raw = NULL;
+  gsize len = 0;
+  char *sp;
+
+  if (cmd == NULL || (sp = strchr (cmd, ' ')) == NULL || strcmp (sp, " AUTHENTICATE XOAUTH2") != 0)
+    {
+      fi->error = g_strdup_printf ("expected AUTHENTICATE XOAUTH2 without SASL-IR, got %s", cmd ? cmd : "EOF");
+      return NULL;
+    }
+  fake_say (out, "+ \r\n");
+  resp = fake_line (in);
+  raw = g_base64_decode (resp ? resp : "", &len);
+  g_string_append_len (fi->transcript, (const char *) raw, (gssize) len);
+  g_string_append_c (fi->transcript, '\n');
+  return g_strndup (cmd, sp - cmd);
+}
+
+static gpointer
+fake_imap_thread (gpointer data)
+{
+  FakeImap *fi = data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketConnection) conn = g_socket_listener_accept (fi->listener, NULL, NULL, &error);
+  g_autoptr(GTlsCertificate) cert = g_tls_certificate_new_from_files (sm_test_env ("SM_TEST_SERVER_CERT"),
+                                                                      sm_test_env ("SM_TEST_SERVER_KEY"), &error);
+  g_autoptr(GIOStream) tls = NULL;
+  g_autoptr(GDataInputStream) in = NULL;
+  g_autofree char *tag1 = NULL;
+  g_autofree char *tag2 = NULL;
+  g_autofree char *dummy = NULL;
+  g_autofree char *reply = NULL;
+  GOutputStream *out;
+
+  if (conn == NULL || cert == NULL ||
+      (tls = g_tls_server_connection_new (G_IO_STREAM (conn), cert, &error)) == NULL ||
+      !g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, &error))
+    {
+      fi->error = g_strdup (error ? error->message : "no connection");
+      return NULL;
+    }
+  in = g_data_input_stream_new (g_io_stream_get_input_stream (tls));
+  out = g_io_stream_get_output_stream (tls);
+  fake_say (out, "* OK fake provider ready\r\n");
+  {
+    g_autofree char *cap = fake_line (in);   /* "smp3 CAPABILITY" */
+    g_autofree char *tag = cap ? g_strndup (cap, strcspn (cap, " ")) : g_strdup ("*");
+    g_autofree char *answer = g_strdup_printf ("* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n%s OK done\r\n", tag);
+    fake_say (out, answer);
+  }
+  /* First token: refused with an error challenge (RFC 7628 §3.2.2 form,
+   * as Gmail sends for XOAUTH2), which wants an empty response. */
+  if ((tag1 = fake_authenticate (fi, in, out)) == NULL)
+    return NULL;
+  fake_say (out, "+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIn0=\r\n");
+  dummy = fake_line (in);
+  g_string_append_printf (fi->transcript, "dummy=[%s]\n", dummy ? dummy : "EOF");
+  reply = g_strdup_printf ("%s NO [AUTHENTICATIONFAILED] token expired\r\n", tag1);
+  fake_say (out, reply);
+  /* Second token: accepted. */
+  if ((tag2 = fake_authenticate (fi, in, out)) == NULL)
+    return NULL;
+  g_free (reply);
+  reply = g_strdup_printf ("%s OK [CAPABILITY IMAP4rev1] welcome\r\n", tag2);
+  fake_say (out, reply);
+  /* Then serve until the proxy goes: LOGOUT or close. */
+  for (;;)
+    {
+      g_autofree char *line = fake_line (in);
+      if (line == NULL)
+        break;
+      if (strstr (line, "LOGOUT") != NULL)
+        {
+          g_autofree char *bye = g_strdup_printf ("* BYE\r\n%.*s OK bye\r\n", (int) strcspn (line, " "), line);
+          fake_say (out, bye);
+          break;
+        }
+    }
+  return NULL;
+}
+
+static void
+test_xoauth2_retry (Fixture *f, gconstpointer data)
+{
+  FakeImap fi = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmTestProxy) fake_proxy = NULL;
+  g_autoptr(SmTestClient) c = NULL;
+  g_autofree char *upstream = NULL;
+  g_autofree char *extra = NULL;
+  g_autofree char *greeting = NULL;
+  g_autofree char *cmd = NULL;
+  g_autofree char *reply = NULL;
+  g_auto(GStrv) lines = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  /* A second proxy for the same account, pointed at the fake. */
+  sm_test_proxy_stop (f->proxy);
+  fi.listener = g_socket_listener_new ();
+  fi.port = g_socket_listener_add_any_inet_port (fi.listener, NULL, &error);
+  g_assert_no_error (error);
+  fi.transcript = g_string_new (NULL);
+  fi.thread = g_thread_new ("fake-imap", fake_imap_thread, &fi);
+
+  upstream = g_strdup_printf ("[upstream]\nimap = imaps://localhost:%u\nsmtp = smtp://localhost:%s\n"
+                              "username = alice\nca_file = %s\nauth = oauth2\n",
+                              fi.port, sm_test_env ("SM_TEST_SUBMISSION_PORT"), sm_test_env ("SM_TEST_CA"));
+  extra = g_strdup_printf ("[oauth2]\ntoken_endpoint = http://127.0.0.1:%u/token\nclient_id = " CLIENT_ID "\n",
+                           f->port);
+  fake_proxy = sm_test_proxy_start (f->address, upstream, NULL, extra);
+
+  c = sm_test_client_connect (fake_proxy->imap_port);
+  greeting = sm_test_client_line (c);
+  cmd = g_strdup_printf ("a1 LOGIN %s %s\r\n", fake_proxy->address, fake_proxy->local_password);
+  sm_test_client_send (c, cmd);
+  reply = sm_test_client_until (c, "a1 ");
+  sm_test_client_send (c, "a2 LOGOUT\r\n");
+  g_thread_join (fi.thread);
+  g_socket_listener_close (fi.listener);
+  g_object_unref (fi.listener);
+  if (fi.error != NULL)
+    g_error ("fake provider: %s", fi.error);
+  g_assert_nonnull (reply);
+  if (!g_str_has_prefix (reply, "a1 OK"))
+    g_error ("login through the proxy failed: %s", reply);
+
+  /* Two XOAUTH2 responses with different fresh tokens, and the empty
+   * response to the challenge between them. */
+  lines = g_strsplit (fi.transcript->str, "\n", -1);
+  g_assert_cmpuint (g_strv_length (lines), ==, 4);
+  g_assert_true (g_str_has_prefix (lines[0], "user=alice\001auth=Bearer at-"));
+  g_assert_true (g_str_has_suffix (lines[0], "\001\001"));
+  g_assert_cmpstr (lines[1], ==, "dummy=[]");
+  g_assert_true (g_str_has_prefix (lines[2], "user=alice\001auth=Bearer at-"));
+  g_assert_cmpstr (lines[0], !=, lines[2]);
+  g_assert_cmpint (provider_stat (f, "refresh"), ==, 2);
+  {
+    g_autofree char *log = NULL;
+    g_autoptr(JsonObject) stats = provider_call (f, "GET", "/control/stats", NULL);
+    JsonArray *issued = json_object_get_array_member (stats, "issued");
+    g_assert_true (g_file_get_contents (fake_proxy->log_path, &log, NULL, NULL));
+    for (guint i = 0; i < json_array_get_length (issued); i++)
+      g_assert_null (strstr (log, json_array_get_string_element (issued, i)));
+  }
+  g_string_free (fi.transcript, TRUE);
+  g_free (fi.error);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -484,6 +670,8 @@ main (int argc, char **argv)
   g_test_add ("/oauth2/login/device", Fixture, NULL, fixture_setup, test_login_device, fixture_teardown);
   g_test_add ("/oauth2/login/browser-pkce", Fixture, NULL, fixture_setup, test_login_browser, fixture_teardown);
   g_test_add ("/oauth2/login/browser-forged-state", Fixture, NULL, fixture_setup, test_login_browser_forged_state,
+              fixture_teardown);
+  g_test_add ("/oauth2/imap/xoauth2-challenge-retry", Fixture, NULL, fixture_setup, test_xoauth2_retry,
               fixture_teardown);
   return g_test_run ();
 }
