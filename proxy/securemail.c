@@ -19,6 +19,7 @@
 #include "sm-doctor.h"
 #include "sm-error.h"
 #include "sm-keyring.h"
+#include "sm-oauth2-login.h"
 #include "sm-receipts.h"
 #include "sm-support-report.h"
 
@@ -114,6 +115,65 @@ read_secret (const char *prompt, GError **error)
   return buf;
 }
 
+/* ---- securemail account oauth2-login [--device] (issue 7) -------------------- */
+
+/* The address is printed too: the browser may be on another screen, or
+ * none may start. */
+static gboolean
+open_in_browser (const char *uri, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_print (_("Opening your browser to sign in to your provider. If it does not open, visit:\n  %s\n"), uri);
+  if (sm_oauth2_open_in_browser (uri, &error))
+    return TRUE;
+  g_printerr (_("The browser could not be started (%s); open the address above yourself.\n"), error->message);
+  return FALSE;
+}
+
+static void
+show_device_code (const char *verification_uri, const char *user_code, gpointer user_data)
+{
+  g_print (_("To sign in, open %s on any device and enter the code:\n  %s\nWaiting for you to finish…\n"),
+           verification_uri, user_code);
+}
+
+/* Tells a running daemon that a new sign-in is in the keyring; a daemon
+ * that is not running reads it at its next start anyway. */
+static void
+notify_daemon_signed_in (void)
+{
+  g_autoptr(SmDbusProxy1) proxy = sm_dbus_proxy1_proxy_new_for_bus_sync (
+      G_BUS_TYPE_SESSION, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START | G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES,
+      SM_DBUS_NAME, SM_DBUS_OBJECT_PATH, NULL, NULL);
+  g_autofree char *owner = proxy ? g_dbus_proxy_get_name_owner (G_DBUS_PROXY (proxy)) : NULL;
+
+  if (owner != NULL)
+    sm_dbus_proxy1_call_oauth2_signed_in_sync (proxy, NULL, NULL);
+}
+
+static int
+cmd_oauth2_login (const SmConfig *config, int argc, char **argv)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean device = argc > 2 && strcmp (argv[2], "--device") == 0;
+  gboolean ok;
+
+  if (argc > 2 && !device)
+    return die (EXIT_USAGE, _("unknown option %s; did you mean --device?"), argv[2]);
+  if (config->auth != SM_AUTH_OAUTH2)
+    return die (EXIT_USAGE, _("[upstream] auth is not oauth2 in %s; set it (and the [oauth2] section your "
+                              "provider or helpdesk gives you) first"),
+                config->path ? config->path : "securemail.conf");
+  ok = device ? sm_oauth2_login_device (config, show_device_code, NULL, NULL, &error)
+              : sm_oauth2_login_browser (config, open_in_browser, NULL, NULL, &error);
+  if (!ok)
+    return die (1, "%s", error->message);
+  notify_daemon_signed_in ();
+  g_print (_("Signed in: SecureMail keeps the sign-in for %s in the keyring.\n"), config->address);
+  return 0;
+}
+
 static int
 cmd_account (int argc, char **argv)
 {
@@ -122,7 +182,8 @@ cmd_account (int argc, char **argv)
   int code = 0;
 
   if (argc < 2)
-    return die (EXIT_USAGE, _("usage: securemail account set-password [--stdin] | local-password [--reset]"));
+    return die (EXIT_USAGE, _("usage: securemail account set-password [--stdin] | local-password [--reset] | "
+                              "oauth2-login [--device]"));
   config = load_config_or_die (&code);
   if (config == NULL)
     return code;
@@ -145,6 +206,8 @@ cmd_account (int argc, char **argv)
       g_print (_("The provider password for %s is stored in the keyring.\n"), config->address);
       return 0;
     }
+  if (strcmp (argv[1], "oauth2-login") == 0)
+    return cmd_oauth2_login (config, argc, argv);
   if (strcmp (argv[1], "local-password") == 0)
     {
       gboolean reset = argc > 2 && strcmp (argv[2], "--reset") == 0;
@@ -160,7 +223,8 @@ cmd_account (int argc, char **argv)
       sm_keyring_free (pw);
       return 0;
     }
-  return die (EXIT_USAGE, _("unknown account command “%s”; use set-password or local-password"), argv[1]);
+  return die (EXIT_USAGE, _("unknown account command “%s”; use set-password, local-password or oauth2-login"),
+              argv[1]);
 }
 
 static int
@@ -189,6 +253,8 @@ cmd_status (void)
           json_builder_add_string_value (b, sm_dbus_proxy1_get_account (proxy));
           json_builder_set_member_name (b, "locked");
           json_builder_add_boolean_value (b, sm_dbus_proxy1_get_locked (proxy));
+          json_builder_set_member_name (b, "sign_in_needed");
+          json_builder_add_boolean_value (b, sm_dbus_proxy1_get_consent_needed (proxy));
           json_builder_set_member_name (b, "upstream_reachable");
           json_builder_add_boolean_value (b, sm_dbus_proxy1_get_online (proxy));
           json_builder_set_member_name (b, "last_error");
@@ -223,6 +289,8 @@ cmd_status (void)
       g_print (_("SecureMail is running for %s\n"), sm_dbus_proxy1_get_account (proxy));
       g_print (_("  Locked:            %s\n"), sm_dbus_proxy1_get_locked (proxy) ? _("yes") : _("no"));
       g_print (_("  Provider:          %s\n"), sm_dbus_proxy1_get_online (proxy) ? _("reachable") : _("NOT reachable"));
+      if (sm_dbus_proxy1_get_consent_needed (proxy))
+        g_print (_("  Sign-in needed:    yes: run “securemail account oauth2-login”\n"));
       if (last && *last)
         g_print (_("  Last problem:      %s\n"), last);
       if (key_warning && *key_warning)
@@ -923,6 +991,8 @@ usage (void)
   g_printerr (_("Usage: securemail [--config FILE] [--json] COMMAND\n"
                 "  account set-password [--stdin]     store the provider password in the keyring\n"
                 "  account local-password [--reset]   print the local client password\n"
+                "  account oauth2-login [--device]    sign in to the provider (auth = oauth2): browser,\n"
+                "                                     or a code to type on another device\n"
                 "  status                             running? locked? provider reachable? queue size\n"
                 "  doctor                             numbered checks, each with a fix\n"
                 "  client-config thunderbird|outlook|generic\n"

@@ -242,6 +242,95 @@ bad:
   return FALSE;
 }
 
+/* An [oauth2] endpoint URL: https://, or http:// to a loopback host (a
+ * token in the clear must not leave the machine; RFC 6749 §3.1 and §3.2
+ * require TLS, RFC 8252 §8.3 lets loopback alone go without).  No user
+ * info (it would be a credential in the config) and no fragment. */
+static gboolean
+parse_oauth2_url (char **slot, const char *v, GError **e)
+{
+  g_autoptr(GUri) uri = NULL;
+  const char *scheme, *host;
+
+  if (*v == '\0')
+    return TRUE;
+  uri = g_uri_parse (v, G_URI_FLAGS_NONE, NULL);
+  scheme = uri ? g_uri_get_scheme (uri) : NULL;
+  host = uri ? g_uri_get_host (uri) : NULL;
+  if (uri == NULL || host == NULL || *host == '\0' || g_uri_get_userinfo (uri) != NULL ||
+      g_uri_get_fragment (uri) != NULL ||
+      (g_ascii_strcasecmp (scheme, "https") != 0 && g_ascii_strcasecmp (scheme, "http") != 0))
+    {
+      g_set_error (e, SM_ERROR, SM_ERROR_CONFIG,
+                   _("must be an https:// URL without a user name or fragment, not “%s”"), v);
+      return FALSE;
+    }
+  if (g_ascii_strcasecmp (scheme, "http") == 0 && !sm_config_host_is_loopback (host))
+    {
+      g_set_error (e, SM_ERROR, SM_ERROR_CONFIG,
+                   _("“%s” would send tokens unencrypted; use https:// (http:// is allowed for "
+                     "127.0.0.1, ::1 and localhost only)"),
+                   v);
+      return FALSE;
+    }
+  g_free (*slot);
+  *slot = g_strdup (v);
+  return TRUE;
+}
+
+static gboolean
+k_oauth2_token_endpoint (SmConfig *c, const char *v, GError **e)
+{
+  return parse_oauth2_url (&c->oauth2.token_endpoint, v, e);
+}
+
+static gboolean
+k_oauth2_authorization_endpoint (SmConfig *c, const char *v, GError **e)
+{
+  return parse_oauth2_url (&c->oauth2.authorization_endpoint, v, e);
+}
+
+static gboolean
+k_oauth2_device_endpoint (SmConfig *c, const char *v, GError **e)
+{
+  return parse_oauth2_url (&c->oauth2.device_authorization_endpoint, v, e);
+}
+
+/* client_id, client_secret and scope go into form bodies and URLs (where
+ * they are escaped); refuse only what no provider issues: control
+ * characters and line breaks. */
+static gboolean
+parse_oauth2_word (char **slot, const char *v, GError **e)
+{
+  for (const char *p = v; *p; p++)
+    if ((guchar) *p < 0x20 || *p == 0x7f)
+      {
+        g_set_error_literal (e, SM_ERROR, SM_ERROR_CONFIG, _("must be a single line of printable text"));
+        return FALSE;
+      }
+  g_free (*slot);
+  *slot = *v ? g_strdup (v) : NULL;
+  return TRUE;
+}
+
+static gboolean
+k_oauth2_client_id (SmConfig *c, const char *v, GError **e)
+{
+  return parse_oauth2_word (&c->oauth2.client_id, v, e);
+}
+
+static gboolean
+k_oauth2_client_secret (SmConfig *c, const char *v, GError **e)
+{
+  return parse_oauth2_word (&c->oauth2.client_secret, v, e);
+}
+
+static gboolean
+k_oauth2_scope (SmConfig *c, const char *v, GError **e)
+{
+  return parse_oauth2_word (&c->oauth2.scope, v, e);
+}
+
 static gboolean
 parse_listen (SmListenAddress *la, const char *v, GError **e)
 {
@@ -478,6 +567,12 @@ static const SmKeyInfo keys[] = {
   { "upstream", "auth", k_auth, "password", FALSE, FALSE },
   { "upstream", "ca_file", k_ca_file, NULL, FALSE, FALSE },
   { "upstream", "pin_sha256", k_pin_sha256, NULL, FALSE, FALSE },
+  { "oauth2", "token_endpoint", k_oauth2_token_endpoint, NULL, FALSE, FALSE },
+  { "oauth2", "authorization_endpoint", k_oauth2_authorization_endpoint, NULL, FALSE, FALSE },
+  { "oauth2", "device_authorization_endpoint", k_oauth2_device_endpoint, NULL, FALSE, FALSE },
+  { "oauth2", "client_id", k_oauth2_client_id, NULL, FALSE, FALSE },
+  { "oauth2", "client_secret", k_oauth2_client_secret, NULL, FALSE, FALSE },
+  { "oauth2", "scope", k_oauth2_scope, NULL, FALSE, FALSE },
   { "listen", "imap", k_listen_imap, "127.0.0.1:1143", FALSE, FALSE },
   { "listen", "smtp", k_listen_smtp, "127.0.0.1:1025", FALSE, FALSE },
   { "crypto", "protocol", k_protocol, "smime", FALSE, FALSE },
@@ -532,6 +627,39 @@ check_known_keys (GKeyFile *kf, const char *file, gboolean is_policy, GError **e
                            file, groups[i], names[j]);
               return FALSE;
             }
+        }
+    }
+  return TRUE;
+}
+
+/* [upstream] auth = oauth2 needs a token endpoint and a client id; every
+ * [oauth2] endpoint host is one the proxy connects to, so the administrator's
+ * allowed_upstreams applies to it as to the mail hosts (one allow-list for
+ * everything the proxy reaches). */
+static gboolean
+check_oauth2 (const SmConfig *config, const char *user_name, GError **error)
+{
+  const char *urls[] = { config->oauth2.token_endpoint, config->oauth2.authorization_endpoint,
+                         config->oauth2.device_authorization_endpoint };
+  const char *names[] = { "token_endpoint", "authorization_endpoint", "device_authorization_endpoint" };
+
+  if (config->oauth2.token_endpoint == NULL || config->oauth2.client_id == NULL)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
+                   _("%s: [oauth2] %s: missing; auth = oauth2 needs token_endpoint and client_id "
+                     "(ask your provider or helpdesk)"),
+                   user_name, config->oauth2.token_endpoint == NULL ? "token_endpoint" : "client_id");
+      return FALSE;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (urls); i++)
+    {
+      g_autoptr(GUri) uri = urls[i] ? g_uri_parse (urls[i], G_URI_FLAGS_NONE, NULL) : NULL;
+      if (uri != NULL && !sm_config_check_upstream_allowed (config, g_uri_get_host (uri), NULL))
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
+                       _("%s: [oauth2] %s: host %s is not in the policy's allowed_upstreams"),
+                       user_name, names[i], g_uri_get_host (uri));
+          return FALSE;
         }
     }
   return TRUE;
@@ -620,10 +748,7 @@ config_from_keyfiles (GKeyFile *user, const char *user_name, GKeyFile *policy,
       const char *names[] = { "imap", "smtp" };
       for (guint i = 0; i < G_N_ELEMENTS (las); i++)
         {
-          g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (las[i]->host);
-          gboolean loopback = g_strcmp0 (las[i]->host, "localhost") == 0 ||
-                              (addr != NULL && g_inet_address_get_is_loopback (addr));
-          if (!loopback)
+          if (!sm_config_host_is_loopback (las[i]->host))
             {
               g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
                            _("%s: [listen] %s: must be a loopback address such as 127.0.0.1 "
@@ -648,15 +773,17 @@ config_from_keyfiles (GKeyFile *user, const char *user_name, GKeyFile *policy,
                    user_name, config->smtp.host);
       return NULL;
     }
-  if (config->auth != SM_AUTH_PASSWORD)
+  if (config->auth == SM_AUTH_CERTIFICATE)
     {
-      /* Issue 7 adds OAuth2 and client certificates; until then say so
-       * rather than fail at the first login. */
+      /* Issue 7 adds client certificates; until then say so rather than
+       * fail at the first login. */
       g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
-                   _("%s: [upstream] auth: only “password” is supported by this version"),
+                   _("%s: [upstream] auth: “certificate” is not supported by this version"),
                    user_name);
       return NULL;
     }
+  if (config->auth == SM_AUTH_OAUTH2 && !check_oauth2 (config, user_name, error))
+    return NULL;
   return g_steal_pointer (&config);
 }
 
@@ -774,6 +901,22 @@ sm_config_check_upstream_allowed (const SmConfig *config, const char *host, GErr
   return FALSE;
 }
 
+gboolean
+sm_config_host_is_loopback (const char *host)
+{
+  g_autoptr(GInetAddress) addr = NULL;
+  g_autofree char *bare = NULL;
+
+  g_return_val_if_fail (host != NULL, FALSE);
+  if (g_ascii_strcasecmp (host, "localhost") == 0)
+    return TRUE;
+  /* GUri keeps the brackets of an IPv6 literal off; accept both forms. */
+  bare = (host[0] == '[' && g_str_has_suffix (host, "]")) ? g_strndup (host + 1, strlen (host) - 2)
+                                                         : g_strdup (host);
+  addr = g_inet_address_new_from_string (bare);
+  return addr != NULL && g_inet_address_get_is_loopback (addr);
+}
+
 char *
 sm_endpoint_to_string (const SmEndpoint *endpoint)
 {
@@ -804,6 +947,12 @@ sm_config_free (SmConfig *config)
   g_free (config->username);
   g_free (config->ca_file);
   g_clear_pointer (&config->pin_sha256, g_bytes_unref);
+  g_free (config->oauth2.token_endpoint);
+  g_free (config->oauth2.authorization_endpoint);
+  g_free (config->oauth2.device_authorization_endpoint);
+  g_free (config->oauth2.client_id);
+  g_free (config->oauth2.client_secret);
+  g_free (config->oauth2.scope);
   g_free (config->listen_imap.host);
   g_free (config->listen_smtp.host);
   g_strfreev (config->allowed_upstreams);

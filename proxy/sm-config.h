@@ -47,6 +47,20 @@ typedef struct {
   gboolean implicit_tls;  /* imaps:// / smtps://; otherwise STARTTLS is required */
 } SmEndpoint;
 
+/* [oauth2] (issue 7): the provider's OAuth 2.0 endpoints for
+ * [upstream] auth = oauth2.  Every URL is https://, or http:// to a loopback
+ * address only (RFC 8252 §8.3 allows nothing else in the clear), and its
+ * host must pass [policy] allowed_upstreams like the mail hosts.  The
+ * refresh token is never here: it lives in the keyring. */
+typedef struct {
+  char *token_endpoint;                 /* RFC 6749 §3.2; required for oauth2 */
+  char *authorization_endpoint;         /* RFC 6749 §3.1; NULL = no browser login */
+  char *device_authorization_endpoint;  /* RFC 8628 §3.1; NULL = no --device login */
+  char *client_id;                      /* required for oauth2 */
+  char *client_secret;                  /* NULL; an installed app's "secret" is public (RFC 8252 §8.5) */
+  char *scope;                          /* space separated; NULL = the provider's default */
+} SmOAuth2Settings;
+
 typedef struct {
   char *host;             /* numeric address or "localhost" */
   guint16 port;           /* 0 = pick a free port (tests) */
@@ -68,6 +82,9 @@ typedef struct {
   SmAuthMethod auth;
   char *ca_file;          /* NULL when unset */
   GBytes *pin_sha256;     /* 32 bytes, NULL when unset */
+
+  /* [oauth2] (used when auth = oauth2) */
+  SmOAuth2Settings oauth2;
 
   /* [listen] */
   SmListenAddress listen_imap;
@@ -126,6 +143,9 @@ gboolean sm_config_check_upstream_allowed (const SmConfig *config, const char *h
 /* Parses a duration "N" (seconds) or "Ns", "Nm", "Nh", "Nd", "Nw" into
  * seconds.  FALSE when it is not one, or negative. */
 gboolean sm_config_parse_duration (const char *text, gint64 *seconds);
+
+/* TRUE for "localhost" and loopback address literals (127.0.0.0/8, ::1). */
+gboolean sm_config_host_is_loopback (const char *host);
 
 /* "host:port" for messages.  Returns a new string. */
 char *sm_endpoint_to_string (const SmEndpoint *endpoint);

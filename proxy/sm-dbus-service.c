@@ -6,6 +6,7 @@
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
 #include "sm-key-summary.h"
+#include "sm-oauth2.h"
 #include "sm-receipts.h"
 #include "sm-relay-worker.h"
 
@@ -25,6 +26,8 @@ struct _SmDbusService {
   SmReceipts *receipts;         /* the process's state.db, once opened */
   gulong receipts_handler;
   guint key_timer;
+  SmOAuth2 *oauth2;             /* [upstream] auth = oauth2: the shared token cache */
+  gulong consent_handler;
 };
 
 G_DEFINE_FINAL_TYPE (SmDbusService, sm_dbus_service, G_TYPE_OBJECT)
@@ -48,6 +51,9 @@ sm_dbus_service_finalize (GObject *object)
     g_signal_handler_disconnect (self->receipts, self->receipts_handler);
   g_clear_object (&self->receipts);
   g_clear_handle_id (&self->key_timer, g_source_remove);
+  if (self->consent_handler)
+    g_signal_handler_disconnect (self->oauth2, self->consent_handler);
+  g_clear_object (&self->oauth2);
   if (self->skeleton)
     g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (self->skeleton));
   g_clear_object (&self->skeleton);
@@ -416,6 +422,31 @@ handle_unlock (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const 
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* ---- OAuth2 sign-in (issue 7) ---------------------------------------------- */
+
+static void
+on_consent_needed (SmDbusService *self)
+{
+  gboolean needed = sm_oauth2_get_consent_needed (self->oauth2);
+
+  if (needed == sm_dbus_proxy1_get_consent_needed (self->skeleton))
+    return;
+  sm_dbus_proxy1_set_consent_needed (self->skeleton, needed);
+  if (needed)
+    sm_dbus_proxy1_emit_sign_in_required (self->skeleton);
+}
+
+static gboolean
+handle_oauth2_signed_in (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, SmDbusService *self)
+{
+  /* Without oauth2 there is nothing to forget; succeed all the same, so
+   * that the CLI need not know the daemon's config. */
+  if (self->oauth2 != NULL)
+    sm_oauth2_reset (self->oauth2);
+  sm_dbus_proxy1_complete_oauth2_signed_in (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 SmDbusService *
 sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **error)
 {
@@ -467,6 +498,14 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
   g_signal_connect (self->skeleton, "handle-check-keys", G_CALLBACK (handle_check_keys), self);
   check_keys (self, NULL);
   self->key_timer = g_timeout_add_seconds (SM_DBUS_KEY_CHECK_INTERVAL_S, on_key_timer, self);
+  if (config->auth == SM_AUTH_OAUTH2)
+    {
+      self->oauth2 = g_object_ref (sm_oauth2_get_shared (config));
+      sm_dbus_proxy1_set_consent_needed (self->skeleton, sm_oauth2_get_consent_needed (self->oauth2));
+      self->consent_handler = g_signal_connect_swapped (self->oauth2, "notify::consent-needed",
+                                                        G_CALLBACK (on_consent_needed), self);
+    }
+  g_signal_connect (self->skeleton, "handle-oauth2-signed-in", G_CALLBACK (handle_oauth2_signed_in), self);
   if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton), connection,
                                          SM_DBUS_OBJECT_PATH, error))
     return NULL;

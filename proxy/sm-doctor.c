@@ -135,6 +135,13 @@ sm_doctor_run (const char *config_path)
     g_autofree char *d = g_strdup_printf (_("%s, account %s"), config->path, config->address);
     pass (c_config, d);
   }
+  if (config->auth == SM_AUTH_OAUTH2)
+    {
+      /* The same check, for a sign-in: it passes when a fresh access token
+       * could be had from the stored refresh token. */
+      g_free (c_provider->title);
+      c_provider->title = g_strdup (_("The provider sign-in (OAuth2) is stored and still accepted"));
+    }
 
   /* Keyring and the local password. */
   {
@@ -161,12 +168,14 @@ sm_doctor_run (const char *config_path)
           pass (c_local, _("present"));
         sm_keyring_free (local);
         g_clear_error (&e);
-        password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, config->address, &e);
+        password = sm_upstream_get_secret (config, NULL, &e);
         if (password == NULL)
           {
             fail (c_provider, e->message,
-                  _("Run “securemail account set-password” and type the password your provider "
-                    "gave you."));
+                  config->auth == SM_AUTH_OAUTH2
+                      ? _("Run “securemail account oauth2-login” and sign in to your provider.")
+                      : _("Run “securemail account set-password” and type the password your provider "
+                          "gave you."));
             skip (c_imap, _("needs the provider password"));
             skip (c_smtp, _("needs the provider password"));
           }

@@ -26,6 +26,7 @@ typedef enum {
   SM_ERROR_KEYRING,           /* the OS keyring is unreachable or locked */
   SM_ERROR_NO_SECRET,         /* the keyring holds no such secret yet */
   SM_ERROR_LOCKED,            /* SecureMail is locked */
+  SM_ERROR_CONSENT,           /* OAuth2: the user must sign in to the provider again */
 } SmErrorCode;
 
 G_END_DECLS

@@ -433,7 +433,7 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       return;
     }
 
-  provider_pw = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, data->config->address, &error);
+  provider_pw = sm_upstream_get_secret (data->config, cancellable, &error);
   if (provider_pw == NULL)
     {
       g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);

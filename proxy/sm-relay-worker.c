@@ -460,10 +460,11 @@ due_entries (SmRelayWorker *self, gint64 *next)
   return due;
 }
 
+/* The provider password, or with [upstream] auth = oauth2 an access token. */
 static char *
 keyring_password (SmRelayWorker *self, GError **error)
 {
-  return sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, self->config->address, error);
+  return sm_upstream_get_secret (self->config, self->cancellable, error);
 }
 
 /* One round: every due message over one connection. */

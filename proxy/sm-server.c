@@ -654,7 +654,7 @@ mark_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   MarkData *d = task_data;
   g_autoptr(GError) error = NULL;
   g_autoptr(SmImapUpstream) up = NULL;
-  char *password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, self->config->address, &error);
+  char *password = sm_upstream_get_secret (self->config, cancellable, &error);
 
   if (password == NULL)
     {

@@ -8,6 +8,7 @@
 #include "sm-wipe.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
+#include "sm-oauth2.h"
 #include "sm-outgoing.h"
 #include "sm-receipts.h"
 #include "sm-relay-worker.h"
@@ -468,6 +469,21 @@ refuse_if_locked (SmSmtpSession *self)
   return TRUE;
 }
 
+/* OAuth2 (issue 7): once the provider refused our sign-in, a message taken
+ * now would only wait in the queue until the user signs in again; say so
+ * at once instead (454: the client keeps the message and retries). */
+static gboolean
+refuse_if_consent_needed (SmSmtpSession *self)
+{
+  const SmConfig *config = sm_server_get_config (self->server);
+
+  if (config->auth != SM_AUTH_OAUTH2 || !sm_oauth2_get_consent_needed (sm_oauth2_get_shared (config)))
+    return FALSE;
+  reply (self, _("454 4.7.0 Your provider needs you to sign in again: run “securemail account "
+                 "oauth2-login” (or use the SecureMail tray menu), then send again"));
+  return TRUE;
+}
+
 static void
 cmd_mail (SmSmtpSession *self, const char *arg)
 {
@@ -486,7 +502,7 @@ cmd_mail (SmSmtpSession *self, const char *arg)
       reply (self, _("503 5.5.1 Sender already given"));
       return;
     }
-  if (refuse_if_locked (self))
+  if (refuse_if_locked (self) || refuse_if_consent_needed (self))
     return;
   if (g_ascii_strncasecmp (arg, "FROM:", 5) != 0 || (addr = parse_path (arg + 5, &params)) == NULL)
     {

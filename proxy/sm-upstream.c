@@ -9,7 +9,9 @@
 #include "sm-error.h"
 #include "sm-wipe.h"
 #include "sm-imap-parser.h"
+#include "sm-keyring.h"
 #include "sm-line-reader.h"
+#include "sm-oauth2.h"
 #include "sm-tls.h"
 #include "sm-upstream.h"
 
@@ -79,6 +81,137 @@ write_all (GIOStream *stream, const char *data, gsize len, GCancellable *cancell
       return FALSE;
     }
   return TRUE;
+}
+
+/* ---- OAuth2 SASL (issue 7) --------------------------------------------------- */
+
+char *
+sm_upstream_get_secret (const SmConfig *config, GCancellable *cancellable, GError **error)
+{
+  if (config->auth == SM_AUTH_OAUTH2)
+    return sm_oauth2_get_access_token (sm_oauth2_get_shared (config), cancellable, error);
+  return sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, config->address, error);
+}
+
+typedef enum {
+  OAUTH2_MECH_NONE,
+  OAUTH2_MECH_OAUTHBEARER,
+  OAUTH2_MECH_XOAUTH2,
+} OAuth2Mech;
+
+/* OAUTHBEARER is the standard (RFC 7628); XOAUTH2 is the older Google
+ * form that many providers still offer alone.  Prefer the standard. */
+static OAuth2Mech
+choose_oauth2_mech (gboolean oauthbearer, gboolean xoauth2)
+{
+  return oauthbearer ? OAUTH2_MECH_OAUTHBEARER : xoauth2 ? OAUTH2_MECH_XOAUTH2 : OAUTH2_MECH_NONE;
+}
+
+static const char *
+oauth2_mech_name (OAuth2Mech mech)
+{
+  return mech == OAUTH2_MECH_OAUTHBEARER ? "OAUTHBEARER" : "XOAUTH2";
+}
+
+/* The client's first message, base64: RFC 7628 §3.1 for OAUTHBEARER
+ * (gs2 header with the authzid, then host, port and auth, each ended by
+ * ^A), or XOAUTH2's "user=U^Aauth=Bearer T^A^A".  Wipe the result. */
+static char *
+oauth2_initial_response (OAuth2Mech mech, const char *user, const char *token, const char *host, guint16 port)
+{
+  /* Sized once so that no reallocation leaves an unwiped copy behind. */
+  GString *raw = g_string_sized_new (3 * strlen (user) + strlen (host) + strlen (token) + 64);
+  char *b64;
+
+  if (mech == OAUTH2_MECH_OAUTHBEARER)
+    {
+      /* RFC 5801 §4 saslname: "=" and "," are escaped as =3D and =2C. */
+      g_string_append (raw, "n,a=");
+      for (const char *p = user; *p; p++)
+        if (*p == '=')
+          g_string_append (raw, "=3D");
+        else if (*p == ',')
+          g_string_append (raw, "=2C");
+        else
+          g_string_append_c (raw, *p);
+      g_string_append_printf (raw, ",\001host=%s\001port=%u\001auth=Bearer %s\001\001", host, port, token);
+    }
+  else
+    g_string_append_printf (raw, "user=%s\001auth=Bearer %s\001\001", user, token);
+  b64 = g_base64_encode ((const guchar *) raw->str, raw->len);
+  sm_wipe (raw->str, raw->len);
+  g_string_free (raw, TRUE);
+  return b64;
+}
+
+/* The provider's error challenge (RFC 7628 §3.2.2, a JSON object in
+ * base64) as a short sanitized text for messages: its "status". */
+static char *
+oauth2_challenge_status (const char *b64)
+{
+  gsize len = 0;
+  g_autofree guchar *raw = g_base64_decode (b64 ? b64 : "", &len);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  JsonNode *root;
+
+  if (raw == NULL || !json_parser_load_from_data (parser, (const char *) raw, (gssize) len, NULL) ||
+      (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    return g_strdup ("?");
+  return sm_upstream_sanitize_text (
+      json_object_get_string_member_with_default (json_node_get_object (root), "status", "?"));
+}
+
+/* RFC 7628 §3.2.3: after an error challenge the client answers with a
+ * single ^A (OAUTHBEARER); XOAUTH2 takes an empty response.  Base64. */
+static const char *
+oauth2_dummy_response (OAuth2Mech mech)
+{
+  return mech == OAUTH2_MECH_OAUTHBEARER ? "AQ==" : "";
+}
+
+/* The provider refused the access token: it may have been revoked before
+ * its time, so the next attempt fetches a new one. */
+static void
+oauth2_refused (const SmConfig *config, GError **error, const char *detail)
+{
+  sm_oauth2_invalidate (sm_oauth2_get_shared (config));
+  g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+               _("The provider refused the OAuth2 sign-in for %s (%s). Try again; if it keeps "
+                 "failing, run “securemail account oauth2-login”."),
+               config->username, detail);
+}
+
+/* One login attempt with @token on an open connection; @attempt counts
+ * from 0.  Fails with SM_ERROR_AUTH when the provider refused the token. */
+typedef gboolean (*OAuth2Attempt) (gpointer ctx, const char *token, guint attempt, GError **error);
+
+/* Logs in with @token; when the provider refuses it (revoked before its
+ * time, or our clock is off), once more on the same connection with a
+ * fresh one from the token endpoint (IMAP and SMTP both allow another
+ * AUTHENTICATE/AUTH after a failed one).  When that refresh needs the
+ * user's consent, that error is the one reported. */
+static gboolean
+oauth2_login_with_retry (const SmConfig *config, const char *token, OAuth2Attempt attempt, gpointer ctx,
+                         GCancellable *cancellable, GError **error)
+{
+  g_autoptr(GError) first = NULL;
+  char *fresh;
+  gboolean ok;
+
+  if (attempt (ctx, token, 0, &first))
+    return TRUE;
+  if (!g_error_matches (first, SM_ERROR, SM_ERROR_AUTH))
+    {
+      g_propagate_error (error, g_steal_pointer (&first));
+      return FALSE;
+    }
+  g_message ("OAuth2: the provider refused the access token; trying a fresh one");
+  fresh = sm_oauth2_get_access_token (sm_oauth2_get_shared (config), cancellable, error);
+  if (fresh == NULL)
+    return FALSE;
+  ok = attempt (ctx, fresh, 1, error);
+  sm_keyring_free (fresh);
+  return ok;
 }
 
 /* ---- IMAP ---------------------------------------------------------------- */
@@ -217,12 +350,134 @@ wipe_free (char *s)
     }
 }
 
+/* IMAP AUTHENTICATE OAUTHBEARER / XOAUTH2 (RFC 9051 §6.2.2, RFC 7628 §3)
+ * with the access token @token; SASL-IR (RFC 4959) when offered. */
+typedef struct {
+  GIOStream *stream;
+  SmLineReader *reader;
+  const SmConfig *config;
+  const char *caps;
+  char **caps_out;
+  GCancellable *cancellable;
+} ImapOAuth2Login;
+
+static gboolean
+imap_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **error)
+{
+  ImapOAuth2Login *l = ctx;
+  GIOStream *stream = l->stream;
+  SmLineReader *reader = l->reader;
+  const SmConfig *config = l->config;
+  const char *caps = l->caps;
+  char **caps_out = l->caps_out;
+  GCancellable *cancellable = l->cancellable;
+  const char *tag = attempt == 0 ? "smp2" : "smp5";
+  OAuth2Mech mech = choose_oauth2_mech (has_capability (caps, "AUTH=OAUTHBEARER"),
+                                        has_capability (caps, "AUTH=XOAUTH2"));
+  g_autofree char *text = NULL;
+  g_autofree char *challenge = NULL;
+  char *ir, *cmd;
+  gboolean ok;
+  SmImapStatus st;
+
+  if (mech == OAUTH2_MECH_NONE)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
+                   _("The provider's IMAP server at %s offers no OAuth2 login (AUTH=OAUTHBEARER or "
+                     "AUTH=XOAUTH2); check [upstream] auth"),
+                   config->imap.url);
+      return FALSE;
+    }
+  ir = oauth2_initial_response (mech, config->username, token, config->imap.host, config->imap.port);
+  if (has_capability (caps, "SASL-IR"))
+    cmd = g_strdup_printf ("%s AUTHENTICATE %s %s\r\n", tag, oauth2_mech_name (mech), ir);
+  else
+    {
+      g_autofree char *cont = NULL;
+      g_autofree char *start = g_strdup_printf ("%s AUTHENTICATE %s\r\n", tag, oauth2_mech_name (mech));
+      if (!write_all (stream, start, strlen (start), cancellable, error) ||
+          (cont = sm_line_reader_read_line (reader, SM_UPSTREAM_MAX_LINE, cancellable, error)) == NULL)
+        {
+          wipe_free (ir);
+          return FALSE;
+        }
+      if (cont[0] != '+')
+        {
+          g_autofree char *shown = sm_upstream_sanitize_text (cont);
+          wipe_free (ir);
+          g_set_error (error, SM_ERROR, SM_ERROR_AUTH, _("The provider refused AUTHENTICATE %s: %s"),
+                       oauth2_mech_name (mech), shown);
+          return FALSE;
+        }
+      cmd = g_strconcat (ir, "\r\n", NULL);
+    }
+  wipe_free (ir);
+  ok = write_all (stream, cmd, strlen (cmd), cancellable, error);
+  wipe_free (cmd);
+  if (!ok)
+    return FALSE;
+
+  /* A "+" now is the error challenge (RFC 7628 §3.2.2): answer it with the
+   * dummy response, then the tagged NO follows. */
+  for (;;)
+    {
+      g_autofree char *line = sm_line_reader_read_line (reader, SM_UPSTREAM_MAX_LINE, cancellable, error);
+      g_auto(SmImapResponse) resp = { 0 };
+      char *found;
+
+      if (line == NULL)
+        return FALSE;
+      if (line[0] == '+')
+        {
+          g_autofree char *dummy = g_strconcat (oauth2_dummy_response (mech), "\r\n", NULL);
+          g_free (challenge);
+          challenge = oauth2_challenge_status (g_strstrip (line + 1));
+          if (!write_all (stream, dummy, strlen (dummy), cancellable, error))
+            return FALSE;
+          continue;
+        }
+      sm_imap_response_classify ((const guint8 *) line, strlen (line), &resp);
+      if ((found = capabilities_of (&resp)) != NULL && caps_out != NULL)
+        {
+          g_free (*caps_out);
+          *caps_out = found;
+        }
+      else
+        g_free (found);
+      if (resp.kind == SM_IMAP_RESPONSE_UNTAGGED && resp.status == SM_IMAP_STATUS_BYE)
+        {
+          g_autofree char *why = sm_upstream_sanitize_text (resp.text);
+          g_set_error (error, SM_ERROR, SM_ERROR_UNAVAILABLE, _("The provider closed the session: %s"), why);
+          return FALSE;
+        }
+      if (resp.kind == SM_IMAP_RESPONSE_TAGGED && g_strcmp0 (resp.tag, tag) == 0)
+        {
+          st = resp.status;
+          text = sm_upstream_sanitize_text (resp.text);
+          break;
+        }
+    }
+  if (st != SM_IMAP_STATUS_OK)
+    {
+      g_autofree char *detail = challenge ? g_strdup_printf ("%s, status %s", text, challenge) : g_strdup (text);
+      oauth2_refused (config, error, detail);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 imap_login (GIOStream *stream, SmLineReader *reader, const SmConfig *config, const char *password,
             const char *caps, char **caps_out, GCancellable *cancellable, GError **error)
 {
   g_autofree char *text = NULL;
   SmImapStatus st;
+
+  if (config->auth == SM_AUTH_OAUTH2)
+    {
+      ImapOAuth2Login l = { stream, reader, config, caps, caps_out, cancellable };
+      return oauth2_login_with_retry (config, password, imap_oauth2_attempt, &l, cancellable, error);
+    }
 
   if (has_capability (caps, "AUTH=PLAIN"))
     {
@@ -588,6 +843,69 @@ extension_params (SmSmtpClient *client, const char *ext)
   return NULL;
 }
 
+/* SMTP AUTH OAUTHBEARER / XOAUTH2 (RFC 4954, RFC 7628 §3) with the
+ * initial response on the AUTH line. */
+typedef struct {
+  SmSmtpClient *client;
+  const SmConfig *config;
+  GCancellable *cancellable;
+} SmtpOAuth2Login;
+
+static gboolean
+smtp_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **error)
+{
+  SmtpOAuth2Login *l = ctx;
+  SmSmtpClient *c = l->client;
+  const SmConfig *config = l->config;
+  GCancellable *cancellable = l->cancellable;
+  const char *mechs = extension_params (c, "AUTH");
+  g_auto(GStrv) list = g_strsplit (mechs ? mechs : "", " ", -1);
+  g_autoptr(SmSmtpReply) reply = NULL;
+  g_autofree char *challenge = NULL;
+  gboolean bearer = FALSE, xoauth2 = FALSE;
+  OAuth2Mech mech;
+  char *ir, *cmd;
+
+  for (guint i = 0; list[i]; i++)
+    {
+      bearer |= g_ascii_strcasecmp (list[i], "OAUTHBEARER") == 0;
+      xoauth2 |= g_ascii_strcasecmp (list[i], "XOAUTH2") == 0;
+    }
+  mech = choose_oauth2_mech (bearer, xoauth2);
+  if (mech == OAUTH2_MECH_NONE)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
+                   _("The provider's SMTP server at %s offers no OAuth2 login (AUTH OAUTHBEARER or "
+                     "XOAUTH2); check [upstream] auth"),
+                   config->smtp.url);
+      return FALSE;
+    }
+  ir = oauth2_initial_response (mech, config->username, token, config->smtp.host, config->smtp.port);
+  cmd = g_strdup_printf ("AUTH %s %s\r\n", oauth2_mech_name (mech), ir);
+  wipe_free (ir);
+  reply = command (c, cmd, cancellable, error);
+  wipe_free (cmd);
+  if (reply != NULL && reply->code == 334)
+    {
+      /* The error challenge (RFC 7628 §3.2.2): the dummy response, then the
+       * server's final 5xx. */
+      g_autofree char *dummy = g_strconcat (oauth2_dummy_response (mech), "\r\n", NULL);
+      challenge = oauth2_challenge_status (reply->text);
+      g_clear_pointer (&reply, sm_smtp_reply_free);
+      reply = command (c, dummy, cancellable, error);
+    }
+  if (reply == NULL)
+    return FALSE;
+  if (reply->code != 235)
+    {
+      g_autofree char *detail = g_strdup_printf ("%u %s%s%s", reply->code, reply->text,
+                                                 challenge ? ", status " : "", challenge ? challenge : "");
+      oauth2_refused (config, error, detail);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 smtp_auth (SmSmtpClient *c, const SmConfig *config, const char *password, GCancellable *cancellable,
            GError **error)
@@ -596,6 +914,12 @@ smtp_auth (SmSmtpClient *c, const SmConfig *config, const char *password, GCance
   g_autoptr(SmSmtpReply) reply = NULL;
   g_auto(GStrv) list = g_strsplit (mechs ? mechs : "", " ", -1);
   gboolean plain = FALSE, login = FALSE;
+
+  if (config->auth == SM_AUTH_OAUTH2)
+    {
+      SmtpOAuth2Login l = { c, config, cancellable };
+      return oauth2_login_with_retry (config, password, smtp_oauth2_attempt, &l, cancellable, error);
+    }
 
   for (guint i = 0; list[i]; i++)
     {

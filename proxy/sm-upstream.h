@@ -55,6 +55,14 @@ gboolean sm_imap_upstream_add_keyword (SmImapUpstream *upstream, const char *mai
  * lines into our replies or break the D-Bus string.  Returns a new string. */
 char *sm_upstream_sanitize_text (const char *text);
 
+/* The secret sm_imap_upstream_open() and sm_smtp_client_open() take for
+ * @config's [upstream] auth: the provider password from the keyring, or for
+ * oauth2 a current access token (sm_oauth2_get_access_token(); the logins
+ * then use SASL OAUTHBEARER, or XOAUTH2 when only that is offered).  Fails
+ * like those (SM_ERROR_NO_SECRET, SM_ERROR_CONSENT, ...).  Blocking.  Free
+ * with sm_keyring_free(). */
+char *sm_upstream_get_secret (const SmConfig *config, GCancellable *cancellable, GError **error);
+
 /* Opens the TCP connection to @endpoint after the policy check, with
  * SM_UPSTREAM_CONNECT_TIMEOUT_S and SM_UPSTREAM_IO_TIMEOUT_S set. */
 GSocketConnection *sm_upstream_connect (const SmConfig *config, const SmEndpoint *endpoint,

@@ -228,19 +228,22 @@ test_build() { # DIR [VAR=VALUE...] -- [MESON-TEST-OPTIONS...]
 pick_ports() {
   # Honour explicit SM_STACK_*_PORT; otherwise take the first free block so
   # that two runs on one machine (or a developer's own stack) do not collide.
+  # The OAuth2 server port (opt-in for mailstack.sh) is always part of a
+  # run-all.sh stack, so the OAuth2 tests run rather than skip.
   if [ -n "${SM_STACK_IMAP_PORT:-}${SM_STACK_IMAPS_PORT:-}${SM_STACK_LMTP_PORT:-}${SM_STACK_SMTP_PORT:-}${SM_STACK_SUBMISSION_PORT:-}" ]; then
+    export SM_STACK_OAUTH2_PORT=${SM_STACK_OAUTH2_PORT:-$(( ${SM_STACK_IMAP_PORT:-10143} + 457 ))}
     return 0
   fi
   local off p ok
   for off in 0 1000 2000 3000 4000 5000 6000 7000 8000 9000; do
     ok=1
-    for p in 10143 10993 10024 10025 10587; do
+    for p in 10143 10993 10024 10025 10587 10600; do
       if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$((p + off))" 2>/dev/null; then ok=0; break; fi
     done
     if [ $ok = 1 ]; then
       export SM_STACK_IMAP_PORT=$((10143 + off)) SM_STACK_IMAPS_PORT=$((10993 + off))
       export SM_STACK_LMTP_PORT=$((10024 + off)) SM_STACK_SMTP_PORT=$((10025 + off))
-      export SM_STACK_SUBMISSION_PORT=$((10587 + off))
+      export SM_STACK_SUBMISSION_PORT=$((10587 + off)) SM_STACK_OAUTH2_PORT=$((10600 + off))
       return 0
     fi
   done

@@ -14,6 +14,7 @@ PKGS=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev llvm
   libglib2.0-dev glib-networking libgtk-3-dev libsecret-1-dev libgpgme-dev
   libetpan-dev libgnutls28-dev libsqlite3-dev libayatana-appindicator3-dev gettext
+  libsoup-3.0-dev libjson-glib-dev
   # headless GUI, session bus, keyring
   xvfb xauth gnome-keyring dbus dbus-x11 libglib2.0-bin
   # crypto

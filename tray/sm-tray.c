@@ -10,6 +10,7 @@
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-main-window.h"
+#include "sm-oauth2-login.h"
 #include "sm-setup-assistant.h"
 #include "sm-tray.h"
 
@@ -30,6 +31,7 @@ struct _SmTray {
   SmTrayState state;
   gboolean was_online;
   gboolean busy;              /* a Lock/Unlock call is on its way */
+  gboolean signing_in;        /* an OAuth2 sign-in is waiting for the browser */
   GtkWindow *main_window;     /* weak */
   /* "message_id recipient" -> status word, as last seen in ListReceipts:
    * a notification is for a change, not for what was already there.  NULL
@@ -110,6 +112,14 @@ update (SmTray *self)
       status = g_strdup (_("SecureMail is locked: unlock it to read and send secure mail"));
       icon = ICON_LOCKED;
     }
+  else if (sm_dbus_proxy1_get_consent_needed (self->proxy))
+    {
+      self->state = SM_TRAY_STATE_ERROR;
+      status = g_strdup (_("SecureMail: sign in to your provider again"));
+      icon = ICON_ERROR;
+      ind_status = APP_INDICATOR_STATUS_ATTENTION;
+      self->was_online = FALSE;
+    }
   else if (!sm_dbus_proxy1_get_online (self->proxy))
     {
       const char *err = sm_dbus_proxy1_get_last_error (self->proxy);
@@ -162,6 +172,8 @@ update (SmTray *self)
                            self->state == SM_TRAY_STATE_LOCKED ? _("Unlock") : _("Lock"));
   gtk_widget_set_sensitive (item (self, "lock_item"), owner != NULL && !self->busy);
   gtk_widget_set_sensitive (item (self, "personal_item"), owner != NULL);
+  gtk_widget_set_visible (item (self, "signin_item"), owner != NULL && sm_dbus_proxy1_get_consent_needed (self->proxy));
+  gtk_widget_set_sensitive (item (self, "signin_item"), !self->signing_in);
   app_indicator_set_attention_icon_full (self->indicator, icon, status);
   app_indicator_set_icon_full (self->indicator, icon, status);
   app_indicator_set_title (self->indicator, status);
@@ -339,6 +351,90 @@ on_personal (GtkMenuItem *mi, SmTray *self)
   open_page (self, "messages");
 }
 
+/* ---- OAuth2 sign-in (issue 7) ----------------------------------------------------------- */
+
+static void
+on_sign_in_required (SmTray *self)
+{
+  g_autoptr(GNotification) n = g_notification_new (_("Sign in to your provider again"));
+
+  g_notification_set_body (n, _("Your provider wants you to sign in again before SecureMail can fetch or send "
+                                "mail. Choose “Sign in to your provider again” in the SecureMail menu."));
+  g_notification_set_priority (n, G_NOTIFICATION_PRIORITY_HIGH);
+  g_notification_set_default_action (n, "app.oauth2-login");
+  g_application_send_notification (G_APPLICATION (self->app), "oauth2-sign-in", n);
+}
+
+static gboolean
+open_uri (const char *uri, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (sm_oauth2_open_in_browser (uri, &error))
+    return TRUE;
+  g_warning ("cannot open the browser for the sign-in: %s", error->message);
+  return FALSE;
+}
+
+/* Worker thread: the browser sign-in (it waits for the browser). */
+static void
+sign_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  SmTray *self = source;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmGuiSettings) s = sm_gui_settings_load (self->config_path, &error);
+  g_autoptr(SmConfig) config = s ? sm_gui_settings_to_config (s, &error) : NULL;
+
+  if (config == NULL || !sm_oauth2_login_browser (config, open_uri, NULL, cancellable, &error))
+    g_task_return_error (task, g_steal_pointer (&error));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+on_sign_in_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmTray *self = SM_TRAY (source);
+  g_autoptr(GError) error = NULL;
+
+  self->signing_in = FALSE;
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        sm_gui_message (NULL, GTK_MESSAGE_ERROR, _("The sign-in did not work"), error->message);
+    }
+  else if (self->proxy != NULL)
+    /* The daemon forgets its old token and ConsentNeeded; update() follows. */
+    sm_dbus_proxy1_call_oauth2_signed_in (self->proxy, self->cancellable, NULL, NULL);
+  if (self->builder != NULL)
+    update (self);
+}
+
+static void
+start_sign_in (SmTray *self)
+{
+  g_autoptr(GTask) task = NULL;
+
+  if (self->signing_in)
+    return;
+  self->signing_in = TRUE;
+  task = g_task_new (self, self->cancellable, on_sign_in_done, NULL);
+  g_task_run_in_thread (task, sign_in_thread);
+  update (self);
+}
+
+static void
+on_signin (GtkMenuItem *mi, SmTray *self)
+{
+  start_sign_in (self);
+}
+
+static void
+on_signin_action (GSimpleAction *action, GVariant *parameter, gpointer user_data)
+{
+  start_sign_in (SM_TRAY (user_data));
+}
+
 /* ---- receipts and delivery failures (issue 6) ---------------------------------------- */
 
 /* Says that the receipt of @r arrived or failed. */
@@ -451,6 +547,7 @@ on_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
   g_signal_connect (self->proxy, "lock-changed", G_CALLBACK (on_lock_changed), self);
   g_signal_connect (self->proxy, "delivery-failed", G_CALLBACK (on_delivery_failed), self);
   g_signal_connect_swapped (self->proxy, "receipts-changed", G_CALLBACK (refresh_receipts), self);
+  g_signal_connect_swapped (self->proxy, "sign-in-required", G_CALLBACK (on_sign_in_required), self);
   update (self);
   refresh_recent (self);
   refresh_receipts (self);
@@ -553,6 +650,13 @@ sm_tray_new (GtkApplication *app, const char *config_path)
   g_signal_connect (item (self, "receipts_item"), "activate", G_CALLBACK (on_receipts), self);
   g_signal_connect (item (self, "setup_item"), "activate", G_CALLBACK (on_setup), self);
   g_signal_connect (item (self, "help_item"), "activate", G_CALLBACK (on_help), self);
+  g_signal_connect (item (self, "signin_item"), "activate", G_CALLBACK (on_signin), self);
+  {
+    /* The notification's button; the tray lives as long as the app. */
+    g_autoptr(GSimpleAction) action = g_simple_action_new ("oauth2-login", NULL);
+    g_signal_connect_object (action, "activate", G_CALLBACK (on_signin_action), self, 0);
+    g_action_map_add_action (G_ACTION_MAP (app), G_ACTION (action));
+  }
   g_signal_connect (item (self, "quit_item"), "activate", G_CALLBACK (on_quit), self);
 
   self->indicator = app_indicator_new ("securemail-tray", ICON_OK, APP_INDICATOR_CATEGORY_APPLICATION_STATUS);

@@ -407,6 +407,88 @@ test_status_unreachable (Fixture *f, gconstpointer data)
   g_assert_cmpuint (strlen (status), >, strlen ("SecureMail: provider unreachable: "));
 }
 
+/* Whether the top-level menu item @label is shown (dbusmenu "visible",
+ * TRUE when absent); FALSE when there is no such item. */
+static gboolean
+item_visible (const char *bus_name, const char *label)
+{
+  g_autoptr(GDBusConnection) c = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  const char *props[] = { "label", "visible", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) r = g_dbus_connection_call_sync (c, bus_name, SM_TRAY_MENU_PATH, "com.canonical.dbusmenu",
+                                                       "GetLayout", g_variant_new ("(ii^as)", 0, -1, props),
+                                                       G_VARIANT_TYPE ("(u(ia{sv}av))"), G_DBUS_CALL_FLAGS_NONE,
+                                                       5000, NULL, &error);
+  g_autoptr(GVariant) root = NULL;
+  g_autoptr(GVariant) children = NULL;
+
+  g_assert_no_error (error);
+  root = g_variant_get_child_value (r, 1);
+  children = g_variant_get_child_value (root, 2);
+  for (gsize i = 0; i < g_variant_n_children (children); i++)
+    {
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (children, i);
+      g_autoptr(GVariant) child = g_variant_get_variant (boxed);
+      g_autoptr(GVariant) item_props = g_variant_get_child_value (child, 1);
+      const char *l = "";
+      gboolean visible = TRUE;
+
+      g_variant_lookup (item_props, "label", "&s", &l);
+      g_variant_lookup (item_props, "visible", "b", &visible);
+      if (g_strcmp0 (l, label) == 0)
+        return visible;
+    }
+  return FALSE;
+}
+
+/* OAuth2 (issue 7): when the provider wants a new sign-in (here: none was
+ * ever stored), the status says so and "Sign in to your provider again"
+ * appears; it is hidden before. */
+static void
+test_sign_in_needed (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL;
+  g_autofree char *extra = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autoptr(SmTestClient) client = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *status = NULL;
+  g_autofree char *cmd = NULL;
+  g_autofree char *reply = NULL;
+  guint16 dead_port;
+
+  if (!sm_test_require_stack ())
+    return;
+  dead_port = sm_test_free_port ();   /* never asked: there is no refresh token */
+  upstream = g_strdup_printf ("[upstream]\nimap = imaps://localhost:%s\nsmtp = smtp://localhost:%s\n"
+                              "username = alice\nca_file = %s\nauth = oauth2\n",
+                              sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_PORT"),
+                              sm_test_env ("SM_TEST_CA"));
+  extra = g_strdup_printf ("[oauth2]\ntoken_endpoint = http://127.0.0.1:%u/token\nclient_id = test\n", dead_port);
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, NULL, extra);
+  config_env = tray_env_config (proxy);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_false (item_visible (f->bus_name, "Sign in to your provider again"));
+
+  client = sm_test_client_connect (proxy->imap_port);
+  g_free (sm_test_client_line (client));   /* greeting */
+  cmd = g_strdup_printf ("a LOGIN \"%s\" \"%s\"\r\n", proxy->address, proxy->local_password);
+  sm_test_client_send (client, cmd);
+  reply = sm_test_client_until (client, "a ");
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "a NO [UNAVAILABLE]"));
+  g_assert_nonnull (strstr (reply, "oauth2-login"));
+
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "sign in", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: sign in to your provider again");
+  g_assert_true (item_visible (f->bus_name, "Sign in to your provider again"));
+}
+
 /* Without a StatusNotifierWatcher the indicator falls back to a
  * GtkStatusIcon; in trayer's XEmbed panel a click opens the real menu, which
  * is what the screenshot shows. */
@@ -839,6 +921,7 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/key-expiry", Fixture, NULL, fixture_setup, test_key_expiry, fixture_teardown);
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
+  g_test_add ("/gui/tray/sign-in-needed", Fixture, NULL, fixture_setup, test_sign_in_needed, fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/mi", Fixture, "mi", fallback_setup, test_fallback_menu_screenshot,

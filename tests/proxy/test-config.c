@@ -228,6 +228,31 @@ check_receipt_overdue (const SmConfig *c)
   g_assert_cmpint (c->receipt_overdue_s, ==, 36 * 3600);
 }
 
+/* [oauth2] (issue 7): auth = oauth2 with the endpoints of a provider. */
+#define OAUTH2_MINIMAL MINIMAL "auth = oauth2\n[oauth2]\ntoken_endpoint = https://login.example.test/token\n" \
+  "client_id = securemail-desktop\n"
+
+static void
+check_oauth2 (const SmConfig *c)
+{
+  g_assert_cmpint (c->auth, ==, SM_AUTH_OAUTH2);
+  g_assert_cmpstr (c->oauth2.token_endpoint, ==, "https://login.example.test/token");
+  g_assert_cmpstr (c->oauth2.client_id, ==, "securemail-desktop");
+  g_assert_cmpstr (c->oauth2.authorization_endpoint, ==, "https://login.example.test/authorize");
+  g_assert_cmpstr (c->oauth2.device_authorization_endpoint, ==, "http://127.0.0.1:11600/device");
+  g_assert_cmpstr (c->oauth2.scope, ==, "https://mail.example.test/imap offline_access");
+  g_assert_null (c->oauth2.client_secret);
+}
+
+static void
+check_oauth2_minimal (const SmConfig *c)
+{
+  g_assert_cmpint (c->auth, ==, SM_AUTH_OAUTH2);
+  g_assert_null (c->oauth2.authorization_endpoint);
+  g_assert_null (c->oauth2.device_authorization_endpoint);
+  g_assert_null (c->oauth2.scope);
+}
+
 static const ConfigCase cases[] = {
   /* ---- good ---- */
   { "/proxy/config/good/minimal-defaults", MINIMAL, NULL, check_defaults, { NULL } },
@@ -357,7 +382,35 @@ static const ConfigCase cases[] = {
   { "/proxy/config/bad/upstream/auth-enum",
     MINIMAL "auth = kerberos\n", NULL, NULL, { "[upstream] auth", "kerberos" } },
   { "/proxy/config/bad/upstream/auth-unsupported",
-    MINIMAL "auth = oauth2\n", NULL, NULL, { "[upstream] auth", "password" } },
+    MINIMAL "auth = certificate\n", NULL, NULL, { "[upstream] auth", "certificate" } },
+  { "/proxy/config/good/oauth2",
+    OAUTH2_MINIMAL "authorization_endpoint = https://login.example.test/authorize\n"
+    "device_authorization_endpoint = http://127.0.0.1:11600/device\n"
+    "scope = https://mail.example.test/imap offline_access\n"
+    "[policy]\nallowed_upstreams = *.example.test 127.0.0.1\n",
+    NULL, check_oauth2, { NULL } },
+  { "/proxy/config/good/oauth2-minimal", OAUTH2_MINIMAL, NULL, check_oauth2_minimal, { NULL } },
+  { "/proxy/config/bad/oauth2/no-token-endpoint",
+    MINIMAL "auth = oauth2\n[oauth2]\nclient_id = x\n", NULL, NULL, { "[oauth2] token_endpoint", "missing" } },
+  { "/proxy/config/bad/oauth2/no-client-id",
+    MINIMAL "auth = oauth2\n[oauth2]\ntoken_endpoint = https://login.example.test/token\n", NULL, NULL,
+    { "[oauth2] client_id", "missing" } },
+  { "/proxy/config/bad/oauth2/plain-http",
+    OAUTH2_MINIMAL "authorization_endpoint = http://login.example.test/authorize\n", NULL, NULL,
+    { "[oauth2] authorization_endpoint", "https://", "unencrypted" } },
+  { "/proxy/config/bad/oauth2/userinfo",
+    MINIMAL "auth = oauth2\n[oauth2]\nclient_id = x\ntoken_endpoint = https://u:pw@login.example.test/t\n",
+    NULL, NULL, { "[oauth2] token_endpoint", "user name" } },
+  { "/proxy/config/bad/oauth2/not-a-url",
+    MINIMAL "auth = oauth2\n[oauth2]\nclient_id = x\ntoken_endpoint = ftp://login.example.test/t\n",
+    NULL, NULL, { "[oauth2] token_endpoint", "https://" } },
+  { "/proxy/config/bad/oauth2/not-allowed",
+    OAUTH2_MINIMAL "device_authorization_endpoint = https://evil.test/device\n"
+    "[policy]\nallowed_upstreams = *.example.test\n", NULL, NULL,
+    { "[oauth2] device_authorization_endpoint", "evil.test", "allowed_upstreams" } },
+  { "/proxy/config/bad/oauth2/token-not-allowed-by-policy",
+    OAUTH2_MINIMAL, "[policy]\nallowed_upstreams = imap.example.test smtp.example.test\n",
+    NULL, { "[oauth2] token_endpoint", "login.example.test" } },
   { "/proxy/config/bad/upstream/ca-file-missing",
     MINIMAL "ca_file = /nonexistent/securemail-test/ca.pem\n", NULL, NULL,
     { "[upstream] ca_file", "/nonexistent/securemail-test/ca.pem" } },

@@ -16,6 +16,11 @@
 #   SM_STACK_LMTP_PORT=10024        Dovecot LMTP (Postfix delivers here)
 #   SM_STACK_SMTP_PORT=10025        SMTP, no AUTH needed from loopback
 #   SM_STACK_SUBMISSION_PORT=10587  submission, STARTTLS and AUTH required
+#   SM_STACK_OAUTH2_PORT=           opt-in (issue 7): Dovecot (and so Postfix
+#                                   submission) also takes SASL OAUTHBEARER and
+#                                   XOAUTH2, validating bearer tokens at
+#                                   http://127.0.0.1:PORT/introspect; the tests
+#                                   serve that port (the provider's OAuth server)
 # Users alice, bob, carol (password "pass") in the domains localhost and
 # example.test; alice@localhost and alice@example.test are the same mailbox.
 #
@@ -46,7 +51,9 @@ load_ports() {
     LMTP_PORT=${SM_STACK_LMTP_PORT:-10024}
     SMTP_PORT=${SM_STACK_SMTP_PORT:-10025}
     SUBMISSION_PORT=${SM_STACK_SUBMISSION_PORT:-10587}
+    OAUTH2_PORT=${SM_STACK_OAUTH2_PORT:-}
   fi
+  OAUTH2_PORT=${OAUTH2_PORT:-}
   ALL_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT" "$SUBMISSION_PORT")
 }
 
@@ -188,6 +195,36 @@ protocol lmtp {
 }
 EOF
 }
+
+# ---- OAuth2 (issue 7): opt-in with SM_STACK_OAUTH2_PORT -----------------------
+# Dovecot's oauth2 passdb (PasswordDatabase/oauth2, Dovecot >= 2.2.28) asks
+# the provider's introspection endpoint (RFC 7662, POST token=...) about each
+# bearer token; the answer must say "active": true and name the user in
+# "username" (after auth_username_format: "alice").  Only the OAuth2
+# mechanisms reach this passdb, and the password logins keep working.  The
+# auth cache stays off (Dovecot's default), so a revoked token is refused at
+# once.  Postfix submission authenticates through Dovecot, so it follows.
+write_dovecot_oauth2_conf() {
+  [ -n "$OAUTH2_PORT" ] || return 0
+  cat > "$D/dovecot/oauth2.conf.ext" <<EOF
+introspection_mode = post
+introspection_url = http://127.0.0.1:$OAUTH2_PORT/introspect
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 10000
+EOF
+  cat >> "$D/dovecot/dovecot.conf" <<EOF
+# OAuth2 (mailstack.sh SM_STACK_OAUTH2_PORT)
+auth_mechanisms = plain login oauthbearer xoauth2
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $D/dovecot/oauth2.conf.ext
+}
+EOF
+}
+# ---- end of OAuth2 --------------------------------------------------------------
 
 write_postfix_conf() {
   local u dom maps=""
@@ -331,6 +368,7 @@ do_start() {
 
   make_certs
   write_dovecot_conf
+  write_dovecot_oauth2_conf
   write_postfix_conf
 
   dovecot -F -c "$D/dovecot/dovecot.conf" > "$D/dovecot.log" 2>&1 &
@@ -338,6 +376,7 @@ do_start() {
   {
     echo "IMAP_PORT=$IMAP_PORT"; echo "IMAPS_PORT=$IMAPS_PORT"; echo "LMTP_PORT=$LMTP_PORT"
     echo "SMTP_PORT=$SMTP_PORT"; echo "SUBMISSION_PORT=$SUBMISSION_PORT"
+    echo "OAUTH2_PORT=$OAUTH2_PORT"
   } > "$D/ports.env"
   for p in "$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT"; do
     if ! wait_port "$p"; then
@@ -382,6 +421,8 @@ do_env() {
   q SM_TEST_DOMAINS "${DOMAINS[*]}"
   q SM_TEST_PASSWORD "$PASSWORD"
   q SM_TEST_MAILDIR "$D/dovecot/mail"
+  # Set only when the stack was started with SM_STACK_OAUTH2_PORT.
+  [ -z "$OAUTH2_PORT" ] || q SM_TEST_OAUTH2_PORT "$OAUTH2_PORT"
 }
 
 case $cmd in
