@@ -249,6 +249,14 @@ SmTestProxy *
 sm_test_proxy_start (const char *address, const char *upstream_section, const char *provider_password,
                      const char *extra)
 {
+  return sm_test_proxy_start_with_policy (address, upstream_section, provider_password, extra,
+                                          SM_TEST_DEFAULT_POLICY);
+}
+
+SmTestProxy *
+sm_test_proxy_start_with_policy (const char *address, const char *upstream_section,
+                                 const char *provider_password, const char *extra, const char *policy)
+{
   SmTestProxy *proxy = g_new0 (SmTestProxy, 1);
   g_autoptr(GError) error = NULL;
   g_autofree char *config = NULL;
@@ -272,6 +280,8 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
                             extra && strstr (extra, "[crypto]") ? "" : "[crypto]\nprotocol = openpgp\n",
                             extra ? extra : "");
   g_assert_true (g_file_set_contents (proxy->config_path, config, -1, NULL));
+  if (policy != NULL)
+    g_assert_true (g_file_set_contents (proxy->policy_path, policy, -1, NULL));
 
   if (provider_password != NULL)
     {

@@ -50,6 +50,18 @@ char *sm_test_upstream_section (const char *user);
 SmTestProxy *sm_test_proxy_start (const char *address, const char *upstream_section,
                                   const char *provider_password, const char *extra);
 
+/* The policy sm_test_proxy_start() writes: the administrator allows
+ * auto-unlock with the login keyring (issue 7), so the proxy starts
+ * unlocked as the tests that are not about the gate expect.  Without it
+ * the proxy starts locked. */
+#define SM_TEST_DEFAULT_POLICY "[security]\nauto_unlock = login-keyring\n"
+
+/* sm_test_proxy_start() with @policy as the administrator's policy.conf
+ * (NULL = none at all: the defaults of a machine without a policy). */
+SmTestProxy *sm_test_proxy_start_with_policy (const char *address, const char *upstream_section,
+                                              const char *provider_password, const char *extra,
+                                              const char *policy);
+
 /* SIGTERM, wait, and check it exited 0 (unless it already died). */
 void sm_test_proxy_stop (SmTestProxy *proxy);
 void sm_test_proxy_free (SmTestProxy *proxy);
