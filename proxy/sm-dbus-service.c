@@ -292,6 +292,9 @@ on_lock_changed (SmDbusService *self, gboolean locked)
   sm_dbus_proxy1_set_locked (self->skeleton, locked);
   sm_dbus_proxy1_set_lock_reason (self->skeleton,
                                   sm_lock_reason_to_string (sm_server_get_lock_reason (self->server)));
+  /* PropertiesChanged now, not from an idle: a client reading LockReason
+   * when LockChanged arrives sees the new one. */
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self->skeleton));
   sm_dbus_proxy1_emit_lock_changed (self->skeleton, locked);
 }
 

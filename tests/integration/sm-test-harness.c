@@ -846,3 +846,46 @@ sm_test_fetch_all (SmTestProxy *p, const char *marker)
     g_error ("fetch through %s's proxy failed: %s", p->address, err);
   g_assert_nonnull (strstr (out, "FOUND 1"));
 }
+
+/* ---- being the desktop's screensaver ------------------------------------------ */
+
+/* RequestName/ReleaseName of the bus daemon; returns its reply code. */
+static guint32
+session_name_call (const char *method, GVariant *args)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
+  g_autoptr(GVariant) reply = NULL;
+  guint32 code = 0;
+
+  g_assert_no_error (error);
+  reply = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                       method, args, G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+  g_assert_no_error (error);
+  g_variant_get (reply, "(u)", &code);
+  return code;
+}
+
+void
+sm_test_session_own_name (const char *name)
+{
+  /* 1 = DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER */
+  g_assert_cmpuint (session_name_call ("RequestName", g_variant_new ("(su)", name, 0)), ==, 1);
+}
+
+void
+sm_test_session_release_name (const char *name)
+{
+  session_name_call ("ReleaseName", g_variant_new ("(s)", name));
+}
+
+void
+sm_test_screensaver_emit (const char *name, const char *path, gboolean active)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
+
+  g_assert_no_error (error);
+  g_dbus_connection_emit_signal (bus, NULL, path, name, "ActiveChanged", g_variant_new ("(b)", active), &error);
+  g_assert_no_error (error);
+}

@@ -184,3 +184,18 @@ void sm_test_introduce (SmTestProxy *from, SmTestProxy *to);
 void sm_test_fetch_all (SmTestProxy *p, const char *marker);
 
 G_END_DECLS
+
+/* ---- being the desktop's screensaver (issue 7) -------------------------------- */
+
+G_BEGIN_DECLS
+
+/* This process takes (or gives back) @name, e.g. org.gnome.ScreenSaver, on
+ * the session bus, as the screensaver does: the proxy listens only to the
+ * name's owner. */
+void sm_test_session_own_name (const char *name);
+void sm_test_session_release_name (const char *name);
+/* Emits ActiveChanged(@active) of interface @name at @path on the session
+ * bus, as GNOME's and the freedesktop screensavers do on locking. */
+void sm_test_screensaver_emit (const char *name, const char *path, gboolean active);
+
+G_END_DECLS

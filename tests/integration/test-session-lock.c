@@ -453,16 +453,11 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_clear_pointer (&f->proxy, sm_test_proxy_free);
   if (f->session != NULL)
     {
-      const char *names[] = { "org.gnome.ScreenSaver", "org.freedesktop.ScreenSaver" };
-
       g_dbus_connection_signal_unsubscribe (f->session, f->lock_changed_sub);
       /* The connection is the process's shared one: the next test starts
        * without a screensaver. */
-      for (guint i = 0; i < G_N_ELEMENTS (names); i++)
-        g_variant_unref (g_dbus_connection_call_sync (f->session, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                      "org.freedesktop.DBus", "ReleaseName",
-                                                      g_variant_new ("(s)", names[i]), G_VARIANT_TYPE ("(u)"),
-                                                      G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL));
+      sm_test_session_release_name ("org.gnome.ScreenSaver");
+      sm_test_session_release_name ("org.freedesktop.ScreenSaver");
     }
   g_clear_object (&f->session);
   g_clear_pointer (&f->login1, login1_stop);
@@ -662,48 +657,22 @@ emit_resume (Fixture *f)
   login1_emit (f->login1, LOGIN1_PATH, MANAGER_IFACE, "PrepareForSleep", g_variant_new ("(b)", FALSE));
 }
 
-/* The test owns @name on the session bus, as the screensaver would. */
-static void
-own_session_name (Fixture *f, const char *name)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) reply = g_dbus_connection_call_sync (f->session, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                           "org.freedesktop.DBus", "RequestName",
-                                                           g_variant_new ("(su)", name, 0), G_VARIANT_TYPE ("(u)"),
-                                                           G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
-  guint32 result = 0;
-
-  g_assert_no_error (error);
-  g_variant_get (reply, "(u)", &result);
-  g_assert_cmpuint (result, ==, 1);   /* DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER */
-}
-
-static void
-emit_saver (Fixture *f, const char *name, const char *path, gboolean active)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_dbus_connection_emit_signal (f->session, NULL, path, name, "ActiveChanged", g_variant_new ("(b)", active),
-                                 &error);
-  g_assert_no_error (error);
-}
-
 static void
 emit_gnome_saver_inactive (Fixture *f)
 {
-  emit_saver (f, "org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", FALSE);
+  sm_test_screensaver_emit ("org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", FALSE);
 }
 
 static void
 emit_gnome_saver_active (Fixture *f)
 {
-  emit_saver (f, "org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", TRUE);
+  sm_test_screensaver_emit ("org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", TRUE);
 }
 
 static void
 emit_fdo_saver_active (Fixture *f)
 {
-  emit_saver (f, "org.freedesktop.ScreenSaver", "/ScreenSaver", TRUE);
+  sm_test_screensaver_emit ("org.freedesktop.ScreenSaver", "/ScreenSaver", TRUE);
 }
 
 static void
@@ -813,8 +782,8 @@ test_screensaver (Fixture *f, gconstpointer data)
 
   if (f->proxy == NULL)
     return;
-  own_session_name (f, "org.gnome.ScreenSaver");
-  own_session_name (f, "org.freedesktop.ScreenSaver");
+  sm_test_session_own_name ("org.gnome.ScreenSaver");
+  sm_test_session_own_name ("org.freedesktop.ScreenSaver");
   imap = imap_open_selected (f, &uid);
   smtp = sm_test_smtp_open (f->proxy, TRUE);
 
@@ -840,7 +809,7 @@ test_no_system_bus (Fixture *f, gconstpointer data)
 
   if (f->proxy == NULL)
     return;
-  own_session_name (f, "org.gnome.ScreenSaver");
+  sm_test_session_own_name ("org.gnome.ScreenSaver");
   emit_until_locked (f, emit_gnome_saver_active, "org.gnome.ScreenSaver ActiveChanged(true)");
   g_assert_true (g_file_get_contents (f->proxy->log_path, &log, NULL, NULL));
   at = strstr (log, "No system bus");
@@ -859,7 +828,7 @@ test_no_logind (Fixture *f, gconstpointer data)
 
   if (f->proxy == NULL)
     return;
-  own_session_name (f, "org.freedesktop.ScreenSaver");
+  sm_test_session_own_name ("org.freedesktop.ScreenSaver");
   emit_until_locked (f, emit_fdo_saver_active, "org.freedesktop.ScreenSaver ActiveChanged(true)");
   g_assert_true (g_file_get_contents (f->proxy->log_path, &log, NULL, NULL));
   at = strstr (log, "logind is not on the system bus");
@@ -876,8 +845,8 @@ test_settings_off (Fixture *f, gconstpointer data)
 {
   if (f->proxy == NULL)
     return;
-  own_session_name (f, "org.gnome.ScreenSaver");
-  own_session_name (f, "org.freedesktop.ScreenSaver");
+  sm_test_session_own_name ("org.gnome.ScreenSaver");
+  sm_test_session_own_name ("org.freedesktop.ScreenSaver");
   emit_and_stay_unlocked (f, emit_everything);
   g_assert_cmpuint (f->login1->n_inhibit, ==, 0);
   g_assert_cmpuint (f->login1->n_session_lookups, ==, 0);
