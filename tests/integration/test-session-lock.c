@@ -687,26 +687,34 @@ emit_everything (Fixture *f)
 
 /* ---- tests ------------------------------------------------------------------------- */
 
-/* Session.Lock of our session (found by XDG_SESSION_ID) locks; that of
- * another session does not. */
+/* With an IMAP session (INBOX selected) and an SMTP session open before:
+ * @harmless does not lock, @locking does (named @what), and D-Bus,
+ * LockChanged, IMAP and SMTP all say so with @reason. */
 static void
-test_logind_session_lock (Fixture *f, gconstpointer data)
+check_lock (Fixture *f, Emit harmless, Emit locking, const char *what, const char *reason)
 {
   g_autoptr(SmTestClient) imap = NULL;
   g_autoptr(SmTestClient) smtp = NULL;
   g_autofree char *uid = NULL;
 
+  imap = imap_open_selected (f, &uid);
+  smtp = sm_test_smtp_open (f->proxy, TRUE);
+  emit_and_stay_unlocked (f, harmless);
+  emit_until_locked (f, locking, what);
+  assert_locked_everywhere (f, reason, imap, uid, smtp);
+}
+
+/* Session.Lock of our session (found by XDG_SESSION_ID) locks; that of
+ * another session does not. */
+static void
+test_logind_session_lock (Fixture *f, gconstpointer data)
+{
   if (f->proxy == NULL)
     return;
   login1_wait_count (f->login1, &f->login1->n_session_lookups, 1, "GetSession");
   g_assert_cmpstr (f->login1->asked_session, ==, SESSION_ID);
   g_assert_false (proxy_locked (f));
-  imap = imap_open_selected (f, &uid);
-  smtp = sm_test_smtp_open (f->proxy, TRUE);
-
-  emit_and_stay_unlocked (f, emit_other_session_lock);
-  emit_until_locked (f, emit_session_lock, "Session.Lock");
-  assert_locked_everywhere (f, "screen-locked", imap, uid, smtp);
+  check_lock (f, emit_other_session_lock, emit_session_lock, "Session.Lock", "screen-locked");
 }
 
 /* Without XDG_SESSION_ID the session is the one of the proxy's PID; its
@@ -714,9 +722,6 @@ test_logind_session_lock (Fixture *f, gconstpointer data)
 static void
 test_logind_locked_hint (Fixture *f, gconstpointer data)
 {
-  g_autoptr(SmTestClient) imap = NULL;
-  g_autoptr(SmTestClient) smtp = NULL;
-  g_autofree char *uid = NULL;
   guint64 pid;
 
   if (f->proxy == NULL)
@@ -725,12 +730,7 @@ test_logind_locked_hint (Fixture *f, gconstpointer data)
   pid = g_ascii_strtoull (g_subprocess_get_identifier (f->proxy->process), NULL, 10);
   g_assert_cmpuint (f->login1->asked_pid, ==, pid);
   g_assert_null (f->login1->asked_session);
-  imap = imap_open_selected (f, &uid);
-  smtp = sm_test_smtp_open (f->proxy, TRUE);
-
-  emit_and_stay_unlocked (f, emit_locked_hint_false);
-  emit_until_locked (f, emit_locked_hint_true, "LockedHint = true");
-  assert_locked_everywhere (f, "screen-locked", imap, uid, smtp);
+  check_lock (f, emit_locked_hint_false, emit_locked_hint_true, "LockedHint = true", "screen-locked");
 
   /* The screen unlocking does not unlock SecureMail: the user does. */
   login1_set_locked_hint (f->login1, FALSE);
@@ -745,24 +745,14 @@ test_logind_locked_hint (Fixture *f, gconstpointer data)
 static void
 test_logind_suspend (Fixture *f, gconstpointer data)
 {
-  g_autoptr(SmTestClient) imap = NULL;
-  g_autoptr(SmTestClient) smtp = NULL;
-  g_autofree char *uid = NULL;
-
   if (f->proxy == NULL)
     return;
   login1_wait_count (f->login1, &f->login1->n_inhibit, 1, "Inhibit");
   g_assert_cmpstr (f->login1->inhibit_what, ==, "sleep");
   g_assert_cmpstr (f->login1->inhibit_mode, ==, "delay");
   g_assert_false (login1_inhibitor_released (f->login1, 0));
-  imap = imap_open_selected (f, &uid);
-  smtp = sm_test_smtp_open (f->proxy, TRUE);
-
-  emit_and_stay_unlocked (f, emit_resume);
-  g_assert_false (login1_inhibitor_released (f->login1, 0));
-  emit_until_locked (f, emit_sleep, "PrepareForSleep(true)");
+  check_lock (f, emit_resume, emit_sleep, "PrepareForSleep(true)", "suspend");
   g_assert_true (login1_inhibitor_released (f->login1, LOCK_WAIT_MS));
-  assert_locked_everywhere (f, "suspend", imap, uid, smtp);
 
   emit_resume (f);
   login1_wait_count (f->login1, &f->login1->n_inhibit, 2, "Inhibit after resume");
@@ -776,27 +766,39 @@ test_logind_suspend (Fixture *f, gconstpointer data)
 static void
 test_screensaver (Fixture *f, gconstpointer data)
 {
-  g_autoptr(SmTestClient) imap = NULL;
-  g_autoptr(SmTestClient) smtp = NULL;
-  g_autofree char *uid = NULL;
+  g_autofree char *reason = NULL;
 
   if (f->proxy == NULL)
     return;
   sm_test_session_own_name ("org.gnome.ScreenSaver");
   sm_test_session_own_name ("org.freedesktop.ScreenSaver");
-  imap = imap_open_selected (f, &uid);
-  smtp = sm_test_smtp_open (f->proxy, TRUE);
-
-  emit_and_stay_unlocked (f, emit_gnome_saver_inactive);
-  emit_until_locked (f, emit_gnome_saver_active, "org.gnome.ScreenSaver ActiveChanged(true)");
-  assert_locked_everywhere (f, "screen-locked", imap, uid, smtp);
+  check_lock (f, emit_gnome_saver_inactive, emit_gnome_saver_active, "org.gnome.ScreenSaver ActiveChanged(true)",
+              "screen-locked");
 
   unlock_with_cli (f);
   emit_until_locked (f, emit_fdo_saver_active, "org.freedesktop.ScreenSaver ActiveChanged(true)");
-  {
-    g_autofree char *reason = proxy_lock_reason (f);
-    g_assert_cmpstr (reason, ==, "screen-locked");
-  }
+  reason = proxy_lock_reason (f);
+  g_assert_cmpstr (reason, ==, "screen-locked");
+}
+
+/* The screensaver @saver locks the proxy (@emit), and the proxy's log holds
+ * @missing exactly once and no warning: a missing bus or service is
+ * normal. */
+static void
+assert_saver_locks_and_logged_once (Fixture *f, const char *saver, Emit emit, const char *missing)
+{
+  g_autofree char *log = NULL;
+  g_autofree char *what = g_strdup_printf ("%s ActiveChanged(true)", saver);
+  const char *at;
+
+  sm_test_session_own_name (saver);
+  emit_until_locked (f, emit, what);
+  g_assert_true (g_file_get_contents (f->proxy->log_path, &log, NULL, NULL));
+  at = strstr (log, missing);
+  g_assert_nonnull (at);
+  g_assert_null (strstr (at + 1, missing));
+  g_assert_null (strstr (log, "-WARNING **"));
+  g_assert_null (strstr (log, "-CRITICAL **"));
 }
 
 /* No system bus at all: the proxy runs as usual, says so once at debug
@@ -804,38 +806,19 @@ test_screensaver (Fixture *f, gconstpointer data)
 static void
 test_no_system_bus (Fixture *f, gconstpointer data)
 {
-  g_autofree char *log = NULL;
-  const char *at;
-
   if (f->proxy == NULL)
     return;
-  sm_test_session_own_name ("org.gnome.ScreenSaver");
-  emit_until_locked (f, emit_gnome_saver_active, "org.gnome.ScreenSaver ActiveChanged(true)");
-  g_assert_true (g_file_get_contents (f->proxy->log_path, &log, NULL, NULL));
-  at = strstr (log, "No system bus");
-  g_assert_nonnull (at);
-  g_assert_null (strstr (at + 1, "No system bus"));
-  g_assert_null (strstr (log, "-WARNING **"));
-  g_assert_null (strstr (log, "-CRITICAL **"));
+  assert_saver_locks_and_logged_once (f, "org.gnome.ScreenSaver", emit_gnome_saver_active, "No system bus");
 }
 
 /* A system bus without logind: the same. */
 static void
 test_no_logind (Fixture *f, gconstpointer data)
 {
-  g_autofree char *log = NULL;
-  const char *at;
-
   if (f->proxy == NULL)
     return;
-  sm_test_session_own_name ("org.freedesktop.ScreenSaver");
-  emit_until_locked (f, emit_fdo_saver_active, "org.freedesktop.ScreenSaver ActiveChanged(true)");
-  g_assert_true (g_file_get_contents (f->proxy->log_path, &log, NULL, NULL));
-  at = strstr (log, "logind is not on the system bus");
-  g_assert_nonnull (at);
-  g_assert_null (strstr (at + 1, "logind is not on the system bus"));
-  g_assert_null (strstr (log, "-WARNING **"));
-  g_assert_null (strstr (log, "-CRITICAL **"));
+  assert_saver_locks_and_logged_once (f, "org.freedesktop.ScreenSaver", emit_fdo_saver_active,
+                                      "logind is not on the system bus");
 }
 
 /* lock_on_screen_lock = off and lock_on_suspend = off: nothing of this
