@@ -11,6 +11,7 @@
 #include <gio/gunixfdlist.h>
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "sm-session-watch.h"
@@ -207,21 +208,10 @@ forget_session (SmSessionWatch *self)
 }
 
 static void
-on_session_found (GObject *source, GAsyncResult *result, gpointer user_data)
+watch_session (SmSessionWatch *self, const char *path)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
-  SmSessionWatch *self = user_data;
-
-  if (reply == NULL)
-    {
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        g_debug ("logind knows no session of this process (%s): the screensaver signals still lock",
-                 error->message);
-      return;
-    }
   forget_session (self);
-  g_variant_get (reply, "(o)", &self->session_path);
+  self->session_path = g_strdup (path);
   self->session_lock_sub = g_dbus_connection_signal_subscribe (self->system, SM_LOGIND_NAME, SM_LOGIND_SESSION_IFACE,
                                                                "Lock", self->session_path, NULL,
                                                                G_DBUS_SIGNAL_FLAGS_NONE, on_signal, self, NULL);
@@ -232,8 +222,84 @@ on_session_found (GObject *source, GAsyncResult *result, gpointer user_data)
   g_debug ("Watching logind session %s", self->session_path);
 }
 
+static void
+on_display_session (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+  g_autoptr(GVariant) display = NULL;
+  SmSessionWatch *self = user_data;
+  const char *path = NULL;
+
+  if (reply == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_debug ("logind has no display session for this user (%s): the screensaver signals still lock",
+                 error->message);
+      return;
+    }
+  g_variant_get (reply, "(v)", &display);
+  if (g_variant_is_of_type (display, G_VARIANT_TYPE ("(so)")))
+    g_variant_get (display, "(&s&o)", NULL, &path);
+  /* "/" = the user has no graphical session right now. */
+  if (path == NULL || strcmp (path, "/") == 0)
+    {
+      g_debug ("logind has no display session for this user: the screensaver signals still lock");
+      return;
+    }
+  watch_session (self, path);
+}
+
+static void
+on_user_found (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+  SmSessionWatch *self = user_data;
+  const char *user_path = NULL;
+
+  if (reply == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_debug ("logind knows neither a session of this process nor its user (%s): "
+                 "the screensaver signals still lock", error->message);
+      return;
+    }
+  g_variant_get (reply, "(&o)", &user_path);
+  g_dbus_connection_call (self->system, SM_LOGIND_NAME, user_path, PROPERTIES_IFACE, "Get",
+                          g_variant_new ("(ss)", SM_LOGIND_USER_IFACE, "Display"), G_VARIANT_TYPE ("(v)"),
+                          G_DBUS_CALL_FLAGS_NONE, -1, self->session_lookup, on_display_session, self);
+}
+
+static void
+on_session_found (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+  SmSessionWatch *self = user_data;
+  const char *path = NULL;
+
+  if (reply == NULL)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        return;
+      /* A systemd user service (ui/securemail-proxy.service) belongs to no
+       * session: the user's graphical ("display") session is the one whose
+       * screen matters. */
+      g_debug ("logind knows no session of this process (%s): watching the user's display session",
+               error->message);
+      g_dbus_connection_call (self->system, SM_LOGIND_NAME, SM_LOGIND_PATH, SM_LOGIND_MANAGER_IFACE, "GetUser",
+                              g_variant_new ("(u)", (guint32) getuid ()), G_VARIANT_TYPE ("(o)"),
+                              G_DBUS_CALL_FLAGS_NONE, -1, self->session_lookup, on_user_found, self);
+      return;
+    }
+  g_variant_get (reply, "(&o)", &path);
+  watch_session (self, path);
+}
+
 /* Our session: the one XDG_SESSION_ID names (set by pam_systemd for every
- * process of a login), else the one logind finds for our PID. */
+ * process of a login), else the one logind finds for our PID, else the
+ * user's display session (on_session_found()). */
 static void
 find_session (SmSessionWatch *self)
 {

@@ -4,7 +4,9 @@
  * SmSessionWatch listens, on the system bus, to logind
  * (org.freedesktop.login1): the Manager's PrepareForSleep(true), and for
  * this process's session the Session's Lock signal and its LockedHint
- * property turning true.  On the session bus it listens to the
+ * property turning true.  The session is the one XDG_SESSION_ID names,
+ * else logind's session of our PID, else (a systemd user service is in no
+ * session) the user's Display session.  On the session bus it listens to the
  * screensavers' ActiveChanged(true): GNOME's org.gnome.ScreenSaver and the
  * freedesktop org.freedesktop.ScreenSaver (KDE, Xfce, ...).  Each of these
  * emits "lock-requested"; the server (sm-server.c) owns the watch and locks.
@@ -28,6 +30,7 @@ G_BEGIN_DECLS
 #define SM_LOGIND_PATH             "/org/freedesktop/login1"
 #define SM_LOGIND_MANAGER_IFACE    "org.freedesktop.login1.Manager"
 #define SM_LOGIND_SESSION_IFACE    "org.freedesktop.login1.Session"
+#define SM_LOGIND_USER_IFACE       "org.freedesktop.login1.User"
 #define SM_GNOME_SCREENSAVER_NAME  "org.gnome.ScreenSaver"
 #define SM_FDO_SCREENSAVER_NAME    "org.freedesktop.ScreenSaver"
 

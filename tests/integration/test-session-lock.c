@@ -6,7 +6,8 @@
  * test runs a private system bus (dbus-daemon with a minimal system-like
  * configuration, found through DBUS_SYSTEM_BUS_ADDRESS) and, on it, a small
  * service owning org.freedesktop.login1.  It is the peer logind would be:
- * it answers GetSession, GetSessionByPID and Inhibit, and emits
+ * it answers GetSession, GetSessionByPID, GetUser (with the User's Display
+ * property) and Inhibit, and emits
  * PrepareForSleep, Session.Lock and the LockedHint PropertiesChanged the
  * way org.freedesktop.login1(5) documents them.  The screensaver signals
  * (org.gnome.ScreenSaver and org.freedesktop.ScreenSaver ActiveChanged)
@@ -35,6 +36,7 @@
 #define SESSION_ID         "7"
 #define SESSION_PATH       "/org/freedesktop/login1/session/_37"   /* logind's escaping of "7" */
 #define OTHER_SESSION_PATH "/org/freedesktop/login1/session/_38"
+#define USER_PATH          "/org/freedesktop/login1/user/self"
 #define LOGIN1             "org.freedesktop.login1"
 #define LOGIN1_PATH        "/org/freedesktop/login1"
 #define MANAGER_IFACE      "org.freedesktop.login1.Manager"
@@ -126,6 +128,9 @@ static const char login1_xml[] =
   "  <method name='GetSessionByPID'>"
   "   <arg name='pid' type='u' direction='in'/><arg name='object_path' type='o' direction='out'/>"
   "  </method>"
+  "  <method name='GetUser'>"
+  "   <arg name='uid' type='u' direction='in'/><arg name='object_path' type='o' direction='out'/>"
+  "  </method>"
   "  <method name='Inhibit'>"
   "   <arg name='what' type='s' direction='in'/><arg name='who' type='s' direction='in'/>"
   "   <arg name='why' type='s' direction='in'/><arg name='mode' type='s' direction='in'/>"
@@ -139,6 +144,9 @@ static const char login1_xml[] =
   "  <signal name='Lock'/>"
   "  <signal name='Unlock'/>"
   " </interface>"
+  " <interface name='org.freedesktop.login1.User'>"
+  "  <property name='Display' type='(so)' access='read'/>"
+  " </interface>"
   "</node>";
 
 typedef struct {
@@ -148,6 +156,7 @@ typedef struct {
   GMainLoop *loop;
   GDBusConnection *bus;      /* used from the test thread only to emit signals */
   GDBusNodeInfo *info;
+  gboolean pid_in_session;   /* FALSE: GetSessionByPID fails, as for a systemd user service */
 
   GMutex mutex;              /* guards what follows, and is held by wait_for() */
   GCond cond;
@@ -155,6 +164,8 @@ typedef struct {
   char *asked_session;       /* GetSession's argument */
   guint32 asked_pid;         /* GetSessionByPID's argument */
   guint n_session_lookups;
+  guint n_user_lookups;
+  guint32 asked_uid;         /* GetUser's argument */
   guint n_inhibit;
   char *inhibit_what;
   char *inhibit_mode;
@@ -186,7 +197,17 @@ manager_call (GDBusConnection *connection, const char *sender, const char *path,
     {
       g_variant_get (parameters, "(u)", &l->asked_pid);
       l->n_session_lookups++;
-      g_dbus_method_invocation_return_value (invocation, g_variant_new ("(o)", SESSION_PATH));
+      if (l->pid_in_session)
+        g_dbus_method_invocation_return_value (invocation, g_variant_new ("(o)", SESSION_PATH));
+      else
+        g_dbus_method_invocation_return_dbus_error (invocation, "org.freedesktop.login1.NoSessionForPID",
+                                                    "PID does not belong to any known session");
+    }
+  else if (strcmp (method, "GetUser") == 0)
+    {
+      g_variant_get (parameters, "(u)", &l->asked_uid);
+      l->n_user_lookups++;
+      g_dbus_method_invocation_return_value (invocation, g_variant_new ("(o)", USER_PATH));
     }
   else if (strcmp (method, "Inhibit") == 0)
     {
@@ -224,8 +245,17 @@ session_get (GDBusConnection *connection, const char *sender, const char *path, 
   return v;
 }
 
+/* The user's graphical session, as logind's User.Display. */
+static GVariant *
+user_get (GDBusConnection *connection, const char *sender, const char *path, const char *interface,
+          const char *property, GError **error, gpointer user_data)
+{
+  return g_variant_new ("(so)", SESSION_ID, SESSION_PATH);
+}
+
 static const GDBusInterfaceVTable manager_vtable = { manager_call, NULL, NULL, { 0 } };
 static const GDBusInterfaceVTable session_vtable = { NULL, session_get, NULL, { 0 } };
+static const GDBusInterfaceVTable user_vtable = { NULL, user_get, NULL, { 0 } };
 
 static void
 on_login1_name (GDBusConnection *connection, const char *name, gpointer user_data)
@@ -262,6 +292,8 @@ login1_thread (gpointer data)
   g_assert_no_error (error);
   g_dbus_connection_register_object (l->bus, SESSION_PATH, l->info->interfaces[1], &session_vtable, l, NULL, &error);
   g_assert_no_error (error);
+  g_dbus_connection_register_object (l->bus, USER_PATH, l->info->interfaces[2], &user_vtable, l, NULL, &error);
+  g_assert_no_error (error);
   name_id = g_bus_own_name_on_connection (l->bus, LOGIN1, G_BUS_NAME_OWNER_FLAGS_NONE, on_login1_name,
                                           on_login1_name_lost, l, NULL);
   g_main_loop_run (l->loop);
@@ -272,12 +304,13 @@ login1_thread (gpointer data)
 }
 
 static Login1 *
-login1_start (const char *address)
+login1_start (const char *address, gboolean pid_in_session)
 {
   Login1 *l = g_new0 (Login1, 1);
   g_autoptr(GError) error = NULL;
 
   l->address = g_strdup (address);
+  l->pid_in_session = pid_in_session;
   l->inhibit_fd = -1;
   l->info = g_dbus_node_info_new_for_xml (login1_xml, &error);
   g_assert_no_error (error);
@@ -394,6 +427,7 @@ typedef struct {
   gboolean system_bus;           /* a private system bus; else none at all */
   gboolean logind;               /* the test's logind on it */
   gboolean by_pid;               /* XDG_SESSION_ID unset: GetSessionByPID */
+  gboolean user_service;         /* ... which fails: the user's Display session */
   const char *extra;             /* config lines */
 } Setup;
 
@@ -424,7 +458,7 @@ fixture_setup (Fixture *f, gconstpointer data)
     {
       f->system = system_bus_start (f->dir);
       if (setup->logind)
-        f->login1 = login1_start (f->system->address);
+        f->login1 = login1_start (f->system->address, !setup->user_service);
       g_setenv ("DBUS_SYSTEM_BUS_ADDRESS", f->system->address, TRUE);   /* inherited by the proxy */
     }
   else
@@ -740,6 +774,20 @@ test_logind_locked_hint (Fixture *f, gconstpointer data)
   unlock_with_cli (f);
 }
 
+/* Run as a systemd user service, the proxy is in no session: it watches
+ * the user's display session (User.Display). */
+static void
+test_logind_display_session (Fixture *f, gconstpointer data)
+{
+  if (f->proxy == NULL)
+    return;
+  login1_wait_count (f->login1, &f->login1->n_user_lookups, 1, "GetUser");
+  g_assert_cmpuint (f->login1->n_session_lookups, ==, 1);   /* GetSessionByPID, which failed */
+  g_assert_cmpuint (f->login1->asked_uid, ==, getuid ());
+  check_lock (f, emit_other_session_lock, emit_session_lock, "Session.Lock of the display session",
+              "screen-locked");
+}
+
 /* PrepareForSleep(true): the proxy locks, then releases its delay lock so
  * that logind may suspend; on resume it takes a new one. */
 static void
@@ -835,11 +883,12 @@ test_settings_off (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->login1->n_session_lookups, ==, 0);
 }
 
-static const Setup with_logind = { TRUE, TRUE, FALSE, NULL };
-static const Setup with_logind_by_pid = { TRUE, TRUE, TRUE, NULL };
-static const Setup without_system_bus = { FALSE, FALSE, FALSE, NULL };
-static const Setup without_logind = { TRUE, FALSE, FALSE, NULL };
-static const Setup settings_off = { TRUE, TRUE, FALSE,
+static const Setup with_logind = { TRUE, TRUE, FALSE, FALSE, NULL };
+static const Setup with_logind_by_pid = { TRUE, TRUE, TRUE, FALSE, NULL };
+static const Setup as_user_service = { TRUE, TRUE, TRUE, TRUE, NULL };
+static const Setup without_system_bus = { FALSE, FALSE, FALSE, FALSE, NULL };
+static const Setup without_logind = { TRUE, FALSE, FALSE, FALSE, NULL };
+static const Setup settings_off = { TRUE, TRUE, FALSE, FALSE,
                                     "[security]\nlock_on_screen_lock = off\nlock_on_suspend = off\n" };
 
 int
@@ -850,6 +899,8 @@ main (int argc, char **argv)
               test_logind_session_lock, fixture_teardown);
   g_test_add ("/proxy/session-lock/logind-locked-hint-by-pid", Fixture, &with_logind_by_pid, fixture_setup,
               test_logind_locked_hint, fixture_teardown);
+  g_test_add ("/proxy/session-lock/logind-display-session-of-user-service", Fixture, &as_user_service,
+              fixture_setup, test_logind_display_session, fixture_teardown);
   g_test_add ("/proxy/session-lock/logind-suspend", Fixture, &with_logind, fixture_setup, test_logind_suspend,
               fixture_teardown);
   g_test_add ("/proxy/session-lock/screensaver", Fixture, &with_logind, fixture_setup, test_screensaver,
