@@ -469,6 +469,23 @@ BOOL_KEY (k_request_receipts, request_receipts)
 BOOL_KEY (k_personal_enforce, personal_enforce)
 BOOL_KEY (k_allow_remote_listen, allow_remote_listen)
 BOOL_KEY (k_start_locked, start_locked)
+BOOL_KEY (k_lock_on_screen_lock, lock_on_screen_lock)
+BOOL_KEY (k_lock_on_suspend, lock_on_suspend)
+
+static gboolean
+k_auto_unlock (SmConfig *c, const char *v, GError **e)
+{
+  if (g_strcmp0 (v, "off") == 0)
+    c->auto_unlock = SM_AUTO_UNLOCK_OFF;
+  else if (g_strcmp0 (v, "login-keyring") == 0)
+    c->auto_unlock = SM_AUTO_UNLOCK_LOGIN_KEYRING;
+  else
+    {
+      g_set_error (e, SM_ERROR, SM_ERROR_CONFIG, _("must be off or login-keyring, not “%s”"), v);
+      return FALSE;
+    }
+  return TRUE;
+}
 
 static gboolean
 k_idle_lock (SmConfig *c, const char *v, GError **e)
@@ -586,8 +603,13 @@ static const SmKeyInfo keys[] = {
   { "policy", "personal_enforce", k_personal_enforce, "on", FALSE, FALSE },
   { "policy", "allow_remote_listen", k_allow_remote_listen, "off", FALSE, TRUE },
   { "policy", "trust_anchors_dir", k_trust_anchors_dir, NULL, FALSE, TRUE },
-  { "security", "start_locked", k_start_locked, "off", FALSE, FALSE },
+  /* Before start_locked: its default follows auto_unlock (see
+   * check_start_locked()). */
+  { "security", "auto_unlock", k_auto_unlock, "off", FALSE, TRUE },
+  { "security", "start_locked", k_start_locked, NULL, FALSE, FALSE },
   { "security", "idle_lock", k_idle_lock, G_STRINGIFY (SM_CONFIG_DEFAULT_IDLE_LOCK_MIN), FALSE, FALSE },
+  { "security", "lock_on_screen_lock", k_lock_on_screen_lock, "on", FALSE, FALSE },
+  { "security", "lock_on_suspend", k_lock_on_suspend, "on", FALSE, FALSE },
   { "admin", "contact_email", k_contact_email, NULL, FALSE, FALSE },
   { "admin", "contact_phone", k_contact_phone, NULL, FALSE, FALSE },
 };
@@ -661,6 +683,32 @@ check_oauth2 (const SmConfig *config, const char *user_name, GError **error)
                        user_name, names[i], g_uri_get_host (uri));
           return FALSE;
         }
+    }
+  return TRUE;
+}
+
+/* Issue 7: the proxy starts locked unless the administrator's policy allows
+ * auto-unlock with the login keyring.  So start_locked defaults to on, or to
+ * off where [security] auto_unlock = login-keyring; an explicit off anywhere
+ * else would be a setting that is not honoured, and is refused instead. */
+static gboolean
+check_start_locked (SmConfig *config, GKeyFile *user, const char *user_name, GKeyFile *policy,
+                    const char *policy_name, GError **error)
+{
+  gboolean in_policy = g_key_file_has_key (policy, "security", "start_locked", NULL);
+
+  if (!in_policy && !g_key_file_has_key (user, "security", "start_locked", NULL))
+    {
+      config->start_locked = config->auto_unlock != SM_AUTO_UNLOCK_LOGIN_KEYRING;
+      return TRUE;
+    }
+  if (!config->start_locked && config->auto_unlock != SM_AUTO_UNLOCK_LOGIN_KEYRING)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
+                   _("%s: [security] start_locked: off needs the administrator's permission "
+                     "([security] auto_unlock = login-keyring in %s); remove the line to start locked"),
+                   in_policy ? policy_name : user_name, policy_name);
+      return FALSE;
     }
   return TRUE;
 }
@@ -739,6 +787,8 @@ config_from_keyfiles (GKeyFile *user, const char *user_name, GKeyFile *policy,
 
   if (config->username == NULL)
     config->username = g_strdup (config->address);
+  if (!check_start_locked (config, user, user_name, policy, policy_name, error))
+    return NULL;
 
   /* Listeners are for this desktop's mail client only (SPEC.md "Local
    * clients"), unless the administrator decided otherwise. */

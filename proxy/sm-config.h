@@ -40,6 +40,13 @@ typedef enum {
   SM_ENCRYPT_NEVER,
 } SmEncryptPolicy;
 
+/* [security] auto_unlock (policy file only): whether the proxy may open
+ * the unlock gate at start with the passphrases of the login keyring. */
+typedef enum {
+  SM_AUTO_UNLOCK_OFF,            /* start locked; the user unlocks */
+  SM_AUTO_UNLOCK_LOGIN_KEYRING,  /* the desktop login already unlocked the keyring: start unlocked */
+} SmAutoUnlock;
+
 typedef struct {
   char *url;              /* as written, for messages */
   char *host;
@@ -106,8 +113,12 @@ typedef struct {
   char *trust_anchors_dir;       /* policy file only, NULL when unset */
 
   /* [security] (issue 7, the unlock gate) */
-  gboolean start_locked;      /* start with the gate closed: the user unlocks */
+  SmAutoUnlock auto_unlock;   /* policy file only; default off */
+  gboolean start_locked;      /* start with the gate closed: the user unlocks.  Default on;
+                               * off only where auto_unlock allows it (then off by default) */
   guint idle_lock_minutes;    /* 0 = no auto-lock */
+  gboolean lock_on_screen_lock;  /* lock when logind or the screensaver locks the screen */
+  gboolean lock_on_suspend;      /* lock when logind prepares for sleep */
   /* [admin] */
   char *contact_email;
   char *contact_phone;

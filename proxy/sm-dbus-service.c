@@ -393,6 +393,11 @@ static void
 on_lock_changed (SmDbusService *self, gboolean locked)
 {
   sm_dbus_proxy1_set_locked (self->skeleton, locked);
+  sm_dbus_proxy1_set_lock_reason (self->skeleton,
+                                  sm_lock_reason_to_string (sm_server_get_lock_reason (self->server)));
+  /* PropertiesChanged now, not from an idle: a client reading LockReason
+   * when LockChanged arrives sees the new one. */
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self->skeleton));
   sm_dbus_proxy1_emit_lock_changed (self->skeleton, locked);
 }
 
@@ -473,6 +478,7 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
       g_signal_connect (self->skeleton, "handle-delete", G_CALLBACK (handle_delete), self);
     }
   sm_dbus_proxy1_set_locked (self->skeleton, sm_server_is_locked (server));
+  sm_dbus_proxy1_set_lock_reason (self->skeleton, sm_lock_reason_to_string (sm_server_get_lock_reason (server)));
   self->lock_handler = g_signal_connect_swapped (server, "lock-changed", G_CALLBACK (on_lock_changed), self);
   g_signal_connect (self->skeleton, "handle-lock", G_CALLBACK (handle_lock), self);
   g_signal_connect (self->skeleton, "handle-mark-personal", G_CALLBACK (handle_mark_personal), self);

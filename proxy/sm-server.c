@@ -13,6 +13,7 @@
 #include "sm-mime.h"
 #include "sm-relay-worker.h"
 #include "sm-server.h"
+#include "sm-session-watch.h"
 #include "sm-smtp-session.h"
 #include "sm-secure-fetch.h"
 #include "sm-view-cache.h"
@@ -35,6 +36,8 @@ struct _SmServer {
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
   SmViewCache *views;       /* decrypted views, shared by the IMAP sessions */
   gboolean locked;
+  SmLockReason lock_reason; /* SM_LOCK_REASON_NONE while open */
+  SmSessionWatch *session_watch;  /* screen lock and suspend; NULL when both are off */
   gint64 last_activity;     /* monotonic microseconds */
   gint64 idle_limit_us;     /* [security] idle_lock, scaled; 0 = never */
   guint idle_source;
@@ -62,6 +65,7 @@ sm_server_finalize (GObject *object)
   SmServer *self = SM_SERVER (object);
 
   sm_server_stop (self);
+  g_clear_object (&self->session_watch);
   g_clear_object (&self->queue);
   g_clear_pointer (&self->views, sm_view_cache_free);
   g_clear_pointer (&self->sessions, g_hash_table_unref);
@@ -109,6 +113,7 @@ sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
   /* The gate's state is known from the start, so that nothing is served
    * before sm_server_start() closes it in gpg-agent too. */
   self->locked = config->start_locked;
+  self->lock_reason = config->start_locked ? SM_LOCK_REASON_START : SM_LOCK_REASON_NONE;
   sm_secure_fetch_set_gate_open (!config->start_locked);
   self->last_activity = g_get_monotonic_time ();
   return self;
@@ -231,6 +236,27 @@ sm_server_get_queue (SmServer *self)
   return self->queue;
 }
 
+static gboolean lock_because (SmServer *self, SmLockReason reason, GError **error);
+
+/* SmSessionWatch::lock-requested.  Runs before the computer sleeps while
+ * the watch holds logind's delay lock: the gate is closed and gpg-agent has
+ * forgotten the passphrases when this returns. */
+static void
+on_session_lock_requested (SmSessionWatch *watch, int event, const char *source, gpointer user_data)
+{
+  SmServer *self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (self->locked)
+    return;
+  g_message ("%s: locking", event == SM_SESSION_EVENT_SUSPEND ? "The computer is going to sleep"
+                                                              : "The screen was locked");
+  g_debug ("Lock requested by %s", source);
+  if (!lock_because (self, event == SM_SESSION_EVENT_SUSPEND ? SM_LOCK_REASON_SUSPEND
+                                                             : SM_LOCK_REASON_SCREEN_LOCKED, &error))
+    g_message ("Locking: %s", error->message);
+}
+
 static gboolean
 check_idle (gpointer user_data)
 {
@@ -241,7 +267,7 @@ check_idle (gpointer user_data)
     {
       g_autoptr(GError) error = NULL;
       g_message ("No client activity for %u minutes: locking", self->config->idle_lock_minutes);
-      if (!sm_server_lock (self, &error))
+      if (!lock_because (self, SM_LOCK_REASON_IDLE, &error))
         g_message ("Locking: %s", error->message);
     }
   return G_SOURCE_CONTINUE;
@@ -272,6 +298,13 @@ sm_server_start (SmServer *self, GError **error)
       interval_ms = (guint) CLAMP (self->idle_limit_us / 1000 / 4, 10, SM_SERVER_IDLE_CHECK_S * 1000);
       self->idle_source = g_timeout_add (interval_ms, check_idle, self);
     }
+  if ((self->config->lock_on_screen_lock || self->config->lock_on_suspend) && self->session_watch == NULL)
+    {
+      self->session_watch = sm_session_watch_new (self->config->lock_on_screen_lock, self->config->lock_on_suspend);
+      g_signal_connect (self->session_watch, "lock-requested", G_CALLBACK (on_session_lock_requested), self);
+    }
+  if (self->session_watch != NULL)
+    sm_session_watch_start (self->session_watch);
   self->imap_service = listen_on (&self->config->listen_imap, "imap", &self->imap_port, error);
   if (self->imap_service == NULL)
     return FALSE;
@@ -298,6 +331,8 @@ sm_server_stop (SmServer *self)
   if (self->queue != NULL)
     sm_relay_worker_stop (self->queue);
   g_clear_handle_id (&self->idle_source, g_source_remove);
+  if (self->session_watch != NULL)
+    sm_session_watch_stop (self->session_watch);
 
   for (guint i = 0; i < G_N_ELEMENTS (services); i++)
     if (services[i] != NULL)
@@ -417,12 +452,36 @@ sm_server_log_sessions (SmServer *self)
 
 /* ---- the unlock gate ------------------------------------------------------------ */
 
+const char *
+sm_lock_reason_to_string (SmLockReason reason)
+{
+  switch (reason)
+    {
+    case SM_LOCK_REASON_NONE:
+      return "";
+    case SM_LOCK_REASON_START:
+      return "start";
+    case SM_LOCK_REASON_USER:
+      return "user";
+    case SM_LOCK_REASON_IDLE:
+      return "idle";
+    case SM_LOCK_REASON_SCREEN_LOCKED:
+      return "screen-locked";
+    case SM_LOCK_REASON_SUSPEND:
+      return "suspend";
+    }
+  g_return_val_if_reached ("");
+}
+
+/* @reason is kept only when the gate closes now: a screen lock while the
+ * user had locked already does not rewrite why it is locked. */
 static void
-set_locked (SmServer *self, gboolean locked)
+set_locked (SmServer *self, gboolean locked, SmLockReason reason)
 {
   if (self->locked == locked)
     return;
   self->locked = locked;
+  self->lock_reason = locked ? reason : SM_LOCK_REASON_NONE;
   sm_secure_fetch_set_gate_open (!locked);
   g_message (locked ? "Locked" : "Unlocked");
   g_signal_emit (self, signals[SIGNAL_LOCK_CHANGED], 0, locked);
@@ -435,18 +494,31 @@ sm_server_is_locked (SmServer *self)
   return self->locked;
 }
 
-gboolean
-sm_server_lock (SmServer *self, GError **error)
+SmLockReason
+sm_server_get_lock_reason (SmServer *self)
 {
-  g_return_val_if_fail (SM_IS_SERVER (self), FALSE);
+  g_return_val_if_fail (SM_IS_SERVER (self), SM_LOCK_REASON_NONE);
+  return self->lock_reason;
+}
+
+static gboolean
+lock_because (SmServer *self, SmLockReason reason, GError **error)
+{
   /* Closed first: whatever gpg-agent does, no mail passes from now on. */
-  set_locked (self, TRUE);
+  set_locked (self, TRUE, reason);
   /* Decrypted views are plaintext in memory: locked means none is kept.
    * Signers are looked up again after unlock, too. */
   if (self->views != NULL)
     sm_view_cache_clear (self->views);
   sm_secure_view_forget_signers ();
   return sm_key_gate_forget (error);
+}
+
+gboolean
+sm_server_lock (SmServer *self, GError **error)
+{
+  g_return_val_if_fail (SM_IS_SERVER (self), FALSE);
+  return lock_because (self, SM_LOCK_REASON_USER, error);
 }
 
 gboolean
@@ -459,7 +531,7 @@ sm_server_unlock (SmServer *self, const char *passphrase_or_null, GError **error
     return FALSE;
   g_debug ("%u key(s) unlocked", n);
   self->last_activity = g_get_monotonic_time ();
-  set_locked (self, FALSE);
+  set_locked (self, FALSE, SM_LOCK_REASON_NONE);
   return TRUE;
 }
 

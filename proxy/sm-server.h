@@ -58,9 +58,13 @@ SmViewCache *sm_server_get_view_cache (SmServer *server);
  * While locked, gpg-agent holds no passphrase of the user's keys and the
  * sessions refuse mail: SMTP 454 4.7.0 (sm-smtp-session.c), IMAP NO
  * [UNAVAILABLE]; both say to unlock SecureMail.  The proxy starts locked
- * when [security] start_locked is on; otherwise it unlocks from the login
- * keyring as before.  With [security] idle_lock = N it locks itself after N
- * minutes without client activity. */
+ * when [security] start_locked is on (the default unless the policy allows
+ * auto_unlock = login-keyring); otherwise the gate is open and the login
+ * keyring's passphrases go to gpg-agent when first needed.  With [security]
+ * idle_lock = N it locks itself after N minutes without client activity;
+ * with lock_on_screen_lock and lock_on_suspend (both on by default) when
+ * the session's screen locks or the computer is about to sleep
+ * (SmSessionWatch, started by sm_server_start()). */
 
 /* How often the idle auto-lock looks at the clock (at most). */
 #define SM_SERVER_IDLE_CHECK_S 30
@@ -68,10 +72,26 @@ SmViewCache *sm_server_get_view_cache (SmServer *server);
  * minute setting locks within a second (like SECUREMAIL_TEST_RETRY_SCALE). */
 #define SM_SERVER_IDLE_SCALE_ENV "SECUREMAIL_TEST_IDLE_SCALE"
 
-gboolean sm_server_is_locked (SmServer *server);
+/* Why the gate is closed (D-Bus LockReason, the tray's status line). */
+typedef enum {
+  SM_LOCK_REASON_NONE,           /* open */
+  SM_LOCK_REASON_START,          /* started locked ([security] start_locked) */
+  SM_LOCK_REASON_USER,           /* Lock: the tray, `securemail lock` */
+  SM_LOCK_REASON_IDLE,           /* [security] idle_lock */
+  SM_LOCK_REASON_SCREEN_LOCKED,  /* [security] lock_on_screen_lock (sm-session-watch.h) */
+  SM_LOCK_REASON_SUSPEND,        /* [security] lock_on_suspend */
+} SmLockReason;
+
+/* The D-Bus spelling: "" (open), "start", "user", "idle", "screen-locked",
+ * "suspend".  Static strings. */
+const char  *sm_lock_reason_to_string (SmLockReason reason);
+
+gboolean     sm_server_is_locked (SmServer *server);
+SmLockReason sm_server_get_lock_reason (SmServer *server);
 /* Closes the gate: gpg-agent forgets the passphrases (sm_key_gate_forget()).
  * The gate is closed even when gpg-agent could not be reached (then it
- * fails, saying so).  Emits "lock-changed" when the state changed. */
+ * fails, saying so).  Emits "lock-changed" when the state changed.  The
+ * reason is SM_LOCK_REASON_USER. */
 gboolean sm_server_lock (SmServer *server, GError **error);
 /* Opens the gate: presets the passphrases from the keyring, and with
  * @passphrase_or_null the typed passphrase (or smartcard PIN) for keys the

@@ -83,6 +83,9 @@ C
   IMAP_PORT=$(grep "^imap = 127" "$P/securemail.conf" | cut -d: -f2)
   SMTP_PORT=$(grep "^smtp = 127" "$P/securemail.conf" | cut -d: -f2)
   echo "\$ securemail status"; "$SM" status
+  # The proxy starts locked (issue 7; no policy allows auto-unlock here).
+  # Not a terminal: the key passphrases come from the login keyring.
+  echo "\$ securemail unlock"; "$SM" unlock < /dev/null
   if [ "$SM_STEP" = send ]; then
     echo; echo "\$ securemail client-config thunderbird"; "$SM" client-config thunderbird
     echo; echo "\$ swaks (a real SMTP client) -> alice proxy :$SMTP_PORT, STARTTLS, AUTH PLAIN, to bob"

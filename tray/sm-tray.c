@@ -91,6 +91,20 @@ notify_key_warning (SmTray *self, const char *warning)
   g_application_send_notification (G_APPLICATION (self->app), "key-expiry", n);
 }
 
+/* The status line while locked, saying why when the proxy locked by itself
+ * (D-Bus LockReason); an unknown reason reads like a plain lock. */
+static const char *
+locked_status (const char *reason)
+{
+  if (g_strcmp0 (reason, "screen-locked") == 0)
+    return _("SecureMail is locked because the screen was locked: unlock it to read and send secure mail");
+  if (g_strcmp0 (reason, "suspend") == 0)
+    return _("SecureMail is locked because the computer slept: unlock it to read and send secure mail");
+  if (g_strcmp0 (reason, "idle") == 0)
+    return _("SecureMail is locked after a time without mail activity: unlock it to read and send secure mail");
+  return _("SecureMail is locked: unlock it to read and send secure mail");
+}
+
 static void
 update (SmTray *self)
 {
@@ -109,7 +123,7 @@ update (SmTray *self)
   else if (sm_dbus_proxy1_get_locked (self->proxy))
     {
       self->state = SM_TRAY_STATE_LOCKED;
-      status = g_strdup (_("SecureMail is locked: unlock it to read and send secure mail"));
+      status = g_strdup (locked_status (sm_dbus_proxy1_get_lock_reason (self->proxy)));
       icon = ICON_LOCKED;
     }
   else if (sm_dbus_proxy1_get_consent_needed (self->proxy))
@@ -269,8 +283,15 @@ on_lock_changed (SmDbusProxy1 *proxy, gboolean locked, SmTray *self)
   g_autoptr(GNotification) n = g_notification_new (locked ? _("SecureMail is locked")
                                                           : _("SecureMail is unlocked"));
 
-  g_notification_set_body (n, locked ? _("Secure mail waits until you choose Unlock in the SecureMail menu.")
-                                     : _("Your mail program can read and send secure mail again."));
+  if (locked)
+    {
+      /* The proxy sends LockReason before LockChanged. */
+      g_autofree char *body = g_strdup_printf ("%s %s", locked_status (sm_dbus_proxy1_get_lock_reason (proxy)),
+                                               _("Secure mail waits until you choose Unlock in the SecureMail menu."));
+      g_notification_set_body (n, body);
+    }
+  else
+    g_notification_set_body (n, _("Your mail program can read and send secure mail again."));
   g_application_send_notification (G_APPLICATION (self->app), "lock", n);
 }
 

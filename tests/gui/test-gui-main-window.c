@@ -226,7 +226,9 @@ test_messages_page (void)
   /* The daemon's objects, in this process, with the stack as provider. */
   upstream = sm_test_upstream_section ("alice");
   config_text = g_strdup_printf ("[account]\naddress = alice@example.test\n%s", upstream);
-  config = sm_config_load_data (config_text, NULL, &error);
+  /* Unlocked at start, like the harness's proxies: MarkPersonal is
+   * refused while locked. */
+  config = sm_config_load_data (config_text, SM_TEST_DEFAULT_POLICY, &error);
   g_assert_no_error (error);
   g_assert_true (sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, "alice@example.test", sm_test_env ("SM_TEST_PASSWORD"),
                                    &error));

@@ -205,6 +205,36 @@ test_lock_unlock (Fixture *f, gconstpointer data)
   g_assert_false (proxy_locked (proxy));
 }
 
+/* The screen locks (GNOME's screensaver, played by this test on the session
+ * bus): the real proxy locks itself and the status line says why. */
+static void
+test_locked_by_screen_lock (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *status = NULL;
+  gint64 deadline;
+
+  if (!sm_test_require_stack ())
+    return;
+  proxy = start_proxy_and_tray (f);
+  sm_test_session_own_name ("org.gnome.ScreenSaver");
+  /* The proxy subscribes asynchronously: say it again until it listened. */
+  deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+  do
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_free (status);
+      sm_test_screensaver_emit ("org.gnome.ScreenSaver", "/org/gnome/ScreenSaver", TRUE);
+      status = sm_gui_test_wait_status (f->bus_name, "screen was locked", 200);
+    }
+  while (strstr (status, "screen was locked") == NULL);
+  g_assert_cmpstr (status, ==,
+                   "SecureMail is locked because the screen was locked: unlock it to read and send secure mail");
+  g_assert_true (proxy_locked (proxy));
+  g_assert_cmpint (sm_gui_test_menu_id (f->bus_name, "Unlock"), >, 0);
+  sm_test_session_release_name ("org.gnome.ScreenSaver");
+}
+
 /* ---- recent secure messages ------------------------------------------------------ */
 
 #define RECENT_SUBJECT "Quarterly numbers"
@@ -246,7 +276,9 @@ daemon_thread (gpointer user_data)
 
   g_main_context_push_thread_default (d->context);
   g_assert_true (g_file_get_contents (d->config_path, &text, NULL, NULL));
-  config = sm_config_load_data (text, NULL, &error);
+  /* Unlocked at start, like the harness's proxies: the status line is
+   * "connected", not "locked". */
+  config = sm_config_load_data (text, SM_TEST_DEFAULT_POLICY, &error);
   g_assert_no_error (error);
   cert = sm_tls_local_certificate (d->dir, &error);
   g_assert_no_error (error);
@@ -912,6 +944,8 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/status-connected", Fixture, NULL, fixture_setup, test_status_connected, fixture_teardown);
   g_test_add ("/gui/tray/recent-messages", Fixture, NULL, fixture_setup, test_recent_messages, fixture_teardown);
   g_test_add ("/gui/tray/lock-unlock", Fixture, NULL, fixture_setup, test_lock_unlock, fixture_teardown);
+  g_test_add ("/gui/tray/locked-by-screen-lock", Fixture, NULL, fixture_setup, test_locked_by_screen_lock,
+              fixture_teardown);
   g_test_add ("/gui/tray/delivery-failed-notification", Fixture, NULL, fixture_setup,
               test_delivery_failed_notification, fixture_teardown);
   g_test_add ("/gui/tray/receipt-notification", Fixture, NULL, fixture_setup, test_receipt_notification,

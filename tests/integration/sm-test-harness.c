@@ -249,6 +249,14 @@ SmTestProxy *
 sm_test_proxy_start (const char *address, const char *upstream_section, const char *provider_password,
                      const char *extra)
 {
+  return sm_test_proxy_start_with_policy (address, upstream_section, provider_password, extra,
+                                          SM_TEST_DEFAULT_POLICY);
+}
+
+SmTestProxy *
+sm_test_proxy_start_with_policy (const char *address, const char *upstream_section,
+                                 const char *provider_password, const char *extra, const char *policy)
+{
   SmTestProxy *proxy = g_new0 (SmTestProxy, 1);
   g_autoptr(GError) error = NULL;
   g_autofree char *config = NULL;
@@ -272,6 +280,8 @@ sm_test_proxy_start (const char *address, const char *upstream_section, const ch
                             extra && strstr (extra, "[crypto]") ? "" : "[crypto]\nprotocol = openpgp\n",
                             extra ? extra : "");
   g_assert_true (g_file_set_contents (proxy->config_path, config, -1, NULL));
+  if (policy != NULL)
+    g_assert_true (g_file_set_contents (proxy->policy_path, policy, -1, NULL));
 
   if (provider_password != NULL)
     {
@@ -864,4 +874,60 @@ sm_test_fetch_all (SmTestProxy *p, const char *marker)
   if (sm_test_python (p, fetch_all_py, &out, &err, port, p->address, p->local_password, marker, NULL) != 0)
     g_error ("fetch through %s's proxy failed: %s", p->address, err);
   g_assert_nonnull (strstr (out, "FOUND 1"));
+}
+
+/* ---- being the desktop's screensaver ------------------------------------------ */
+
+/* The session bus connection names are owned on.  Held for the life of the
+ * test process: the shared connection is closed with its last reference,
+ * and a closed connection gives its names back. */
+static GDBusConnection *
+name_bus (void)
+{
+  static GDBusConnection *bus;
+  g_autoptr(GError) error = NULL;
+
+  if (bus == NULL)
+    bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, &error);
+  g_assert_no_error (error);
+  return bus;
+}
+
+/* RequestName/ReleaseName of the bus daemon; returns its reply code. */
+static guint32
+session_name_call (const char *method, GVariant *args)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) reply = NULL;
+  guint32 code = 0;
+
+  reply = g_dbus_connection_call_sync (name_bus (), "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                       method, args, G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+  g_assert_no_error (error);
+  g_variant_get (reply, "(u)", &code);
+  return code;
+}
+
+void
+sm_test_session_own_name (const char *name)
+{
+  /* 1 = DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER */
+  g_assert_cmpuint (session_name_call ("RequestName", g_variant_new ("(su)", name, 0)), ==, 1);
+}
+
+void
+sm_test_session_release_name (const char *name)
+{
+  session_name_call ("ReleaseName", g_variant_new ("(s)", name));
+}
+
+void
+sm_test_screensaver_emit (const char *name, const char *path, gboolean active)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* From the names' owner: the proxy listens to no one else. */
+  g_dbus_connection_emit_signal (name_bus (), NULL, path, name, "ActiveChanged", g_variant_new ("(b)", active),
+                                 &error);
+  g_assert_no_error (error);
 }

@@ -50,6 +50,18 @@ char *sm_test_upstream_section (const char *user);
 SmTestProxy *sm_test_proxy_start (const char *address, const char *upstream_section,
                                   const char *provider_password, const char *extra);
 
+/* The policy sm_test_proxy_start() writes: the administrator allows
+ * auto-unlock with the login keyring (issue 7), so the proxy starts
+ * unlocked as the tests that are not about the gate expect.  Without it
+ * the proxy starts locked. */
+#define SM_TEST_DEFAULT_POLICY "[security]\nauto_unlock = login-keyring\n"
+
+/* sm_test_proxy_start() with @policy as the administrator's policy.conf
+ * (NULL = none at all: the defaults of a machine without a policy). */
+SmTestProxy *sm_test_proxy_start_with_policy (const char *address, const char *upstream_section,
+                                              const char *provider_password, const char *extra,
+                                              const char *policy);
+
 /* SIGTERM, wait, and check it exited 0 (unless it already died). */
 void sm_test_proxy_stop (SmTestProxy *proxy);
 void sm_test_proxy_free (SmTestProxy *proxy);
@@ -179,5 +191,20 @@ void sm_test_introduce (SmTestProxy *from, SmTestProxy *to);
  * @p's IMAP listener (which builds each protected one's view, and so
  * answers or matches receipts); exactly one must carry @marker. */
 void sm_test_fetch_all (SmTestProxy *p, const char *marker);
+
+G_END_DECLS
+
+/* ---- being the desktop's screensaver (issue 7) -------------------------------- */
+
+G_BEGIN_DECLS
+
+/* This process takes (or gives back) @name, e.g. org.gnome.ScreenSaver, on
+ * the session bus, as the screensaver does: the proxy listens only to the
+ * name's owner. */
+void sm_test_session_own_name (const char *name);
+void sm_test_session_release_name (const char *name);
+/* Emits ActiveChanged(@active) of interface @name at @path on the session
+ * bus, as GNOME's and the freedesktop screensavers do on locking. */
+void sm_test_screensaver_emit (const char *name, const char *path, gboolean active);
 
 G_END_DECLS

@@ -4,8 +4,11 @@
  * - `securemail lock`: the next MAIL FROM gets 454 4.7.0 saying to unlock,
  *   `securemail status` says locked; `securemail unlock` (keyring): 250 and
  *   the message is delivered.
- * - [security] start_locked = on: the proxy starts locked and refuses mail
- *   until unlocked.
+ * - No policy at all (the default): the proxy starts locked, LockReason
+ *   "start", and refuses mail until unlocked.  Every other fixture's policy
+ *   allows auto-unlock with the login keyring (SM_TEST_DEFAULT_POLICY).
+ * - [security] start_locked = on where the policy allows auto-unlock: the
+ *   user's choice wins, the proxy starts locked.
  * - A message locked between MAIL and DATA is refused at DATA, not lost.
  * - `securemail unlock --stdin` with a typed passphrase, for a key whose
  *   passphrase is not in the keyring: a wrong one is refused and the gate
@@ -33,7 +36,7 @@ typedef struct {
 } Fixture;
 
 static void
-setup_with (Fixture *f, const char *extra)
+setup_with_policy (Fixture *f, const char *extra, const char *policy)
 {
   g_autofree char *upstream = NULL;
   g_autofree char *uuid = g_uuid_string_random ();
@@ -42,8 +45,21 @@ setup_with (Fixture *f, const char *extra)
   if (!sm_test_require_stack ())
     return;
   upstream = sm_test_upstream_section ("alice");
-  f->proxy = sm_test_proxy_start ("alice@example.test", upstream, sm_test_env ("SM_TEST_PASSWORD"), extra);
+  f->proxy = sm_test_proxy_start_with_policy ("alice@example.test", upstream, sm_test_env ("SM_TEST_PASSWORD"),
+                                              extra, policy);
   sm_test_proxy_wait_dbus (f->proxy);
+}
+
+static void
+setup_with (Fixture *f, const char *extra)
+{
+  setup_with_policy (f, extra, SM_TEST_DEFAULT_POLICY);
+}
+
+static void
+fixture_setup_no_policy (Fixture *f, gconstpointer data)
+{
+  setup_with_policy (f, NULL, NULL);
 }
 
 static void
@@ -165,6 +181,23 @@ test_start_locked (Fixture *f, gconstpointer data)
   cli_ok (f, "\n", "unlock", "--stdin");
   g_assert_false (status_locked (f));
   send_and_expect_delivery (f, c);
+}
+
+/* The default: no administrator allowed auto-unlock, so the proxy starts
+ * locked (issue 7) and says why over D-Bus. */
+static void
+test_start_locked_by_default (Fixture *f, gconstpointer data)
+{
+  g_autofree char *reason = NULL;
+  const char *argv[] = { "gdbus", "call", "--session", "--dest", "org.securemail.Proxy", "--object-path",
+                         "/org/securemail/Proxy", "--method", "org.freedesktop.DBus.Properties.Get",
+                         "org.securemail.Proxy1", "LockReason", NULL };
+
+  if (f->proxy == NULL)
+    return;
+  g_assert_cmpint (sm_test_run (argv, NULL, NULL, &reason, NULL), ==, 0);
+  g_assert_cmpstr (reason, ==, "(<'start'>,)\n");
+  test_start_locked (f, data);
 }
 
 static void
@@ -375,6 +408,8 @@ main (int argc, char **argv)
   g_test_add ("/proxy/lock/lock-454-unlock-250", Fixture, NULL, fixture_setup, test_lock_unlock, fixture_teardown);
   g_test_add ("/proxy/lock/start-locked", Fixture, NULL, fixture_setup_start_locked, test_start_locked,
               fixture_teardown);
+  g_test_add ("/proxy/lock/start-locked-without-policy", Fixture, NULL, fixture_setup_no_policy,
+              test_start_locked_by_default, fixture_teardown);
   g_test_add ("/proxy/lock/locked-before-data", Fixture, NULL, fixture_setup, test_locked_before_data,
               fixture_teardown);
   g_test_add ("/proxy/lock/unlock-typed-passphrase", Fixture, NULL, fixture_setup, test_unlock_typed,

@@ -69,8 +69,13 @@ check_defaults (const SmConfig *c)
   g_assert_null (c->trust_anchors_dir);
   g_assert_null (c->contact_email);
   g_assert_null (c->contact_phone);
-  g_assert_false (c->start_locked);
+  /* Issue 7: locked at start unless the policy allows auto-unlock; locks
+   * with the screen and before sleep. */
+  g_assert_cmpint (c->auto_unlock, ==, SM_AUTO_UNLOCK_OFF);
+  g_assert_true (c->start_locked);
   g_assert_cmpuint (c->idle_lock_minutes, ==, SM_CONFIG_DEFAULT_IDLE_LOCK_MIN);
+  g_assert_true (c->lock_on_screen_lock);
+  g_assert_true (c->lock_on_suspend);
   /* Nothing is locked without a policy. */
   g_assert_false (sm_config_is_locked (c, "account", "address"));
   g_assert_false (sm_config_is_locked (c, "crypto", "encrypt"));
@@ -198,6 +203,49 @@ check_start_locked_by_policy (const SmConfig *c)
   g_assert_cmpuint (c->idle_lock_minutes, ==, 15);
 }
 
+/* The administrator allows auto-unlock with the login keyring: the proxy
+ * starts unlocked unless the user asks otherwise. */
+static void
+check_auto_unlock_by_policy (const SmConfig *c)
+{
+  g_assert_cmpint (c->auto_unlock, ==, SM_AUTO_UNLOCK_LOGIN_KEYRING);
+  g_assert_true (sm_config_is_locked (c, "security", "auto_unlock"));
+  g_assert_false (c->start_locked);
+  g_assert_false (sm_config_is_locked (c, "security", "start_locked"));
+}
+
+static void
+check_auto_unlock_declined_by_user (const SmConfig *c)
+{
+  g_assert_cmpint (c->auto_unlock, ==, SM_AUTO_UNLOCK_LOGIN_KEYRING);
+  g_assert_true (c->start_locked);
+}
+
+static void
+check_auto_unlock_user_off_allowed (const SmConfig *c)
+{
+  g_assert_cmpint (c->auto_unlock, ==, SM_AUTO_UNLOCK_LOGIN_KEYRING);
+  g_assert_false (c->start_locked);
+}
+
+static void
+check_session_locks_off (const SmConfig *c)
+{
+  g_assert_false (c->lock_on_screen_lock);
+  g_assert_false (c->lock_on_suspend);
+  g_assert_true (c->start_locked);
+}
+
+/* The administrator can keep the screen-lock and suspend locks on. */
+static void
+check_session_locks_by_policy (const SmConfig *c)
+{
+  g_assert_true (c->lock_on_screen_lock);
+  g_assert_true (c->lock_on_suspend);
+  g_assert_true (sm_config_is_locked (c, "security", "lock_on_screen_lock"));
+  g_assert_true (sm_config_is_locked (c, "security", "lock_on_suspend"));
+}
+
 static void
 check_allowed_upstreams (const SmConfig *c)
 {
@@ -304,6 +352,18 @@ static const ConfigCase cases[] = {
   { "/proxy/config/good/start-locked-by-policy",
     MINIMAL "[security]\nstart_locked = off\nidle_lock = 15\n", "[security]\nstart_locked = on\n",
     check_start_locked_by_policy, { NULL } },
+  { "/proxy/config/good/auto-unlock-by-policy", MINIMAL, "[security]\nauto_unlock = login-keyring\n",
+    check_auto_unlock_by_policy, { NULL } },
+  { "/proxy/config/good/auto-unlock-declined-by-user", MINIMAL "[security]\nstart_locked = on\n",
+    "[security]\nauto_unlock = login-keyring\n", check_auto_unlock_declined_by_user, { NULL } },
+  { "/proxy/config/good/auto-unlock-user-off-allowed", MINIMAL "[security]\nstart_locked = off\n",
+    "[security]\nauto_unlock = login-keyring\n", check_auto_unlock_user_off_allowed, { NULL } },
+  { "/proxy/config/good/session-locks-off",
+    MINIMAL "[security]\nlock_on_screen_lock = off\nlock_on_suspend = no\n", NULL, check_session_locks_off,
+    { NULL } },
+  { "/proxy/config/good/session-locks-by-policy",
+    MINIMAL "[security]\nlock_on_screen_lock = off\nlock_on_suspend = off\n",
+    "[security]\nlock_on_screen_lock = on\nlock_on_suspend = on\n", check_session_locks_by_policy, { NULL } },
   { "/proxy/config/good/allowed-upstreams-match",
     MINIMAL, "[policy]\nallowed_upstreams = *.example.test;mx.backup.test\n", check_allowed_upstreams, { NULL } },
   { "/proxy/config/good/trust-anchors-dir-in-policy",
@@ -458,6 +518,18 @@ static const ConfigCase cases[] = {
     { "[crypto] request_receipts", "on or off" } },
   { "/proxy/config/bad/security/start-locked", MINIMAL "[security]\nstart_locked = sometimes\n", NULL, NULL,
     { "[security] start_locked" } },
+  { "/proxy/config/bad/security/start-locked-off-without-policy", MINIMAL "[security]\nstart_locked = off\n",
+    NULL, NULL, { "securemail.conf", "[security] start_locked", "auto_unlock = login-keyring", "policy.conf" } },
+  { "/proxy/config/bad/security/start-locked-off-in-policy-alone", MINIMAL, "[security]\nstart_locked = off\n",
+    NULL, { "policy.conf: [security] start_locked", "auto_unlock = login-keyring" } },
+  { "/proxy/config/bad/security/auto-unlock-in-user-file", MINIMAL "[security]\nauto_unlock = login-keyring\n",
+    NULL, NULL, { "securemail.conf", "[security] auto_unlock", "administrator" } },
+  { "/proxy/config/bad/security/auto-unlock-value", MINIMAL, "[security]\nauto_unlock = yes\n", NULL,
+    { "policy.conf", "[security] auto_unlock", "off or login-keyring", "yes" } },
+  { "/proxy/config/bad/security/lock-on-screen-lock", MINIMAL "[security]\nlock_on_screen_lock = later\n", NULL,
+    NULL, { "[security] lock_on_screen_lock", "on or off" } },
+  { "/proxy/config/bad/security/lock-on-suspend", MINIMAL "[security]\nlock_on_suspend = 2\n", NULL, NULL,
+    { "[security] lock_on_suspend", "on or off" } },
   { "/proxy/config/bad/security/idle-lock", MINIMAL "[security]\nidle_lock = 10m\n", NULL, NULL,
     { "[security] idle_lock", "minutes", "10m" } },
   { "/proxy/config/bad/security/idle-lock-too-long", MINIMAL "[security]\nidle_lock = 999999\n", NULL, NULL,
