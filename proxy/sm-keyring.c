@@ -23,14 +23,31 @@ static const SecretSchema sm_schema = {
 static const char *
 kind_name (SmKeyringItem kind)
 {
-  return kind == SM_KEYRING_UPSTREAM_PASSWORD ? "upstream-password" : "local-password";
+  switch (kind)
+    {
+    case SM_KEYRING_UPSTREAM_PASSWORD:
+      return "upstream-password";
+    case SM_KEYRING_CLIENT_CERT_PIN:
+      return "client-certificate-pin";
+    case SM_KEYRING_LOCAL_PASSWORD:
+    default:
+      return "local-password";
+    }
 }
 
 static const char *
 kind_label (SmKeyringItem kind)
 {
-  return kind == SM_KEYRING_UPSTREAM_PASSWORD ? _("SecureMail provider password")
-                                             : _("SecureMail local mail client password");
+  switch (kind)
+    {
+    case SM_KEYRING_UPSTREAM_PASSWORD:
+      return _("SecureMail provider password");
+    case SM_KEYRING_CLIENT_CERT_PIN:
+      return _("SecureMail client certificate PIN");
+    case SM_KEYRING_LOCAL_PASSWORD:
+    default:
+      return _("SecureMail local mail client password");
+    }
 }
 
 static void
@@ -78,6 +95,11 @@ sm_keyring_lookup (SmKeyringItem kind, const char *account, GError **error)
         g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
                      _("No provider password is stored for %s. Run “securemail account "
                        "set-password” to store it."),
+                     account);
+      else if (kind == SM_KEYRING_CLIENT_CERT_PIN)
+        g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
+                     _("No PIN for the client certificate of %s is stored. Run “securemail "
+                       "account set-pin” to store it."),
                      account);
       else
         g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,

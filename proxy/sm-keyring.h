@@ -2,7 +2,7 @@
  *
  * Nothing secret is ever written to a file, a log or argv (SPEC.md "Files").
  * Items use the schema "org.securemail.Secret" with the attributes
- * kind (upstream-password | local-password) and account (the address), so
+ * kind (upstream-password | local-password | client-certificate-pin) and account (the address), so
  * several accounts can share one keyring.  All calls block: the proxy makes
  * them from worker threads, the CLI directly.
  */
@@ -18,6 +18,9 @@ G_BEGIN_DECLS
 typedef enum {
   SM_KEYRING_UPSTREAM_PASSWORD,
   SM_KEYRING_LOCAL_PASSWORD,
+  /* The PIN of the token, or the password of the PKCS#12 file, that holds
+   * [upstream] client_certificate (issue 7). */
+  SM_KEYRING_CLIENT_CERT_PIN,
 } SmKeyringItem;
 
 /* Stores @secret (NUL-terminated) for @account.  Fails with SM_ERROR_KEYRING
