@@ -383,7 +383,7 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
 {
   LoginData *data = task_data;
   g_autoptr(GError) error = NULL;
-  char *provider_pw;
+  char *provider_pw = NULL;
   SmImapUpstream *up;
 
   if (!sm_keyring_check_local_login (data->config->address, data->user, data->password, &error))
@@ -395,8 +395,7 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       return;
     }
 
-  provider_pw = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, data->config->address, &error);
-  if (provider_pw == NULL)
+  if (!sm_upstream_lookup_password (data->config, &provider_pw, &error))
     {
       g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
       return;

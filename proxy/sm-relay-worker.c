@@ -460,11 +460,6 @@ due_entries (SmRelayWorker *self, gint64 *next)
   return due;
 }
 
-static char *
-keyring_password (SmRelayWorker *self, GError **error)
-{
-  return sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, self->config->address, error);
-}
 
 /* One round: every due message over one connection. */
 static void
@@ -502,8 +497,8 @@ deliver_round (SmRelayWorker *self, GPtrArray *due)
       save (self, e);
       if (client == NULL)
         {
-          char *password = keyring_password (self, &error);
-          if (password != NULL)
+          char *password = NULL;
+          if (sm_upstream_lookup_password (self->config, &password, &error))
             {
               client = sm_smtp_client_open (self->config, password, self->cancellable, &error);
               sm_keyring_free (password);

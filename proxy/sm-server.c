@@ -654,9 +654,9 @@ mark_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   MarkData *d = task_data;
   g_autoptr(GError) error = NULL;
   g_autoptr(SmImapUpstream) up = NULL;
-  char *password = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, self->config->address, &error);
+  char *password = NULL;
 
-  if (password == NULL)
+  if (!sm_upstream_lookup_password (self->config, &password, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;

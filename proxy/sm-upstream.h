@@ -29,8 +29,16 @@ typedef struct {
 void sm_imap_upstream_free (SmImapUpstream *upstream);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImapUpstream, sm_imap_upstream_free)
 
+/* The provider password from the keyring for sm_imap_upstream_open() and
+ * sm_smtp_client_open(): TRUE with *password set (free with
+ * sm_keyring_free()), or TRUE with *password NULL when [upstream] auth
+ * needs none (certificate: the TLS client certificate logs in).  Fails with
+ * the keyring's error.  Blocking. */
+gboolean sm_upstream_lookup_password (const SmConfig *config, char **password, GError **error);
+
 /* Connects to [upstream] imap, establishes verified TLS, logs in as
- * [upstream] username with @password.  Errors: SM_ERROR_POLICY,
+ * [upstream] username with @password (NULL with auth = certificate, which
+ * logs in with SASL EXTERNAL, RFC 4422 Appendix A).  Errors: SM_ERROR_POLICY,
  * SM_ERROR_UNAVAILABLE (cannot connect), SM_ERROR_TLS, SM_ERROR_AUTH (the
  * provider refused the login), SM_ERROR_PROTOCOL.  Messages are fit to show
  * a user.  On success the socket has no timeout (IDLE may last 29 minutes). */
@@ -73,7 +81,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSmtpReply, sm_smtp_reply_free)
 
 typedef struct _SmSmtpClient SmSmtpClient;
 
-/* Connects to [upstream] smtp with verified TLS and authenticates. */
+/* Connects to [upstream] smtp with verified TLS and authenticates with
+ * @password, or with auth = certificate (@password NULL) by AUTH EXTERNAL
+ * when the provider offers it, else by the TLS client certificate alone. */
 SmSmtpClient *sm_smtp_client_open (const SmConfig *config, const char *password,
                                    GCancellable *cancellable, GError **error);
 void          sm_smtp_client_free (SmSmtpClient *client);
