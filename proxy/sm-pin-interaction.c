@@ -10,7 +10,8 @@
 
 struct _SmPinInteraction {
   GTlsInteraction parent_instance;
-  char *account;
+  char *pin;            /* non-pageable, from sm_keyring_lookup(); NULL when none */
+  GError *lookup_error; /* why there is no PIN */
   GError *error;        /* why the last request failed, or NULL */
   gboolean answered;    /* a PIN was given in this handshake */
 };
@@ -32,8 +33,6 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
 {
   SmPinInteraction *self = SM_PIN_INTERACTION (interaction);
   GTlsPasswordFlags flags = g_tls_password_get_flags (password);
-  g_autoptr(GError) local = NULL;
-  char *pin;
 
   /* A second request in one handshake means the first PIN was wrong
    * (G_TLS_PASSWORD_RETRY): never offer it again. */
@@ -53,12 +52,10 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                                 "SecureMail will not spend it. Unlock the token with its own "
                                 "tool (or ask your helpdesk), then store the PIN again with "
                                 "“securemail account set-pin”.")));
-  pin = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, self->account, &local);
-  if (pin == NULL)
-    return fail (self, error, g_error_new_literal (SM_ERROR, local->code, local->message));
-  g_tls_password_set_value (password, (const guchar *) pin, (gssize) strlen (pin));
-  /* GTlsPassword copied it; the keyring's copy is wiped here. */
-  sm_keyring_free (pin);
+  if (self->pin == NULL)
+    return fail (self, error, g_error_copy (self->lookup_error));
+  /* GTlsPassword keeps a copy; ours is wiped at finalize. */
+  g_tls_password_set_value (password, (const guchar *) self->pin, (gssize) strlen (self->pin));
   self->answered = TRUE;
   return G_TLS_INTERACTION_HANDLED;
 }
@@ -68,7 +65,8 @@ sm_pin_interaction_finalize (GObject *object)
 {
   SmPinInteraction *self = SM_PIN_INTERACTION (object);
 
-  g_free (self->account);
+  sm_keyring_free (self->pin);
+  g_clear_error (&self->lookup_error);
   g_clear_error (&self->error);
   G_OBJECT_CLASS (sm_pin_interaction_parent_class)->finalize (object);
 }
@@ -92,7 +90,7 @@ sm_pin_interaction_new (const char *account)
 
   g_return_val_if_fail (account != NULL, NULL);
   self = g_object_new (SM_TYPE_PIN_INTERACTION, NULL);
-  self->account = g_strdup (account);
+  self->pin = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, account, &self->lookup_error);
   return self;
 }
 

@@ -19,11 +19,14 @@ G_BEGIN_DECLS
 #define SM_TYPE_PIN_INTERACTION (sm_pin_interaction_get_type ())
 G_DECLARE_FINAL_TYPE (SmPinInteraction, sm_pin_interaction, SM, PIN_INTERACTION, GTlsInteraction)
 
-/* A new interaction for the PIN stored for @account (transfer full).
- * GTlsInteraction runs its callbacks in the thread-default main context of
- * the thread that creates it: create it in the thread that performs the
- * handshake, under a context that thread owns (sm_tls_client_handshake()
- * does), so the keyring lookup blocks that thread and not the main loop. */
+/* A new interaction for the PIN stored for @account (transfer full).  The
+ * keyring is read here, blocking the caller (a worker thread): GIO runs the
+ * PIN request itself in the main context that was the thread default at
+ * creation (g_tls_interaction_invoke_ask_password()), which in the daemon
+ * is the main loop's, and glib-networking's handshake waits for it from
+ * another thread; the request must therefore not block, nor depend on a
+ * context the handshaking thread holds.  A missing PIN is reported only if
+ * the token asks for one. */
 SmPinInteraction *sm_pin_interaction_new (const char *account);
 
 /* Why the last PIN request was not answered (no PIN stored, keyring locked,

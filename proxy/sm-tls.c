@@ -88,9 +88,7 @@ sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *ho
   g_autoptr(GSocketConnectable) identity = g_network_address_new (host, port);
   g_autoptr(GTlsDatabase) database = sm_trust_database_get_shared (config->ca_file, error);
   GTlsBackend *backend = g_tls_backend_get_default ();
-  g_autoptr(GMainContext) pin_context = config->client_certificate ? g_main_context_new () : NULL;
   g_autoptr(SmPinInteraction) interaction = NULL;
-  gboolean handshaken;
 
   if (database == NULL)
     return NULL;
@@ -109,18 +107,15 @@ sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *ho
       if (mine == NULL)
         return NULL;
       g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), mine);
-      /* See sm-pin-interaction.h: the PIN request must run in this thread. */
-      g_main_context_push_thread_default (pin_context);
-      interaction = sm_pin_interaction_new (config->address);
-      g_main_context_pop_thread_default (pin_context);
-      g_tls_connection_set_interaction (G_TLS_CONNECTION (tls), G_TLS_INTERACTION (interaction));
+      /* A token asks for its PIN during the handshake (see
+       * sm-pin-interaction.h); files never do. */
+      if (g_str_has_prefix (config->client_certificate, "pkcs11:"))
+        {
+          interaction = sm_pin_interaction_new (config->address);
+          g_tls_connection_set_interaction (G_TLS_CONNECTION (tls), G_TLS_INTERACTION (interaction));
+        }
     }
-  if (pin_context != NULL)
-    g_main_context_push_thread_default (pin_context);
-  handshaken = g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, &local);
-  if (pin_context != NULL)
-    g_main_context_pop_thread_default (pin_context);
-  if (!handshaken)
+  if (!g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, &local))
     {
       const GError *pin_error = interaction ? sm_pin_interaction_get_error (interaction) : NULL;
       if (pin_error != NULL)
