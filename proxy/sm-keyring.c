@@ -220,9 +220,6 @@ sm_keyring_check_local_login (const char *account, const char *user, const char 
   ok = g_ascii_strcasecmp (user, account) == 0 && sm_keyring_equal (password, local_pw);
   sm_keyring_free (local_pw);
   if (!ok)
-    {
-      g_usleep (SM_KEYRING_LOGIN_FAILURE_DELAY_MS * 1000);
-      g_set_error_literal (error, SM_ERROR, SM_ERROR_AUTH, "wrong local credentials");
-    }
+    g_set_error_literal (error, SM_ERROR, SM_ERROR_AUTH, "wrong local credentials");
   return ok;
 }

@@ -43,14 +43,12 @@ void sm_keyring_free (char *secret);
  * time (or always, with @reset).  Free with sm_keyring_free(). */
 char *sm_keyring_local_password (const char *account, gboolean reset, GError **error);
 
-#define SM_KEYRING_LOGIN_FAILURE_DELAY_MS 1500   /* after a wrong local password */
-
 /* Checks a mail client's local login: @user must be @account and @password
- * the local password from the keyring.  On a mismatch sleeps
- * SM_KEYRING_LOGIN_FAILURE_DELAY_MS (slowing guessing; RFC 9051 §11.3 and
- * RFC 4954 §4 leave the method to servers) and fails with SM_ERROR_AUTH;
- * a keyring problem fails with its own error at once.  Blocking: call from
- * a worker thread. */
+ * the local password from the keyring.  On a mismatch fails with
+ * SM_ERROR_AUTH at once: the sessions delay the answer and count failures
+ * per client address (sm-login-limiter.h; RFC 9051 §11.3 and RFC 4954 §4
+ * leave the method to servers).  A keyring problem fails with its own
+ * error.  Blocking: call from a worker thread. */
 gboolean sm_keyring_check_local_login (const char *account, const char *user, const char *password,
                                        GError **error);
 

@@ -10,6 +10,7 @@
 #include "sm-imap-session.h"
 #include "sm-keyring.h"
 #include "sm-key-gate.h"
+#include "sm-login-limiter.h"
 #include "sm-mime.h"
 #include "sm-relay-worker.h"
 #include "sm-server.h"
@@ -34,6 +35,7 @@ struct _SmServer {
   gboolean upstream_ok;
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
   SmViewCache *views;       /* decrypted views, shared by the IMAP sessions */
+  SmLoginLimiter *login_limiter;
   gboolean locked;
   gint64 last_activity;     /* monotonic microseconds */
   gint64 idle_limit_us;     /* [security] idle_lock, scaled; 0 = never */
@@ -64,6 +66,7 @@ sm_server_finalize (GObject *object)
   sm_server_stop (self);
   g_clear_object (&self->queue);
   g_clear_pointer (&self->views, sm_view_cache_free);
+  g_clear_object (&self->login_limiter);
   g_clear_pointer (&self->sessions, g_hash_table_unref);
   g_clear_object (&self->imap_service);
   g_clear_object (&self->smtp_service);
@@ -106,6 +109,9 @@ sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
   SmServer *self = g_object_new (SM_TYPE_SERVER, NULL);
   self->config = config;
   self->local_cert = g_object_ref (local_cert);
+  self->login_limiter = sm_login_limiter_new ();
+  if (g_getenv (SM_LOGIN_LIMITER_SCALE_ENV) != NULL)
+    sm_login_limiter_set_scale (self->login_limiter, g_ascii_strtod (g_getenv (SM_LOGIN_LIMITER_SCALE_ENV), NULL));
   /* The gate's state is known from the start, so that nothing is served
    * before sm_server_start() closes it in gpg-agent too. */
   self->locked = config->start_locked;
@@ -215,6 +221,12 @@ start_queue (SmServer *self, GError **error)
   g_signal_connect (self->queue, "upstream-status", G_CALLBACK (on_queue_upstream_status), self);
   sm_relay_worker_start (self->queue);
   return TRUE;
+}
+
+SmLoginLimiter *
+sm_server_get_login_limiter (SmServer *self)
+{
+  return self->login_limiter;
 }
 
 SmViewCache *
