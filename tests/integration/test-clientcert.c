@@ -7,6 +7,8 @@
  * - A PEM file with certificate and key: a mail client's LOGIN with the
  *   local password reaches alice's mailbox, and Dovecot logged an EXTERNAL
  *   login for alice; a message submitted through the proxy is delivered.
+ * - A password-protected PKCS#12 file: refused naming set-pin until its
+ *   password is stored with set-pin, then the login works.
  * - The same with the key on a softhsm2 PKCS#11 token (a private
  *   SOFTHSM2_CONF), its PIN stored with `securemail account set-pin`; the
  *   PIN appears in no log.
@@ -236,6 +238,38 @@ test_file_gone (Fixture *f, gconstpointer data)
   assert_login_refused (f->proxy, copy);
 }
 
+/* A password-protected PKCS#12 file (what certstore and most CAs hand out):
+ * its password is the "PIN" stored with set-pin. */
+static void
+test_pkcs12 (Fixture *f, gconstpointer data)
+{
+  g_autofree char *key = NULL;
+  g_autofree char *cert = NULL;
+  g_autofree char *p12 = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (!sm_test_require_stack ())
+    return;
+  key = client_cert_file ("alice.key");
+  cert = client_cert_file ("alice.pem");
+  p12 = g_build_filename (f->tmp, "alice.p12", NULL);
+  {
+    const char *argv[] = { "openssl", "pkcs12", "-export", "-in", cert, "-inkey", key, "-name", "alice",
+                           "-passout", "env:P12PASS", "-out", p12, NULL };
+    const char *envp[] = { "P12PASS=" TOKEN_PIN, NULL };
+    if (sm_test_run (argv, envp, NULL, &out, &err) != 0)
+      g_error ("openssl pkcs12 -export: %s%s", out, err);
+  }
+  /* An account of its own: the keyring lives as long as this binary, and
+   * the certificate, not the address, names the provider's user. */
+  start_proxy_as (f, "p12@example.test", p12);
+  assert_login_refused (f->proxy, "set-pin");
+  store_pin (f, TOKEN_PIN);
+  assert_login_works (f->proxy);
+  assert_not_in_log (f->proxy, TOKEN_PIN);
+}
+
 static void
 test_doctor (Fixture *f, gconstpointer data)
 {
@@ -360,6 +394,7 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/proxy/clientcert/file/gone", Fixture, NULL, fixture_setup, test_file_gone,
               fixture_teardown);
+  g_test_add ("/proxy/clientcert/file/pkcs12", Fixture, NULL, fixture_setup, test_pkcs12, fixture_teardown);
   g_test_add ("/proxy/clientcert/doctor", Fixture, NULL, fixture_setup, test_doctor, fixture_teardown);
   g_test_add ("/proxy/clientcert/pkcs11/imap-smtp", Fixture, NULL, fixture_setup, test_pkcs11_imap_smtp,
               fixture_teardown);
