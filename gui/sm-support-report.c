@@ -171,6 +171,10 @@ sm_support_report_build (const char *config_path)
       secret = sm_keyring_lookup (SM_KEYRING_LOCAL_PASSWORD, config->address, NULL);
       cut_secret (out, secret);
       sm_keyring_free (secret);
+      /* The client certificate's PIN (issue 7). */
+      secret = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, config->address, NULL);
+      cut_secret (out, secret);
+      sm_keyring_free (secret);
     }
   return g_string_free (out, FALSE);
 }

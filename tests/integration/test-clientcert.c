@@ -17,7 +17,8 @@
  *   one the next login works without restarting the proxy.
  * - A certificate of another CA (rogue) and a certificate file that has
  *   disappeared: NO [UNAVAILABLE] naming [upstream] client_certificate.
- * - `securemail doctor` names the certificate, its subject and expiry.
+ * - `securemail doctor` names the certificate, its subject and expiry, and
+ *   logs in with it (from a file and from the token).
  */
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -59,6 +60,17 @@ fixture_teardown (Fixture *f, gconstpointer data)
     }
   g_unsetenv ("SOFTHSM2_CONF");
   g_free (f->tmp);
+}
+
+/* Runs a setup tool; its failure fails the test with what it said. */
+static void
+must_run (const char * const *argv, const char * const *envp)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_run (argv, envp, NULL, &out, &err) != 0)
+    g_error ("%s failed: %s%s", argv[0], out, err);
 }
 
 static char *
@@ -246,8 +258,6 @@ test_pkcs12 (Fixture *f, gconstpointer data)
   g_autofree char *key = NULL;
   g_autofree char *cert = NULL;
   g_autofree char *p12 = NULL;
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
 
   if (!sm_test_require_stack ())
     return;
@@ -258,8 +268,7 @@ test_pkcs12 (Fixture *f, gconstpointer data)
     const char *argv[] = { "openssl", "pkcs12", "-export", "-in", cert, "-inkey", key, "-name", "alice",
                            "-passout", "env:P12PASS", "-out", p12, NULL };
     const char *envp[] = { "P12PASS=" TOKEN_PIN, NULL };
-    if (sm_test_run (argv, envp, NULL, &out, &err) != 0)
-      g_error ("openssl pkcs12 -export: %s%s", out, err);
+    must_run (argv, envp);
   }
   /* An account of its own: the keyring lives as long as this binary, and
    * the certificate, not the address, names the provider's user. */
@@ -308,8 +317,6 @@ make_token (Fixture *f)
   g_autofree char *cert = client_cert_file ("alice.pem");
   g_autofree char *softhsm = g_find_program_in_path ("softhsm2-util");
   g_autofree char *p11tool = g_find_program_in_path ("p11tool");
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
 
   if (softhsm == NULL || p11tool == NULL)
     {
@@ -320,27 +327,16 @@ make_token (Fixture *f)
   g_assert_true (g_file_set_contents (conf, conf_text, -1, NULL));
   g_setenv ("SOFTHSM2_CONF", conf, TRUE);
   {
-    const char *argv[] = { softhsm, "--init-token", "--free", "--label", TOKEN_LABEL, "--pin", TOKEN_PIN,
+    const char *init[] = { softhsm, "--init-token", "--free", "--label", TOKEN_LABEL, "--pin", TOKEN_PIN,
                            "--so-pin", TOKEN_SO_PIN, NULL };
-    if (sm_test_run (argv, NULL, NULL, &out, &err) != 0)
-      g_error ("softhsm2-util --init-token: %s%s", out, err);
-    g_clear_pointer (&out, g_free);
-    g_clear_pointer (&err, g_free);
-  }
-  {
-    const char *argv[] = { softhsm, "--import", key, "--token", TOKEN_LABEL, "--label", "alice", "--id", "01",
-                           "--pin", TOKEN_PIN, NULL };
-    if (sm_test_run (argv, NULL, NULL, &out, &err) != 0)
-      g_error ("softhsm2-util --import: %s%s", out, err);
-    g_clear_pointer (&out, g_free);
-    g_clear_pointer (&err, g_free);
-  }
-  {
-    const char *argv[] = { p11tool, "--login", "--write", "--load-certificate", cert, "--label", "alice",
+    const char *import[] = { softhsm, "--import", key, "--token", TOKEN_LABEL, "--label", "alice", "--id", "01",
+                             "--pin", TOKEN_PIN, NULL };
+    const char *load[] = { p11tool, "--login", "--write", "--load-certificate", cert, "--label", "alice",
                            "--id", "01", "pkcs11:token=" TOKEN_LABEL, NULL };
-    const char *envp[] = { "GNUTLS_PIN=" TOKEN_PIN, NULL };
-    if (sm_test_run (argv, envp, NULL, &out, &err) != 0)
-      g_error ("p11tool --load-certificate: %s%s", out, err);
+    const char *pin_env[] = { "GNUTLS_PIN=" TOKEN_PIN, NULL };
+    must_run (init, NULL);
+    must_run (import, NULL);
+    must_run (load, pin_env);
   }
   return TRUE;
 }
@@ -355,6 +351,15 @@ test_pkcs11_imap_smtp (Fixture *f, gconstpointer data)
   assert_login_works (f->proxy);
   submit_and_wait (f->proxy);
   assert_not_in_log (f->proxy, TOKEN_PIN);
+  /* The CLI's doctor signs with the token too (no main loop runs there). */
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_assert_cmpint (sm_test_cli (f->proxy, NULL, &out, &err, "doctor", NULL), ==, 0);
+    g_assert_nonnull (strstr (out, TOKEN_CERT_URI));
+    g_assert_nonnull (strstr (out, "logged in with the client certificate"));
+    g_assert_null (strstr (out, TOKEN_PIN));
+  }
 }
 
 static void

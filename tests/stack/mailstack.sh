@@ -88,22 +88,22 @@ make_ca() { # DIR CN
     -keyout "$1/ca.key" -out "$1/ca.pem" 2>/dev/null
 }
 
-make_server_cert() { # CA_DIR OUT_CERT OUT_KEY
-  local ext
+make_leaf_cert() { # CA_DIR CN OUT_CERT OUT_KEY EXTENSION_LINE...
+  local ca=$1 cn=$2 cert=$3 key=$4 ext
+  shift 4
   ext=$(mktemp)
-  cat > "$ext" <<'EOF'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-  openssl req -newkey rsa:2048 -nodes -subj "/O=SecureMail tests/CN=localhost" \
-    -keyout "$3" -out "$2.csr" 2>/dev/null
-  openssl x509 -req -in "$2.csr" -CA "$1/ca.pem" -CAkey "$1/ca.key" -CAcreateserial \
-    -days 365 -sha256 -extfile "$ext" -out "$2" 2>/dev/null
-  rm -f "$2.csr" "$ext"
+  printf '%s\n' "basicConstraints = critical, CA:FALSE" "$@" \
+    "subjectKeyIdentifier = hash" "authorityKeyIdentifier = keyid" > "$ext"
+  openssl req -newkey rsa:2048 -nodes -subj "/O=SecureMail tests/CN=$cn" \
+    -keyout "$key" -out "$cert.csr" 2>/dev/null
+  openssl x509 -req -in "$cert.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" -CAcreateserial \
+    -days 365 -sha256 -extfile "$ext" -out "$cert" 2>/dev/null
+  rm -f "$cert.csr" "$ext"
+}
+
+make_server_cert() { # CA_DIR OUT_CERT OUT_KEY
+  make_leaf_cert "$1" localhost "$2" "$3" "keyUsage = critical, digitalSignature, keyEncipherment" \
+    "extendedKeyUsage = serverAuth" "subjectAltName = DNS:localhost, IP:127.0.0.1"
 }
 
 make_certs() {
@@ -134,15 +134,7 @@ make_certs() {
 # a certificate the servers must refuse.  Dovecot asks every TLS client for a
 # certificate but does not require one, so password logins keep working.
 make_client_cert() { # CA_DIR CN OUT_CERT OUT_KEY
-  local ext
-  ext=$(mktemp)
-  printf '%s\n' "basicConstraints = critical, CA:FALSE" "keyUsage = critical, digitalSignature" \
-    "extendedKeyUsage = clientAuth" "subjectKeyIdentifier = hash" "authorityKeyIdentifier = keyid" > "$ext"
-  openssl req -newkey rsa:2048 -nodes -subj "/O=SecureMail tests/CN=$2" \
-    -keyout "$4" -out "$3.csr" 2>/dev/null
-  openssl x509 -req -in "$3.csr" -CA "$1/ca.pem" -CAkey "$1/ca.key" -CAcreateserial \
-    -days 365 -sha256 -extfile "$ext" -out "$3" 2>/dev/null
-  rm -f "$3.csr" "$ext"
+  make_leaf_cert "$@" "keyUsage = critical, digitalSignature" "extendedKeyUsage = clientAuth"
 }
 make_client_certs() {
   local u
