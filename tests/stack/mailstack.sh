@@ -16,8 +16,9 @@
 #   SM_STACK_LMTP_PORT=10024        Dovecot LMTP (Postfix delivers here)
 #   SM_STACK_SMTP_PORT=10025        SMTP, no AUTH needed from loopback
 #   SM_STACK_SUBMISSION_PORT=10587  submission, STARTTLS and AUTH required
-#   SM_STACK_SUBMISSION_CERT_PORT=10588  submission, STARTTLS with a client
-#                                   certificate of the client CA instead of AUTH
+#   SM_STACK_SUBMISSION_CERT_PORT=10588  (submission + 1) submission, STARTTLS
+#                                   with a client certificate of the client CA
+#                                   instead of AUTH
 # Users alice, bob, carol (password "pass") in the domains localhost and
 # example.test; alice@localhost and alice@example.test are the same mailbox.
 #
@@ -49,8 +50,10 @@ load_ports() {
     SMTP_PORT=${SM_STACK_SMTP_PORT:-10025}
     SUBMISSION_PORT=${SM_STACK_SUBMISSION_PORT:-10587}
   fi
-  # A ports.env from before the client-certificate port existed lacks it.
-  SUBMISSION_CERT_PORT=${SUBMISSION_CERT_PORT:-${SM_STACK_SUBMISSION_CERT_PORT:-10588}}
+  # The next port after submission unless set, so that a stack whose ports
+  # were moved as a block (run-all.sh adds 1000, 2000, ...) moves this one
+  # too.  A ports.env from before this port existed lacks it.
+  SUBMISSION_CERT_PORT=${SUBMISSION_CERT_PORT:-${SM_STACK_SUBMISSION_CERT_PORT:-$((SUBMISSION_PORT + 1))}}
   ALL_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT" "$SUBMISSION_PORT" "$SUBMISSION_CERT_PORT")
 }
 
