@@ -174,6 +174,31 @@ cmd_oauth2_login (const SmConfig *config, int argc, char **argv)
   return 0;
 }
 
+/* account set-password / set-pin: reads a secret from the terminal (or
+ * stdin with --stdin), never from argv, and stores it as @kind. */
+static int
+store_secret (const SmConfig *config, SmKeyringItem kind, int argc, char **argv, const char *prompt,
+              const char *done_format)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean from_stdin = argc > 2 && strcmp (argv[2], "--stdin") == 0;
+  char *pw;
+  gboolean ok;
+
+  if (argc > 2 && !from_stdin)
+    return die (EXIT_USAGE, _("unknown option %s; the password is never taken from the command line"), argv[2]);
+  pw = read_secret (prompt, &error);
+  if (pw == NULL)
+    return die (1, _("%s; nothing was stored"), error->message);
+  ok = sm_keyring_store (kind, config->address, pw, &error);
+  sm_wipe (pw, strlen (pw));
+  g_free (pw);
+  if (!ok)
+    return die (1, "%s", error->message);
+  g_print (done_format, config->address);
+  return 0;
+}
+
 static int
 cmd_account (int argc, char **argv)
 {
@@ -182,30 +207,20 @@ cmd_account (int argc, char **argv)
   int code = 0;
 
   if (argc < 2)
-    return die (EXIT_USAGE, _("usage: securemail account set-password [--stdin] | local-password [--reset] | "
-                              "oauth2-login [--device]"));
+    return die (EXIT_USAGE, _("usage: securemail account set-password [--stdin] | set-pin [--stdin] | "
+                              "local-password [--reset] | oauth2-login [--device]"));
   config = load_config_or_die (&code);
   if (config == NULL)
     return code;
 
   if (strcmp (argv[1], "set-password") == 0)
-    {
-      gboolean from_stdin = argc > 2 && strcmp (argv[2], "--stdin") == 0;
-      char *pw;
-      gboolean ok;
-      if (argc > 2 && !from_stdin)
-        return die (EXIT_USAGE, _("unknown option %s; the password is never taken from the command line"), argv[2]);
-      pw = read_secret (_("Provider password: "), &error);
-      if (pw == NULL)
-        return die (1, _("%s; nothing was stored"), error->message);
-      ok = sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, config->address, pw, &error);
-      sm_wipe (pw, strlen (pw));
-      g_free (pw);
-      if (!ok)
-        return die (1, "%s", error->message);
-      g_print (_("The provider password for %s is stored in the keyring.\n"), config->address);
-      return 0;
-    }
+    return store_secret (config, SM_KEYRING_UPSTREAM_PASSWORD, argc, argv, _("Provider password: "),
+                         _("The provider password for %s is stored in the keyring.\n"));
+  /* Issue 7: the PIN of the token (or the PKCS#12 password) of [upstream]
+   * client_certificate, read by the proxy when the handshake asks for it. */
+  if (strcmp (argv[1], "set-pin") == 0)
+    return store_secret (config, SM_KEYRING_CLIENT_CERT_PIN, argc, argv, _("Client certificate PIN: "),
+                         _("The client certificate PIN for %s is stored in the keyring.\n"));
   if (strcmp (argv[1], "oauth2-login") == 0)
     return cmd_oauth2_login (config, argc, argv);
   if (strcmp (argv[1], "local-password") == 0)
@@ -223,7 +238,8 @@ cmd_account (int argc, char **argv)
       sm_keyring_free (pw);
       return 0;
     }
-  return die (EXIT_USAGE, _("unknown account command “%s”; use set-password, local-password or oauth2-login"),
+  return die (EXIT_USAGE, _("unknown account command “%s”; use set-password, set-pin, local-password or "
+                            "oauth2-login"),
               argv[1]);
 }
 
@@ -990,6 +1006,7 @@ usage (void)
 {
   g_printerr (_("Usage: securemail [--config FILE] [--json] COMMAND\n"
                 "  account set-password [--stdin]     store the provider password in the keyring\n"
+                "  account set-pin [--stdin]          store the PIN of the client certificate's token\n"
                 "  account local-password [--reset]   print the local client password\n"
                 "  account oauth2-login [--device]    sign in to the provider (auth = oauth2): browser,\n"
                 "                                     or a code to type on another device\n"

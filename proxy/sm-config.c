@@ -278,6 +278,37 @@ parse_oauth2_url (char **slot, const char *v, GError **e)
   return TRUE;
 }
 
+/* [upstream] client_certificate and client_key: a PKCS#11 URI is checked when
+ * used (the token may not be inserted now); a file must exist, so that a
+ * typo is found at start and not at the first login.  The file is read at
+ * each connection, never here: it may need the PIN from the keyring. */
+static gboolean
+parse_client_credential (char **out, const char *v, GError **e)
+{
+  if (*v == '\0')
+    return TRUE;
+  if (g_str_has_prefix (v, "pkcs11:"))
+    {
+      if (strpbrk (v, " \t\r\n") != NULL)
+        {
+          g_set_error_literal (e, SM_ERROR, SM_ERROR_CONFIG,
+                               _("a PKCS#11 URI has no white space (see “p11tool --list-all-certs”)"));
+          return FALSE;
+        }
+    }
+  else if (!g_path_is_absolute (v) || !g_file_test (v, G_FILE_TEST_IS_REGULAR))
+    {
+      g_set_error (e, SM_ERROR, SM_ERROR_CONFIG,
+                   _("must be a pkcs11: URI or the absolute path of an existing PEM or PKCS#12 "
+                     "file; “%s” is neither"),
+                   v);
+      return FALSE;
+    }
+  g_free (*out);
+  *out = g_strdup (v);
+  return TRUE;
+}
+
 static gboolean
 k_oauth2_token_endpoint (SmConfig *c, const char *v, GError **e)
 {
@@ -329,6 +360,18 @@ static gboolean
 k_oauth2_scope (SmConfig *c, const char *v, GError **e)
 {
   return parse_oauth2_word (&c->oauth2.scope, v, e);
+}
+
+static gboolean
+k_client_certificate (SmConfig *c, const char *v, GError **e)
+{
+  return parse_client_credential (&c->client_certificate, v, e);
+}
+
+static gboolean
+k_client_key (SmConfig *c, const char *v, GError **e)
+{
+  return parse_client_credential (&c->client_key, v, e);
 }
 
 static gboolean
@@ -590,6 +633,8 @@ static const SmKeyInfo keys[] = {
   { "oauth2", "client_id", k_oauth2_client_id, NULL, FALSE, FALSE },
   { "oauth2", "client_secret", k_oauth2_client_secret, NULL, FALSE, FALSE },
   { "oauth2", "scope", k_oauth2_scope, NULL, FALSE, FALSE },
+  { "upstream", "client_certificate", k_client_certificate, NULL, FALSE, FALSE },
+  { "upstream", "client_key", k_client_key, NULL, FALSE, FALSE },
   { "listen", "imap", k_listen_imap, "127.0.0.1:1143", FALSE, FALSE },
   { "listen", "smtp", k_listen_smtp, "127.0.0.1:1025", FALSE, FALSE },
   { "crypto", "protocol", k_protocol, "smime", FALSE, FALSE },
@@ -823,17 +868,22 @@ config_from_keyfiles (GKeyFile *user, const char *user_name, GKeyFile *policy,
                    user_name, config->smtp.host);
       return NULL;
     }
-  if (config->auth == SM_AUTH_CERTIFICATE)
+  if (config->auth == SM_AUTH_OAUTH2 && !check_oauth2 (config, user_name, error))
+    return NULL;
+  if (config->auth == SM_AUTH_CERTIFICATE && config->client_certificate == NULL)
     {
-      /* Issue 7 adds client certificates; until then say so rather than
-       * fail at the first login. */
       g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
-                   _("%s: [upstream] auth: “certificate” is not supported by this version"),
+                   _("%s: [upstream] client_certificate: missing; auth = certificate needs the "
+                     "certificate your provider issued (a pkcs11: URI or a file)"),
                    user_name);
       return NULL;
     }
-  if (config->auth == SM_AUTH_OAUTH2 && !check_oauth2 (config, user_name, error))
-    return NULL;
+  if (config->client_key != NULL && config->client_certificate == NULL)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_CONFIG,
+                   _("%s: [upstream] client_key: set without client_certificate"), user_name);
+      return NULL;
+    }
   return g_steal_pointer (&config);
 }
 
@@ -1003,6 +1053,8 @@ sm_config_free (SmConfig *config)
   g_free (config->oauth2.client_id);
   g_free (config->oauth2.client_secret);
   g_free (config->oauth2.scope);
+  g_free (config->client_certificate);
+  g_free (config->client_key);
   g_free (config->listen_imap.host);
   g_free (config->listen_smtp.host);
   g_strfreev (config->allowed_upstreams);

@@ -89,6 +89,12 @@ typedef struct {
   SmAuthMethod auth;
   char *ca_file;          /* NULL when unset */
   GBytes *pin_sha256;     /* 32 bytes, NULL when unset */
+  /* TLS client authentication (issue 7): a "pkcs11:" URI (RFC 7512) of the
+   * certificate on a token, or a PEM / PKCS#12 file.  Presented whenever it
+   * is set; with auth = certificate the login is SASL EXTERNAL.  NULL when
+   * unset. */
+  char *client_certificate;
+  char *client_key;       /* a separate PEM key file or "pkcs11:" URI; NULL = with the certificate */
 
   /* [oauth2] (used when auth = oauth2) */
   SmOAuth2Settings oauth2;

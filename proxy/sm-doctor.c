@@ -98,19 +98,73 @@ port_free (const SmListenAddress *la, GError **error)
   return TRUE;
 }
 
+/* What to do when the provider refused the login. */
+static const char *
+login_fix (const SmConfig *config)
+{
+  if (config->auth == SM_AUTH_CERTIFICATE)
+    return _("Set [upstream] client_certificate to the certificate your provider issued to you "
+             "(and its PIN with “securemail account set-pin”), or ask the provider whether it "
+             "accepts it.");
+  return _("Store the right password with “securemail account set-password”.");
+}
+
+/* Issue 7: which client certificate is presented and until when it is
+ * valid; a certificate that expires within SM_DOCTOR_CERT_EXPIRY_WARN_DAYS
+ * still passes, with the date in front.  Returns TRUE when logins can go on
+ * (passed, or no client certificate configured). */
+static gboolean
+check_client_certificate (const SmConfig *config, SmCheck *c)
+{
+  g_autoptr(GError) e = NULL;
+  g_autoptr(GTlsCertificate) cert = NULL;
+  g_autoptr(GDateTime) not_after = NULL;
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *subject = NULL;
+  g_autofree char *until = NULL;
+  g_autofree char *d = NULL;
+
+  if (config->client_certificate == NULL)
+    {
+      pass (c, _("none configured (not needed with a password login)"));
+      return TRUE;
+    }
+  cert = sm_tls_client_certificate (config, &e);
+  if (cert == NULL)
+    {
+      fail (c, e->message,
+            _("Correct [upstream] client_certificate (a pkcs11: URI of your smartcard or a "
+              "certificate file), insert the smartcard, or store its PIN with “securemail "
+              "account set-pin”."));
+      return FALSE;
+    }
+  subject = sm_tls_certificate_describe (cert, &not_after);
+  until = not_after ? g_date_time_format (not_after, "%Y-%m-%d") : g_strdup (_("unknown"));
+  if (not_after != NULL &&
+      g_date_time_difference (not_after, now) < (GTimeSpan) SM_DOCTOR_CERT_EXPIRY_WARN_DAYS * G_TIME_SPAN_DAY)
+    d = g_strdup_printf (_("%s (%s), expires SOON, on %s: ask your provider for a new one"),
+                         config->client_certificate, subject, until);
+  else
+    d = g_strdup_printf (_("%s (%s), valid until %s"), config->client_certificate, subject, until);
+  pass (c, d);
+  return TRUE;
+}
+
 GPtrArray *
 sm_doctor_run (const char *config_path)
 {
   GPtrArray *checks = g_ptr_array_new_with_free_func ((GDestroyNotify) sm_check_free);
   g_autoptr(GError) error = NULL;
   g_autoptr(SmConfig) config = NULL;
-  SmCheck *c_config, *c_keyring, *c_local, *c_provider, *c_imap, *c_smtp, *c_listen;
+  SmCheck *c_config, *c_keyring, *c_local, *c_provider, *c_cert, *c_imap, *c_smtp, *c_listen;
   char *password = NULL;
+  gboolean can_login = FALSE;
 
   c_config = add (checks, "config", _("Settings file is valid"));
   c_keyring = add (checks, "keyring", _("The keyring can be used"));
   c_local = add (checks, "local-password", _("A local mail client password exists"));
   c_provider = add (checks, "provider-password", _("The provider password is stored"));
+  c_cert = add (checks, "client-certificate", _("The client certificate can be used"));
   c_imap = add (checks, "upstream-imap", _("Provider IMAP: reachable, certificate verified, login works"));
   c_smtp = add (checks, "upstream-smtp", _("Provider SMTP: reachable, certificate verified, login works"));
   c_listen = add (checks, "listeners", _("Local IMAP and SMTP ports are served by SecureMail or free"));
@@ -126,6 +180,7 @@ sm_doctor_run (const char *config_path)
       skip (c_keyring, _("needs valid settings"));
       skip (c_local, _("needs valid settings"));
       skip (c_provider, _("needs valid settings"));
+      skip (c_cert, _("needs valid settings"));
       skip (c_imap, _("needs valid settings"));
       skip (c_smtp, _("needs valid settings"));
       skip (c_listen, _("needs valid settings"));
@@ -154,6 +209,7 @@ sm_doctor_run (const char *config_path)
                 "gnome-keyring-daemon in the D-Bus session), then run doctor again."));
         skip (c_local, _("needs the keyring"));
         skip (c_provider, _("needs the keyring"));
+        skip (c_cert, _("needs the keyring"));
         skip (c_imap, _("needs the keyring"));
         skip (c_smtp, _("needs the keyring"));
       }
@@ -168,8 +224,17 @@ sm_doctor_run (const char *config_path)
           pass (c_local, _("present"));
         sm_keyring_free (local);
         g_clear_error (&e);
-        password = sm_upstream_get_secret (config, NULL, &e);
-        if (password == NULL)
+        if (config->auth == SM_AUTH_CERTIFICATE)
+          {
+            pass (c_provider, _("not needed: [upstream] auth = certificate"));
+            can_login = check_client_certificate (config, c_cert);
+            if (!can_login)
+              {
+                skip (c_imap, _("needs the client certificate"));
+                skip (c_smtp, _("needs the client certificate"));
+              }
+          }
+        else if (!sm_upstream_get_secret (config, &password, NULL, &e))
           {
             fail (c_provider, e->message,
                   config->auth == SM_AUTH_OAUTH2
@@ -178,13 +243,22 @@ sm_doctor_run (const char *config_path)
                           "gave you."));
             skip (c_imap, _("needs the provider password"));
             skip (c_smtp, _("needs the provider password"));
+            check_client_certificate (config, c_cert);
           }
         else
-          pass (c_provider, _("present"));
+          {
+            pass (c_provider, _("present"));
+            can_login = check_client_certificate (config, c_cert);
+            if (!can_login)
+              {
+                skip (c_imap, _("needs the client certificate"));
+                skip (c_smtp, _("needs the client certificate"));
+              }
+          }
       }
   }
 
-  if (password != NULL)
+  if (can_login)
     {
       g_autoptr(GError) e = NULL;
       g_autoptr(SmImapUpstream) up = sm_imap_upstream_open (config, password, NULL, &e);
@@ -195,14 +269,16 @@ sm_doctor_run (const char *config_path)
 
       if (up != NULL)
         {
-          g_autofree char *d = g_strdup_printf (_("%s: logged in as %s"), config->imap.url, config->username);
+          g_autofree char *d = config->auth == SM_AUTH_CERTIFICATE
+                                   ? g_strdup_printf (_("%s: logged in with the client certificate"), config->imap.url)
+                                   : g_strdup_printf (_("%s: logged in as %s"), config->imap.url, config->username);
           pass (c_imap, d);
           g_io_stream_close (up->stream, NULL, NULL);
         }
       else if (g_error_matches (e, SM_ERROR, SM_ERROR_TLS))
         fail (c_imap, e->message, fix_for_tls);
       else if (g_error_matches (e, SM_ERROR, SM_ERROR_AUTH))
-        fail (c_imap, e->message, _("Store the right password with “securemail account set-password”."));
+        fail (c_imap, e->message, login_fix (config));
       else
         fail (c_imap, e->message,
               _("Check [upstream] imap in the settings and the network; if both are right, the "
@@ -212,14 +288,20 @@ sm_doctor_run (const char *config_path)
       smtp = sm_smtp_client_open (config, password, NULL, &e);
       if (smtp != NULL)
         {
-          g_autofree char *d = g_strdup_printf (_("%s: logged in as %s"), config->smtp.url, config->username);
+          g_autofree char *d = NULL;
+          if (config->auth != SM_AUTH_CERTIFICATE)
+            d = g_strdup_printf (_("%s: logged in as %s"), config->smtp.url, config->username);
+          else
+            /* Without AUTH EXTERNAL the provider checks the certificate only
+             * when mail is sent (sm_smtp_client_open()). */
+            d = g_strdup_printf (_("%s: connected with the client certificate"), config->smtp.url);
           pass (c_smtp, d);
           sm_smtp_client_quit (smtp);
         }
       else if (g_error_matches (e, SM_ERROR, SM_ERROR_TLS))
         fail (c_smtp, e->message, fix_for_tls);
       else if (g_error_matches (e, SM_ERROR, SM_ERROR_AUTH))
-        fail (c_smtp, e->message, _("Store the right password with “securemail account set-password”."));
+        fail (c_smtp, e->message, login_fix (config));
       else
         fail (c_smtp, e->message,
               _("Check [upstream] smtp in the settings and the network; if both are right, the "

@@ -24,6 +24,9 @@ typedef struct {
 
 void sm_check_free (SmCheck *check);
 
+/* The client certificate check warns this many days before it expires. */
+#define SM_DOCTOR_CERT_EXPIRY_WARN_DAYS 30
+
 /* Runs every check (blocking: network and keyring).  @config_path may be
  * NULL for the default.  Returns an array of SmCheck*. */
 GPtrArray *sm_doctor_run (const char *config_path);

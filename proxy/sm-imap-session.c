@@ -11,6 +11,7 @@
 #include "sm-imap-session.h"
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
+#include "sm-login-limiter.h"
 #include "sm-mime.h"
 #include "sm-outgoing.h"
 #include "sm-receipts.h"
@@ -52,6 +53,7 @@ struct _SmImapSession {
   gboolean command_too_big;
   char *sasl_tag;               /* AUTHENTICATE waiting for the client's response */
   guint auth_failures;
+  char *peer;                   /* the client's address, for the login limiter */
   gboolean tls_active;
   guint preauth_timeout_id;
   gboolean discard_command;     /* relay: skipping the rest of a refused command */
@@ -134,6 +136,7 @@ sm_imap_session_finalize (GObject *object)
       g_byte_array_unref (self->command);
     }
   g_free (self->sasl_tag);
+  g_free (self->peer);
   g_free (self->sync_literal_tag);
   if (self->fetch)
     sm_secure_fetch_cancel (self->fetch);
@@ -421,7 +424,7 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
 {
   LoginData *data = task_data;
   g_autoptr(GError) error = NULL;
-  char *provider_pw;
+  char *provider_pw = NULL;
   SmImapUpstream *up;
 
   if (!sm_keyring_check_local_login (data->config->address, data->user, data->password, &error))
@@ -433,8 +436,7 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       return;
     }
 
-  provider_pw = sm_upstream_get_secret (data->config, cancellable, &error);
-  if (provider_pw == NULL)
+  if (!sm_upstream_get_secret (data->config, &provider_pw, cancellable, &error))
     {
       g_task_return_new_error (task, SM_ERROR, SM_ERROR_UNAVAILABLE, "%s", error->message);
       return;
@@ -449,6 +451,41 @@ login_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   g_task_return_pointer (task, up, (GDestroyNotify) sm_imap_upstream_free);
 }
 
+typedef struct {
+  SmImapSession *session;
+  char *tag;
+} FailedLogin;
+
+static void
+failed_login_free (gpointer data)
+{
+  FailedLogin *f = data;
+  g_object_unref (f->session);
+  g_free (f->tag);
+  g_free (f);
+}
+
+/* The delayed answer to a wrong local password. */
+static gboolean
+answer_failed_login (gpointer data)
+{
+  FailedLogin *f = data;
+  SmImapSession *self = f->session;
+
+  if (self->state == ST_CLOSING)
+    return G_SOURCE_REMOVE;
+  self->state = ST_NOT_AUTH;
+  reply (self, _("%s NO [AUTHENTICATIONFAILED] Wrong user name or password. The user name "
+                 "is your e-mail address; the password is the one “securemail account "
+                 "local-password” shows, not your provider password."),
+         f->tag);
+  if (++self->auth_failures >= SM_IMAP_MAX_AUTH_FAILURES)
+    sm_imap_session_close (self, _("Too many failed logins"));
+  else
+    sm_input_pump_resume (self->client_pump);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 on_login_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -460,28 +497,24 @@ on_login_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (self->state == ST_CLOSING)
     return;
+  if (g_error_matches (error, SM_ERROR, SM_ERROR_AUTH))
+    {
+      /* The answer waits (the pump stays paused in ST_LOGGING_IN): see
+       * sm-login-limiter.h. */
+      guint delay_ms = sm_login_limiter_failed (sm_server_get_login_limiter (self->server), self->peer, "IMAP");
+      FailedLogin *f = g_new0 (FailedLogin, 1);
+      f->session = g_object_ref (self);
+      f->tag = g_steal_pointer (&tag);
+      g_timeout_add_full (G_PRIORITY_DEFAULT, delay_ms, answer_failed_login, f, failed_login_free);
+      return;
+    }
+  sm_login_limiter_succeeded (sm_server_get_login_limiter (self->server), self->peer);
   if (up == NULL)
     {
       self->state = ST_NOT_AUTH;
-      if (g_error_matches (error, SM_ERROR, SM_ERROR_AUTH))
-        {
-          g_message ("IMAP local login failed");
-          reply (self, _("%s NO [AUTHENTICATIONFAILED] Wrong user name or password. The user name "
-                         "is your e-mail address; the password is the one “securemail account "
-                         "local-password” shows, not your provider password."),
-                 tag);
-          if (++self->auth_failures >= SM_IMAP_MAX_AUTH_FAILURES)
-            {
-              sm_imap_session_close (self, _("Too many failed logins"));
-              return;
-            }
-        }
-      else
-        {
-          g_message ("IMAP login to the provider failed: %s", error->message);
-          sm_server_report_upstream (self->server, FALSE, error->message);
-          reply (self, "%s NO [UNAVAILABLE] %s", tag, error->message);
-        }
+      g_message ("IMAP login to the provider failed: %s", error->message);
+      sm_server_report_upstream (self->server, FALSE, error->message);
+      reply (self, "%s NO [UNAVAILABLE] %s", tag, error->message);
       sm_input_pump_resume (self->client_pump);
       return;
     }
@@ -515,8 +548,20 @@ on_login_done (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 start_login (SmImapSession *self, const char *tag, GBytes *user, GBytes *password)
 {
-  LoginData *data = g_new0 (LoginData, 1);
-  g_autoptr(GTask) task = g_task_new (self, self->cancellable, on_login_done, g_strdup (tag));
+  LoginData *data;
+  g_autoptr(GTask) task = NULL;
+  guint locked_for = sm_login_limiter_locked_for (sm_server_get_login_limiter (self->server), self->peer);
+
+  if (locked_for > 0)
+    {
+      /* Not checked at all: a lockout must not answer guesses. */
+      reply (self, _("%s NO [UNAVAILABLE] Too many failed logins from your address; try again in "
+                     "%u seconds with the password “securemail account local-password” shows."),
+             tag, locked_for);
+      return;
+    }
+  data = g_new0 (LoginData, 1);
+  task = g_task_new (self, self->cancellable, on_login_done, g_strdup (tag));
 
   data->config = sm_server_get_config (self->server);
   data->user = g_strndup (g_bytes_get_data (user, NULL), g_bytes_get_size (user));
@@ -1864,6 +1909,7 @@ sm_imap_session_new (SmServer *server, GSocketConnection *connection)
 
   self->server = server;
   self->connection = g_object_ref (connection);
+  self->peer = sm_login_limiter_client_of (connection);
   self->client = g_object_ref (G_IO_STREAM (connection));
   self->to_client = sm_stream_writer_new (g_io_stream_get_output_stream (self->client),
                                           on_client_drained, on_client_write_error, self);

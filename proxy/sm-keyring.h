@@ -2,7 +2,8 @@
  *
  * Nothing secret is ever written to a file, a log or argv (SPEC.md "Files").
  * Items use the schema "org.securemail.Secret" with the attributes
- * kind (upstream-password | local-password | oauth2-refresh-token) and account (the address), so
+ * kind (upstream-password | local-password | oauth2-refresh-token | client-certificate-pin) and
+ * account (the address), so
  * several accounts can share one keyring.  All calls block: the proxy makes
  * them from worker threads, the CLI directly.
  */
@@ -19,6 +20,9 @@ typedef enum {
   SM_KEYRING_UPSTREAM_PASSWORD,
   SM_KEYRING_LOCAL_PASSWORD,
   SM_KEYRING_OAUTH2_REFRESH_TOKEN,   /* [upstream] auth = oauth2 (issue 7) */
+  /* The PIN of the token, or the password of the PKCS#12 file, that holds
+   * [upstream] client_certificate (issue 7). */
+  SM_KEYRING_CLIENT_CERT_PIN,
 } SmKeyringItem;
 
 /* Stores @secret (NUL-terminated) for @account.  Fails with SM_ERROR_KEYRING
@@ -41,14 +45,12 @@ void sm_keyring_free (char *secret);
  * time (or always, with @reset).  Free with sm_keyring_free(). */
 char *sm_keyring_local_password (const char *account, gboolean reset, GError **error);
 
-#define SM_KEYRING_LOGIN_FAILURE_DELAY_MS 1500   /* after a wrong local password */
-
 /* Checks a mail client's local login: @user must be @account and @password
- * the local password from the keyring.  On a mismatch sleeps
- * SM_KEYRING_LOGIN_FAILURE_DELAY_MS (slowing guessing; RFC 9051 §11.3 and
- * RFC 4954 §4 leave the method to servers) and fails with SM_ERROR_AUTH;
- * a keyring problem fails with its own error at once.  Blocking: call from
- * a worker thread. */
+ * the local password from the keyring.  On a mismatch fails with
+ * SM_ERROR_AUTH at once: the sessions delay the answer and count failures
+ * per client address (sm-login-limiter.h; RFC 9051 §11.3 and RFC 4954 §4
+ * leave the method to servers).  A keyring problem fails with its own
+ * error.  Blocking: call from a worker thread. */
 gboolean sm_keyring_check_local_login (const char *account, const char *user, const char *password,
                                        GError **error);
 

@@ -460,12 +460,6 @@ due_entries (SmRelayWorker *self, gint64 *next)
   return due;
 }
 
-/* The provider password, or with [upstream] auth = oauth2 an access token. */
-static char *
-keyring_password (SmRelayWorker *self, GError **error)
-{
-  return sm_upstream_get_secret (self->config, self->cancellable, error);
-}
 
 /* One round: every due message over one connection. */
 static void
@@ -503,8 +497,8 @@ deliver_round (SmRelayWorker *self, GPtrArray *due)
       save (self, e);
       if (client == NULL)
         {
-          char *password = keyring_password (self, &error);
-          if (password != NULL)
+          char *password = NULL;
+          if (sm_upstream_get_secret (self->config, &password, self->cancellable, &error))
             {
               client = sm_smtp_client_open (self->config, password, self->cancellable, &error);
               sm_keyring_free (password);

@@ -10,6 +10,7 @@
 #include "sm-imap-session.h"
 #include "sm-keyring.h"
 #include "sm-key-gate.h"
+#include "sm-login-limiter.h"
 #include "sm-mime.h"
 #include "sm-relay-worker.h"
 #include "sm-server.h"
@@ -35,6 +36,7 @@ struct _SmServer {
   gboolean upstream_ok;
   SmRelayWorker *queue;     /* the outbound queue's relay worker (owns the spool) */
   SmViewCache *views;       /* decrypted views, shared by the IMAP sessions */
+  SmLoginLimiter *login_limiter;
   gboolean locked;
   SmLockReason lock_reason; /* SM_LOCK_REASON_NONE while open */
   SmSessionWatch *session_watch;  /* screen lock and suspend; NULL when both are off */
@@ -68,6 +70,7 @@ sm_server_finalize (GObject *object)
   g_clear_object (&self->session_watch);
   g_clear_object (&self->queue);
   g_clear_pointer (&self->views, sm_view_cache_free);
+  g_clear_object (&self->login_limiter);
   g_clear_pointer (&self->sessions, g_hash_table_unref);
   g_clear_object (&self->imap_service);
   g_clear_object (&self->smtp_service);
@@ -110,6 +113,9 @@ sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
   SmServer *self = g_object_new (SM_TYPE_SERVER, NULL);
   self->config = config;
   self->local_cert = g_object_ref (local_cert);
+  self->login_limiter = sm_login_limiter_new ();
+  if (g_getenv (SM_LOGIN_LIMITER_SCALE_ENV) != NULL)
+    sm_login_limiter_set_scale (self->login_limiter, g_ascii_strtod (g_getenv (SM_LOGIN_LIMITER_SCALE_ENV), NULL));
   /* The gate's state is known from the start, so that nothing is served
    * before sm_server_start() closes it in gpg-agent too. */
   self->locked = config->start_locked;
@@ -220,6 +226,12 @@ start_queue (SmServer *self, GError **error)
   g_signal_connect (self->queue, "upstream-status", G_CALLBACK (on_queue_upstream_status), self);
   sm_relay_worker_start (self->queue);
   return TRUE;
+}
+
+SmLoginLimiter *
+sm_server_get_login_limiter (SmServer *self)
+{
+  return self->login_limiter;
 }
 
 SmViewCache *
@@ -726,9 +738,9 @@ mark_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   MarkData *d = task_data;
   g_autoptr(GError) error = NULL;
   g_autoptr(SmImapUpstream) up = NULL;
-  char *password = sm_upstream_get_secret (self->config, cancellable, &error);
+  char *password = NULL;
 
-  if (password == NULL)
+  if (!sm_upstream_get_secret (self->config, &password, cancellable, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;

@@ -53,6 +53,11 @@ SmRelayWorker *sm_server_get_queue (SmServer *server);
 typedef struct _SmViewCache SmViewCache;
 SmViewCache *sm_server_get_view_cache (SmServer *server);
 
+/* Local login failures per client address, shared by the IMAP and SMTP
+ * sessions (issue 7; sm-login-limiter.h).  Owned by the server. */
+typedef struct _SmLoginLimiter SmLoginLimiter;
+SmLoginLimiter *sm_server_get_login_limiter (SmServer *server);
+
 /* ---- the unlock gate (issue 7) ---------------------------------------------
  *
  * While locked, gpg-agent holds no passphrase of the user's keys and the

@@ -9,6 +9,7 @@
 #include "sm-input-pump.h"
 #include "sm-keyring.h"
 #include "sm-oauth2.h"
+#include "sm-login-limiter.h"
 #include "sm-outgoing.h"
 #include "sm-receipts.h"
 #include "sm-relay-worker.h"
@@ -46,6 +47,7 @@ struct _SmSmtpSession {
   gboolean greeted;             /* EHLO/HELO seen (since STARTTLS) */
   gboolean authenticated;
   guint auth_failures;
+  char *peer;                   /* the client's address, for the login limiter */
   guint errors;
   char *login_user;             /* AUTH LOGIN: user name received */
 
@@ -90,6 +92,7 @@ sm_smtp_session_finalize (GObject *object)
       g_byte_array_unref (self->line);
     }
   g_free (self->login_user);
+  g_free (self->peer);
   g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (sm_smtp_session_parent_class)->finalize (object);
 }
@@ -263,30 +266,47 @@ auth_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   g_task_return_boolean (task, TRUE);
 }
 
+/* The delayed answer to a wrong local password (the pump stays paused in
+ * ST_BUSY until then); holds a reference to the session. */
+static gboolean
+answer_failed_auth (gpointer data)
+{
+  SmSmtpSession *self = data;
+
+  if (self->state == ST_CLOSING)
+    return G_SOURCE_REMOVE;
+  self->state = ST_COMMAND;
+  reply (self, _("535 5.7.8 Wrong user name or password. The user name is your e-mail "
+                 "address; the password is the one “securemail account local-password” shows"));
+  if (++self->auth_failures >= SM_SMTP_MAX_AUTH_FAILURES)
+    sm_smtp_session_close (self, _("421 4.7.0 Too many failed logins, closing connection"));
+  else
+    sm_input_pump_resume (self->pump);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 on_auth_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   SmSmtpSession *self = SM_SMTP_SESSION (source);
+  SmLoginLimiter *limiter = sm_server_get_login_limiter (self->server);
   g_autoptr(GError) error = NULL;
+  gboolean ok = g_task_propagate_boolean (G_TASK (result), &error);
 
   if (self->state == ST_CLOSING)
     return;
-  self->state = ST_COMMAND;
-  if (g_task_propagate_boolean (G_TASK (result), &error))
+  if (!ok && g_error_matches (error, SM_ERROR, SM_ERROR_AUTH))
     {
+      guint delay_ms = sm_login_limiter_failed (limiter, self->peer, "SMTP");
+      g_timeout_add_full (G_PRIORITY_DEFAULT, delay_ms, answer_failed_auth, g_object_ref (self), g_object_unref);
+      return;
+    }
+  self->state = ST_COMMAND;
+  if (ok)
+    {
+      sm_login_limiter_succeeded (limiter, self->peer);
       self->authenticated = TRUE;
       reply (self, _("235 2.7.0 Authentication successful"));
-    }
-  else if (g_error_matches (error, SM_ERROR, SM_ERROR_AUTH))
-    {
-      g_message ("SMTP local login failed");
-      reply (self, _("535 5.7.8 Wrong user name or password. The user name is your e-mail "
-                     "address; the password is the one “securemail account local-password” shows"));
-      if (++self->auth_failures >= SM_SMTP_MAX_AUTH_FAILURES)
-        {
-          sm_smtp_session_close (self, _("421 4.7.0 Too many failed logins, closing connection"));
-          return;
-        }
     }
   else
     reply (self, "454 4.7.0 %s", error->message);
@@ -296,8 +316,21 @@ on_auth_done (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 start_auth (SmSmtpSession *self, const char *user, gsize user_len, const char *password, gsize pass_len)
 {
-  AuthData *data = g_new0 (AuthData, 1);
-  g_autoptr(GTask) task = g_task_new (self, self->cancellable, on_auth_done, NULL);
+  AuthData *data;
+  g_autoptr(GTask) task = NULL;
+  guint locked_for = sm_login_limiter_locked_for (sm_server_get_login_limiter (self->server), self->peer);
+
+  if (locked_for > 0)
+    {
+      /* Not checked at all: a lockout must not answer guesses.  RFC 4954
+       * §6: 454 is a temporary authentication failure. */
+      reply (self, _("454 4.7.0 Too many failed logins from your address; try again in %u seconds "
+                     "with the password “securemail account local-password” shows"),
+             locked_for);
+      return;
+    }
+  data = g_new0 (AuthData, 1);
+  task = g_task_new (self, self->cancellable, on_auth_done, NULL);
 
   data->config = sm_server_get_config (self->server);
   data->user = g_strndup (user, user_len);
@@ -991,6 +1024,7 @@ sm_smtp_session_new (SmServer *server, GSocketConnection *connection)
 
   self->server = server;
   self->connection = g_object_ref (connection);
+  self->peer = sm_login_limiter_client_of (connection);
   self->client = g_object_ref (G_IO_STREAM (connection));
   self->to_client = sm_stream_writer_new (g_io_stream_get_output_stream (self->client), on_drained,
                                           on_write_error, self);

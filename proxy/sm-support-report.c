@@ -360,6 +360,10 @@ sm_support_report_build (const char *config_path, const char *front_end)
       secret = sm_keyring_lookup (SM_KEYRING_OAUTH2_REFRESH_TOKEN, config->address, NULL);
       sm_support_report_cut_secret (out, secret);
       sm_keyring_free (secret);
+      /* The client certificate's PIN (issue 7). */
+      secret = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, config->address, NULL);
+      sm_support_report_cut_secret (out, secret);
+      sm_keyring_free (secret);
     }
   sm_key_summary_cut_passphrases (out);
   return g_string_free (out, FALSE);

@@ -11,6 +11,8 @@
 #include <sys/random.h>
 
 #include "sm-error.h"
+#include "sm-keyring.h"
+#include "sm-pin-interaction.h"
 #include "sm-wipe.h"
 #include "sm-tls.h"
 #include "sm-trust-database.h"
@@ -86,6 +88,7 @@ sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *ho
   g_autoptr(GSocketConnectable) identity = g_network_address_new (host, port);
   g_autoptr(GTlsDatabase) database = sm_trust_database_get_shared (config->ca_file, error);
   GTlsBackend *backend = g_tls_backend_get_default ();
+  g_autoptr(SmPinInteraction) interaction = NULL;
 
   if (database == NULL)
     return NULL;
@@ -98,9 +101,32 @@ sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *ho
                    _("TLS is not available (%s). Install glib-networking."), local->message);
       return NULL;
     }
+  if (config->client_certificate != NULL)
+    {
+      g_autoptr(GTlsCertificate) mine = sm_tls_client_certificate (config, error);
+      if (mine == NULL)
+        return NULL;
+      g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), mine);
+      /* A token asks for its PIN during the handshake (see
+       * sm-pin-interaction.h); files never do. */
+      if (g_str_has_prefix (config->client_certificate, "pkcs11:"))
+        {
+          interaction = sm_pin_interaction_new (config->address);
+          g_tls_connection_set_interaction (G_TLS_CONNECTION (tls), G_TLS_INTERACTION (interaction));
+        }
+    }
   if (!g_tls_connection_handshake (G_TLS_CONNECTION (tls), cancellable, &local))
     {
-      if (g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE))
+      const GError *pin_error = interaction ? sm_pin_interaction_get_error (interaction) : NULL;
+      if (pin_error != NULL)
+        g_set_error_literal (error, SM_ERROR, pin_error->code, pin_error->message);
+      else if (config->client_certificate == NULL &&
+               g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_CERTIFICATE_REQUIRED))
+        g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                     _("The provider at %s:%u asks for a client certificate. Set [upstream] "
+                       "client_certificate to the certificate your provider issued to you."),
+                     host, port);
+      else if (g_error_matches (local, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE))
         {
           g_autofree char *why = describe_flags (
               g_tls_connection_get_peer_certificate_errors (G_TLS_CONNECTION (tls)));
@@ -110,6 +136,14 @@ sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *ho
                          "call your helpdesk, the connection may be intercepted."),
                        host, port, why);
         }
+      else if (config->client_certificate != NULL)
+        /* Servers answer a certificate they do not accept with a bare alert
+         * (RFC 8446 §4.4.2.4): say which one we sent. */
+        g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                     _("TLS with %s:%u failed: %s. The provider may have refused the client "
+                       "certificate %s: check that [upstream] client_certificate is the one your "
+                       "provider issued and that it is still valid."),
+                     host, port, local->message, config->client_certificate);
       else
         g_set_error (error, SM_ERROR, SM_ERROR_TLS, _("TLS with %s:%u failed: %s"), host, port,
                      local->message);
@@ -133,6 +167,137 @@ sm_tls_client_handshake (GIOStream *base, const SmConfig *config, const char *ho
         }
     }
   return g_steal_pointer (&tls);
+}
+
+/* ---- the client certificate (issue 7) ------------------------------------ */
+
+static gboolean
+is_pkcs12_path (const char *path)
+{
+  g_autofree char *lower = g_ascii_strdown (path, -1);
+  return g_str_has_suffix (lower, ".p12") || g_str_has_suffix (lower, ".pfx");
+}
+
+static GTlsCertificate *
+load_pkcs12 (const SmConfig *config, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  char *pin = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, config->address, &local);
+  GTlsCertificate *cert;
+
+  if (pin == NULL && !g_error_matches (local, SM_ERROR, SM_ERROR_NO_SECRET))
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
+  g_clear_error (&local);
+  cert = g_tls_certificate_new_from_file_with_password (config->client_certificate, pin ? pin : "", &local);
+  sm_keyring_free (pin);
+  if (cert == NULL)
+    g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                 _("Cannot open the client certificate %s (%s). If it has a password, store it "
+                   "with “securemail account set-pin”; otherwise correct [upstream] "
+                   "client_certificate."),
+                 config->client_certificate, local->message);
+  return cert;
+}
+
+GTlsCertificate *
+sm_tls_client_certificate (const SmConfig *config, GError **error)
+{
+  const char *path = config->client_certificate;
+  g_autoptr(GError) local = NULL;
+  g_autoptr(GTlsCertificate) cert = NULL;
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autoptr(GDateTime) not_before = NULL, not_after = NULL;
+  g_autofree char *key_uri = NULL;
+  g_autoptr(GByteArray) key = NULL;
+
+  if (path == NULL)
+    return NULL;
+  if (g_str_has_prefix (path, "pkcs11:"))
+    {
+      if (config->client_key != NULL && !g_str_has_prefix (config->client_key, "pkcs11:"))
+        {
+          g_set_error_literal (error, SM_ERROR, SM_ERROR_TLS,
+                               _("[upstream] client_key must be a pkcs11: URI too when "
+                                 "client_certificate is one"));
+          return NULL;
+        }
+      cert = g_tls_certificate_new_from_pkcs11_uris (path, config->client_key, &local);
+      if (cert == NULL)
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                       _("Cannot find the client certificate %s (%s). Insert the smartcard or "
+                         "token; if it is inserted, correct [upstream] client_certificate "
+                         "(“p11tool --list-all-certs” lists the certificates it holds)."),
+                       path, local->message);
+          return NULL;
+        }
+    }
+  else if (is_pkcs12_path (path))
+    {
+      if ((cert = load_pkcs12 (config, error)) == NULL)
+        return NULL;
+    }
+  else
+    {
+      cert = config->client_key ? g_tls_certificate_new_from_files (path, config->client_key, &local)
+                                : g_tls_certificate_new_from_file (path, &local);
+      if (cert == NULL)
+        {
+          g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                       _("Cannot read the client certificate %s (%s). It must hold the "
+                         "certificate and its private key, unencrypted, in PEM (or the key in "
+                         "[upstream] client_key); a password-protected key must be a PKCS#12 "
+                         "file (.p12)."),
+                       path, local->message);
+          return NULL;
+        }
+    }
+
+  /* A file without its key would only fail later, inside the handshake,
+   * with a message that names neither. */
+  g_object_get (cert, "private-key", &key, "private-key-pkcs11-uri", &key_uri, NULL);
+  if (key != NULL)
+    sm_wipe (key->data, key->len);
+  if (key == NULL && key_uri == NULL && !g_str_has_prefix (path, "pkcs11:"))
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                   _("The client certificate %s comes without its private key. Add the key to "
+                     "the file or name it in [upstream] client_key."),
+                   path);
+      return NULL;
+    }
+
+  not_before = g_tls_certificate_get_not_valid_before (cert);
+  not_after = g_tls_certificate_get_not_valid_after (cert);
+  if ((not_after != NULL && g_date_time_compare (now, not_after) > 0) ||
+      (not_before != NULL && g_date_time_compare (now, not_before) < 0))
+    {
+      GDateTime *when = not_after != NULL && g_date_time_compare (now, not_after) > 0 ? not_after : not_before;
+      g_autofree char *date = g_date_time_format (when, "%Y-%m-%d %H:%M UTC");
+      g_set_error (error, SM_ERROR, SM_ERROR_TLS,
+                   when == not_after
+                       ? _("The client certificate %s expired on %s. Ask your provider for a new "
+                           "one and set [upstream] client_certificate to it.")
+                       : _("The client certificate %s is not valid before %s. Check the "
+                           "computer's clock."),
+                   path, date);
+      return NULL;
+    }
+  return g_steal_pointer (&cert);
+}
+
+char *
+sm_tls_certificate_describe (GTlsCertificate *cert, GDateTime **not_after)
+{
+  g_autofree char *subject = NULL;
+
+  g_object_get (cert, "subject-name", &subject, NULL);
+  if (not_after != NULL)
+    *not_after = g_tls_certificate_get_not_valid_after (cert);
+  return g_strdup (subject ? subject : _("(no subject)"));
 }
 
 static gboolean

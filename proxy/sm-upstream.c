@@ -68,6 +68,7 @@ sm_upstream_connect (const SmConfig *config, const SmEndpoint *endpoint, GCancel
   return conn;
 }
 
+
 static gboolean
 write_all (GIOStream *stream, const char *data, gsize len, GCancellable *cancellable, GError **error)
 {
@@ -85,12 +86,23 @@ write_all (GIOStream *stream, const char *data, gsize len, GCancellable *cancell
 
 /* ---- OAuth2 SASL (issue 7) --------------------------------------------------- */
 
-char *
-sm_upstream_get_secret (const SmConfig *config, GCancellable *cancellable, GError **error)
+gboolean
+sm_upstream_get_secret (const SmConfig *config, char **secret, GCancellable *cancellable, GError **error)
 {
-  if (config->auth == SM_AUTH_OAUTH2)
-    return sm_oauth2_get_access_token (sm_oauth2_get_shared (config), cancellable, error);
-  return sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, config->address, error);
+  *secret = NULL;
+  switch (config->auth)
+    {
+    case SM_AUTH_CERTIFICATE:
+      return TRUE;   /* the TLS client certificate is the credential */
+    case SM_AUTH_OAUTH2:
+      *secret = sm_oauth2_get_access_token (sm_oauth2_get_shared (config), cancellable, error);
+      break;
+    case SM_AUTH_PASSWORD:
+    default:
+      *secret = sm_keyring_lookup (SM_KEYRING_UPSTREAM_PASSWORD, config->address, error);
+      break;
+    }
+  return *secret != NULL;
 }
 
 typedef enum {
@@ -466,6 +478,58 @@ imap_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **er
   return TRUE;
 }
 
+/* RFC 4422 Appendix A with RFC 9051 §6.2.2: the identity is the one the TLS
+ * client certificate proved; the empty authorization identity asks the
+ * provider to derive it from there (so no user name is sent).  The empty
+ * response goes after the "+" (an empty line), which needs no SASL-IR. */
+static gboolean
+imap_external (GIOStream *stream, SmLineReader *reader, const SmConfig *config, const char *caps,
+               char **caps_out, GCancellable *cancellable, GError **error)
+{
+  g_autofree char *cont = NULL;
+  g_autofree char *text = NULL;
+  SmImapStatus st;
+
+  if (!has_capability (caps, "AUTH=EXTERNAL"))
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+                   _("The provider at %s offers no certificate login (AUTH=EXTERNAL). Check "
+                     "[upstream] auth with your provider: it may want auth = password."),
+                   config->imap.url);
+      return FALSE;
+    }
+  if (!write_all (stream, "smp2 AUTHENTICATE EXTERNAL\r\n", 28, cancellable, error))
+    return FALSE;
+  cont = sm_line_reader_read_line (reader, SM_UPSTREAM_MAX_LINE, cancellable, error);
+  if (cont == NULL)
+    return FALSE;
+  if (cont[0] == '+' && !write_all (stream, "\r\n", 2, cancellable, error))
+    return FALSE;
+  if (cont[0] == '+')
+    st = read_tagged (reader, "smp2", caps_out, &text, cancellable, error);
+  else
+    {
+      /* Already the tagged answer (a refusal before the continuation). */
+      g_auto(SmImapResponse) resp = { 0 };
+      sm_imap_response_classify ((const guint8 *) cont, strlen (cont), &resp);
+      st = resp.kind == SM_IMAP_RESPONSE_TAGGED && g_strcmp0 (resp.tag, "smp2") == 0 ? resp.status
+                                                                                     : SM_IMAP_STATUS_NO;
+      text = sm_upstream_sanitize_text (resp.text ? resp.text : cont);
+    }
+  if (st == SM_IMAP_STATUS_NONE)
+    return FALSE;
+  if (st != SM_IMAP_STATUS_OK)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+                   _("The provider refused the certificate login (%s). Check that [upstream] "
+                     "client_certificate (%s) is the certificate your provider issued to you and "
+                     "that it is still valid."),
+                   text, config->client_certificate);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 imap_login (GIOStream *stream, SmLineReader *reader, const SmConfig *config, const char *password,
             const char *caps, char **caps_out, GCancellable *cancellable, GError **error)
@@ -479,6 +543,9 @@ imap_login (GIOStream *stream, SmLineReader *reader, const SmConfig *config, con
       return oauth2_login_with_retry (config, password, imap_oauth2_attempt, &l, cancellable, error);
     }
 
+  if (config->auth == SM_AUTH_CERTIFICATE)
+    return imap_external (stream, reader, config, caps, caps_out, cancellable, error);
+  g_return_val_if_fail (password != NULL, FALSE);
   if (has_capability (caps, "AUTH=PLAIN"))
     {
       /* RFC 4616: authzid NUL authcid NUL passwd, base64; sent after the "+"
@@ -907,13 +974,54 @@ smtp_oauth2_attempt (gpointer ctx, const char *token, guint attempt, GError **er
 }
 
 static gboolean
+smtp_offers_mechanism (SmSmtpClient *c, const char *mechanism)
+{
+  const char *mechs = extension_params (c, "AUTH");
+  g_auto(GStrv) list = g_strsplit (mechs ? mechs : "", " ", -1);
+
+  for (guint i = 0; list[i]; i++)
+    if (g_ascii_strcasecmp (list[i], mechanism) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* With auth = certificate: RFC 4954 AUTH EXTERNAL with the empty initial
+ * response "=" (RFC 4422 Appendix A: the identity comes from the TLS
+ * client certificate) when the provider offers it.  A provider that does
+ * not offer it authorizes the session by the certificate alone (Postfix
+ * permit_tls_clientcerts and the like): then there is nothing to send, and
+ * a refusal comes at MAIL FROM with the provider's reason. */
+static gboolean
+smtp_external (SmSmtpClient *c, const SmConfig *config, GCancellable *cancellable, GError **error)
+{
+  g_autoptr(SmSmtpReply) reply = NULL;
+
+  if (!smtp_offers_mechanism (c, "EXTERNAL"))
+    {
+      g_debug ("SMTP provider offers no AUTH EXTERNAL: relying on the TLS client certificate");
+      return TRUE;
+    }
+  reply = command (c, "AUTH EXTERNAL =\r\n", cancellable, error);
+  if (reply == NULL)
+    return FALSE;
+  if (reply->code != 235)
+    {
+      g_set_error (error, SM_ERROR, SM_ERROR_AUTH,
+                   _("The provider refused the SMTP certificate login (%u %s). Check that "
+                     "[upstream] client_certificate (%s) is the certificate your provider issued "
+                     "to you and that it is still valid."),
+                   reply->code, reply->text, config->client_certificate);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
 smtp_auth (SmSmtpClient *c, const SmConfig *config, const char *password, GCancellable *cancellable,
            GError **error)
 {
-  const char *mechs = extension_params (c, "AUTH");
   g_autoptr(SmSmtpReply) reply = NULL;
-  g_auto(GStrv) list = g_strsplit (mechs ? mechs : "", " ", -1);
-  gboolean plain = FALSE, login = FALSE;
+  gboolean plain, login;
 
   if (config->auth == SM_AUTH_OAUTH2)
     {
@@ -921,11 +1029,11 @@ smtp_auth (SmSmtpClient *c, const SmConfig *config, const char *password, GCance
       return oauth2_login_with_retry (config, password, smtp_oauth2_attempt, &l, cancellable, error);
     }
 
-  for (guint i = 0; list[i]; i++)
-    {
-      plain |= g_ascii_strcasecmp (list[i], "PLAIN") == 0;
-      login |= g_ascii_strcasecmp (list[i], "LOGIN") == 0;
-    }
+  if (config->auth == SM_AUTH_CERTIFICATE)
+    return smtp_external (c, config, cancellable, error);
+  g_return_val_if_fail (password != NULL, FALSE);
+  plain = smtp_offers_mechanism (c, "PLAIN");
+  login = smtp_offers_mechanism (c, "LOGIN");
   if (plain)
     {
       gsize ulen = strlen (config->username), plen = strlen (password);

@@ -30,7 +30,8 @@ void sm_imap_upstream_free (SmImapUpstream *upstream);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmImapUpstream, sm_imap_upstream_free)
 
 /* Connects to [upstream] imap, establishes verified TLS, logs in as
- * [upstream] username with @password.  Errors: SM_ERROR_POLICY,
+ * [upstream] username with @password (NULL with auth = certificate, which
+ * logs in with SASL EXTERNAL, RFC 4422 Appendix A).  Errors: SM_ERROR_POLICY,
  * SM_ERROR_UNAVAILABLE (cannot connect), SM_ERROR_TLS, SM_ERROR_AUTH (the
  * provider refused the login), SM_ERROR_PROTOCOL.  Messages are fit to show
  * a user.  On success the socket has no timeout (IDLE may last 29 minutes). */
@@ -56,12 +57,15 @@ gboolean sm_imap_upstream_add_keyword (SmImapUpstream *upstream, const char *mai
 char *sm_upstream_sanitize_text (const char *text);
 
 /* The secret sm_imap_upstream_open() and sm_smtp_client_open() take for
- * @config's [upstream] auth: the provider password from the keyring, or for
- * oauth2 a current access token (sm_oauth2_get_access_token(); the logins
- * then use SASL OAUTHBEARER, or XOAUTH2 when only that is offered).  Fails
- * like those (SM_ERROR_NO_SECRET, SM_ERROR_CONSENT, ...).  Blocking.  Free
+ * @config's [upstream] auth: TRUE with *secret the provider password from
+ * the keyring, or for oauth2 a current access token
+ * (sm_oauth2_get_access_token(); the logins then use SASL OAUTHBEARER, or
+ * XOAUTH2 when only that is offered); TRUE with *secret NULL for
+ * certificate (the TLS client certificate logs in).  Fails like those
+ * (SM_ERROR_NO_SECRET, SM_ERROR_CONSENT, ...).  Blocking.  Free *secret
  * with sm_keyring_free(). */
-char *sm_upstream_get_secret (const SmConfig *config, GCancellable *cancellable, GError **error);
+gboolean sm_upstream_get_secret (const SmConfig *config, char **secret, GCancellable *cancellable,
+                                 GError **error);
 
 /* Opens the TCP connection to @endpoint after the policy check, with
  * SM_UPSTREAM_CONNECT_TIMEOUT_S and SM_UPSTREAM_IO_TIMEOUT_S set. */
@@ -81,7 +85,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSmtpReply, sm_smtp_reply_free)
 
 typedef struct _SmSmtpClient SmSmtpClient;
 
-/* Connects to [upstream] smtp with verified TLS and authenticates. */
+/* Connects to [upstream] smtp with verified TLS and authenticates with
+ * @password, or with auth = certificate (@password NULL) by AUTH EXTERNAL
+ * when the provider offers it, else by the TLS client certificate alone. */
 SmSmtpClient *sm_smtp_client_open (const SmConfig *config, const char *password,
                                    GCancellable *cancellable, GError **error);
 void          sm_smtp_client_free (SmSmtpClient *client);

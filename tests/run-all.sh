@@ -237,7 +237,7 @@ pick_ports() {
   local off p ok
   for off in 0 1000 2000 3000 4000 5000 6000 7000 8000 9000; do
     ok=1
-    for p in 10143 10993 10024 10025 10587 10600; do
+    for p in 10143 10993 10024 10025 10587 10588 10600; do
       if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$((p + off))" 2>/dev/null; then ok=0; break; fi
     done
     if [ $ok = 1 ]; then

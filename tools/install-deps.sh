@@ -23,6 +23,8 @@ PKGS=(
   curl dovecot-imapd dovecot-lmtpd postfix libsasl2-modules ssl-cert
   libsecret-tools imagemagick x11-apps x11-utils xdotool
   swaks libnet-ssleay-perl libauthen-sasl-perl python3 python3-aiosmtpd
+  # client certificates on a PKCS#11 token (issue 7): softhsm2 and p11tool
+  softhsm2 gnutls-bin
   # tray
   trayer haskell-status-notifier-item-utils
   # benchmarks

@@ -104,7 +104,7 @@ test_wrong_password (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (out, "REFUSED"));
   g_assert_nonnull (strstr (out, "AUTHENTICATIONFAILED"));
   g_assert_nonnull (strstr (out, "THEN-OK"));
-  /* The failure is delayed (SM_KEYRING_LOGIN_FAILURE_DELAY_MS = 1.5 s). */
+  /* The failure is delayed (SM_LOGIN_LIMITER_BASE_DELAY_MS = 1.5 s, then longer). */
   g_assert_cmpint (g_get_monotonic_time () - t0, >=, 1400 * 1000);
 
   /* The provider password is not the local one: refused too. */

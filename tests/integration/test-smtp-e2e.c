@@ -13,6 +13,7 @@
 #include "sm-test-harness.h"
 /* The proxy's named limits (macros only; nothing is linked). */
 #include "../../proxy/sm-keyring.h"
+#include "../../proxy/sm-login-limiter.h"
 #include "../../proxy/sm-server.h"
 #include "../../proxy/sm-smtp-session.h"
 
@@ -479,7 +480,7 @@ test_wrong_password (Fixture *f, gconstpointer data)
   cmd = g_strdup_printf ("AUTH PLAIN %s", bad);
   t0 = g_get_monotonic_time ();
   line = sm_test_smtp_command (c, cmd, "535 5.7.8 ");
-  g_assert_cmpint (g_get_monotonic_time () - t0, >=, (SM_KEYRING_LOGIN_FAILURE_DELAY_MS - 100) * 1000);
+  g_assert_cmpint (g_get_monotonic_time () - t0, >=, (SM_LOGIN_LIMITER_BASE_DELAY_MS - 100) * 1000);
   g_assert_nonnull (strstr (line, "local-password"));
   g_clear_pointer (&line, g_free);
   /* Refused until logged in. */

@@ -612,6 +612,7 @@ typedef enum {
   SMTP_END_5XX,
   SMTP_CLOSE_IN_DATA,
   SMTP_MALFORMED_EHLO,
+  SMTP_EXTERNAL,          /* not a fault: offers AUTH EXTERNAL and accepts only that (issue 7) */
 } SmtpFault;
 
 static SmtpFault current_smtp_fault;
@@ -642,7 +643,7 @@ smtp_fake (FakeConn *fc)
           fake_send (fc, "250-fake.example.test\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n");
           if (!tls && fault != SMTP_NO_STARTTLS)
             fake_send (fc, "250-STARTTLS\r\n");
-          fake_send (fc, "250 AUTH PLAIN LOGIN\r\n");
+          fake_send (fc, fault == SMTP_EXTERNAL ? "250 AUTH PLAIN LOGIN EXTERNAL\r\n" : "250 AUTH PLAIN LOGIN\r\n");
         }
       else if (strcmp (verb, "STARTTLS") == 0)
         {
@@ -659,7 +660,9 @@ smtp_fake (FakeConn *fc)
           tls = TRUE;
         }
       else if (strcmp (verb, "AUTH") == 0)
-        fake_send (fc, "235 2.7.0 Authentication successful\r\n");
+        fake_send (fc, fault != SMTP_EXTERNAL || strcmp (line, "AUTH EXTERNAL =") == 0
+                         ? "235 2.7.0 Authentication successful\r\n"
+                         : "535 5.7.8 Only EXTERNAL here\r\n");
       else if (strcmp (verb, "MAIL") == 0)
         fake_send (fc, fault == SMTP_MAIL_4XX ? "452 4.3.1 Insufficient system storage\r\n" : "250 2.1.0 Ok\r\n");
       else if (strcmp (verb, "RCPT") == 0)
@@ -715,6 +718,7 @@ typedef struct {
   gboolean smtp_implicit;
   SmtpFault smtp_fault;
   const GarbageCase *garbage;
+  gboolean client_cert;     /* auth = certificate with the stack's alice certificate (issue 7) */
 } Setup;
 
 typedef struct {
@@ -745,10 +749,14 @@ fixture_setup (Fixture *f, gconstpointer data)
   imap_port = f->imap ? f->imap->port : sm_test_free_port ();
   smtp_port = f->smtp ? f->smtp->port : sm_test_free_port ();
   upstream = g_strdup_printf ("[upstream]\nimap = %s://127.0.0.1:%u\nsmtp = %s://127.0.0.1:%u\n"
-                              "username = " USERNAME "\nca_file = %s\n",
+                              "username = " USERNAME "\nca_file = %s\n%s%s%s",
                               s->imap_implicit ? "imaps" : "imap", imap_port,
-                              s->smtp_implicit ? "smtps" : "smtp", smtp_port, sm_test_env ("SM_TEST_CA"));
-  f->proxy = sm_test_proxy_start ("alice@example.test", upstream, f->password, NULL);
+                              s->smtp_implicit ? "smtps" : "smtp", smtp_port, sm_test_env ("SM_TEST_CA"),
+                              s->client_cert ? "auth = certificate\nclient_certificate = " : "",
+                              s->client_cert ? sm_test_env ("SM_TEST_CLIENT_CERT_DIR") : "",
+                              s->client_cert ? "/alice-combined.pem\n" : "");
+  /* auth = certificate: no provider password in the keyring at all. */
+  f->proxy = sm_test_proxy_start ("alice@example.test", upstream, s->client_cert ? NULL : f->password, NULL);
 }
 
 static void
@@ -1364,6 +1372,26 @@ test_smtp_good (Fixture *f, gconstpointer data)
   g_assert_true (holds_password (transcript, f->password));
 }
 
+/* auth = certificate (issue 7): AUTH EXTERNAL with the empty initial
+ * response (RFC 4954 §4, RFC 4422 App. A), and no password anywhere. */
+static void
+test_smtp_external (Fixture *f, gconstpointer data)
+{
+  g_autofree char *reply = NULL;
+  g_autofree char *transcript = NULL;
+
+  if (f->proxy == NULL)
+    return;
+  reply = smtp_submit (f->proxy);
+  assert_queued (reply);
+  fake_wait_finished (f->smtp, 1, PROMPT_MS);
+  transcript = fake_transcript (f->smtp);
+  g_assert_nonnull (strstr (transcript, "AUTH EXTERNAL =\r\n"));
+  g_assert_null (strstr (transcript, "AUTH PLAIN"));
+  g_assert_null (strstr (transcript, "AUTH LOGIN"));
+  g_assert_nonnull (strstr (transcript, "RCPT TO:<bob@example.test>"));
+}
+
 /* Bare LF line ends from the client reach the provider as CRLF. */
 static void
 test_smtp_bare_lf (Fixture *f, gconstpointer data)
@@ -1511,6 +1539,7 @@ static const RefusalCase smtp_data_4xx = { { SMTPS (SMTP_DATA_4XX) },
                                            { "451 4.3.0 ", "Mail server temporarily rejected message" } };
 static const RefusalCase smtp_end_5xx = { { SMTPS (SMTP_END_5XX) }, { "554 5.7.1 ", "Looks like spam to us" } };
 static const BrokenCase smtp_close_in_data = { { SMTPS (SMTP_CLOSE_IN_DATA) }, "closed the connection" };
+static const Setup smtp_external = { SMTPS (SMTP_EXTERNAL), .client_cert = TRUE };
 static const BrokenCase smtp_malformed_ehlo = { { SMTPS (SMTP_MALFORMED_EHLO) }, "malformed" };
 
 static Setup garbage_setups[G_N_ELEMENTS (garbage_cases)];
@@ -1540,6 +1569,7 @@ main (int argc, char **argv)
 
   ADD ("/proxy/upstream-faults/smtp/good", &smtp_good, test_smtp_good);
   ADD ("/proxy/upstream-faults/smtp/bare-lf", &smtp_bare_lf, test_smtp_bare_lf);
+  ADD ("/proxy/upstream-faults/smtp/auth-external", &smtp_external, test_smtp_external);
   ADD ("/proxy/upstream-faults/smtp/no-starttls", &smtp_no_starttls, test_smtp_tls_refused);
   ADD ("/proxy/upstream-faults/smtp/starttls-refused", &smtp_starttls_refused, test_smtp_tls_refused);
   ADD ("/proxy/upstream-faults/smtp/starttls-injection", &smtp_starttls_injection, test_smtp_tls_refused);

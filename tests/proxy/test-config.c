@@ -15,6 +15,9 @@
 #include "sm-error.h"
 
 #define MAX_NEEDLES 4
+/* Any regular file: sm_config only checks that client_certificate exists;
+ * its content is read at each connection (tests/integration/test-clientcert.c). */
+#define CLIENT_CERT_FILE "/etc/hostname"
 
 /* The smallest valid user file. */
 #define MINIMAL                                      \
@@ -34,6 +37,25 @@ typedef struct {
 
 /* ---- checks of good configs ------------------------------------------------ */
 
+/* Issue 7: a certificate on a token; the key is found by the same URI. */
+static void
+check_client_cert_pkcs11 (const SmConfig *c)
+{
+  g_assert_cmpint (c->auth, ==, SM_AUTH_CERTIFICATE);
+  g_assert_cmpstr (c->client_certificate, ==, "pkcs11:token=SecureMail;object=alice;type=cert");
+  g_assert_null (c->client_key);
+}
+
+/* A certificate can go with a password login too (providers that want
+ * both); the file is only checked to exist here. */
+static void
+check_client_cert_with_password (const SmConfig *c)
+{
+  g_assert_cmpint (c->auth, ==, SM_AUTH_PASSWORD);
+  g_assert_cmpstr (c->client_certificate, ==, CLIENT_CERT_FILE);
+  g_assert_cmpstr (c->client_key, ==, "pkcs11:token=SecureMail;object=alice;type=private");
+}
+
 static void
 check_defaults (const SmConfig *c)
 {
@@ -52,6 +74,8 @@ check_defaults (const SmConfig *c)
   g_assert_cmpint (c->auth, ==, SM_AUTH_PASSWORD);
   g_assert_null (c->ca_file);
   g_assert_null (c->pin_sha256);
+  g_assert_null (c->client_certificate);
+  g_assert_null (c->client_key);
   g_assert_cmpstr (c->listen_imap.host, ==, "127.0.0.1");
   g_assert_cmpuint (c->listen_imap.port, ==, 1143);
   g_assert_cmpstr (c->listen_smtp.host, ==, "127.0.0.1");
@@ -305,6 +329,12 @@ static const ConfigCase cases[] = {
   /* ---- good ---- */
   { "/proxy/config/good/minimal-defaults", MINIMAL, NULL, check_defaults, { NULL } },
   { "/proxy/config/good/policy-file-empty", MINIMAL, "", check_defaults, { NULL } },
+  { "/proxy/config/good/client-certificate-pkcs11",
+    MINIMAL "auth = certificate   # issue 7\nclient_certificate = pkcs11:token=SecureMail;object=alice;type=cert\n",
+    NULL, check_client_cert_pkcs11, { NULL } },
+  { "/proxy/config/good/client-certificate-with-password",
+    MINIMAL "client_certificate = " CLIENT_CERT_FILE "\nclient_key = pkcs11:token=SecureMail;object=alice;type=private\n",
+    NULL, check_client_cert_with_password, { NULL } },
   { "/proxy/config/good/every-key",
     "[account]\naddress = Alice@Example.TEST\npersonal_address = alice@personaluse.example.test\n"
     "display_name =   Alice Example  \n"
@@ -441,8 +471,6 @@ static const ConfigCase cases[] = {
     NULL, NULL, { "[upstream] imap" } },
   { "/proxy/config/bad/upstream/auth-enum",
     MINIMAL "auth = kerberos\n", NULL, NULL, { "[upstream] auth", "kerberos" } },
-  { "/proxy/config/bad/upstream/auth-unsupported",
-    MINIMAL "auth = certificate\n", NULL, NULL, { "[upstream] auth", "certificate" } },
   { "/proxy/config/good/oauth2",
     OAUTH2_MINIMAL "authorization_endpoint = https://login.example.test/authorize\n"
     "device_authorization_endpoint = http://127.0.0.1:11600/device\n"
@@ -471,6 +499,20 @@ static const ConfigCase cases[] = {
   { "/proxy/config/bad/oauth2/token-not-allowed-by-policy",
     OAUTH2_MINIMAL, "[policy]\nallowed_upstreams = imap.example.test smtp.example.test\n",
     NULL, { "[oauth2] token_endpoint", "login.example.test" } },
+  { "/proxy/config/bad/upstream/certificate-without-client-certificate",
+    MINIMAL "auth = certificate\n", NULL, NULL, { "[upstream] client_certificate", "missing", "certificate" } },
+  { "/proxy/config/bad/upstream/client-certificate-relative",
+    MINIMAL "auth = certificate\nclient_certificate = alice.pem\n", NULL, NULL,
+    { "[upstream] client_certificate", "alice.pem", "pkcs11:" } },
+  { "/proxy/config/bad/upstream/client-certificate-missing-file",
+    MINIMAL "auth = certificate\nclient_certificate = /nonexistent/securemail-test/alice.pem\n", NULL, NULL,
+    { "[upstream] client_certificate", "/nonexistent/securemail-test/alice.pem" } },
+  { "/proxy/config/bad/upstream/client-certificate-uri-space",
+    MINIMAL "auth = certificate\nclient_certificate = pkcs11:token=My Card\n", NULL, NULL,
+    { "[upstream] client_certificate", "white space" } },
+  { "/proxy/config/bad/upstream/client-key-alone",
+    MINIMAL "client_key = pkcs11:token=SecureMail;object=alice;type=private\n", NULL, NULL,
+    { "[upstream] client_key", "client_certificate" } },
   { "/proxy/config/bad/upstream/ca-file-missing",
     MINIMAL "ca_file = /nonexistent/securemail-test/ca.pem\n", NULL, NULL,
     { "[upstream] ca_file", "/nonexistent/securemail-test/ca.pem" } },

@@ -16,6 +16,9 @@
 #   SM_STACK_LMTP_PORT=10024        Dovecot LMTP (Postfix delivers here)
 #   SM_STACK_SMTP_PORT=10025        SMTP, no AUTH needed from loopback
 #   SM_STACK_SUBMISSION_PORT=10587  submission, STARTTLS and AUTH required
+#   SM_STACK_SUBMISSION_CERT_PORT=10588  (submission + 1) submission, STARTTLS
+#                                   with a client certificate of the client CA
+#                                   instead of AUTH
 #   SM_STACK_OAUTH2_PORT=           opt-in (issue 7): Dovecot (and so Postfix
 #                                   submission) also takes SASL OAUTHBEARER and
 #                                   XOAUTH2, validating bearer tokens at
@@ -54,7 +57,11 @@ load_ports() {
     OAUTH2_PORT=${SM_STACK_OAUTH2_PORT:-}
   fi
   OAUTH2_PORT=${OAUTH2_PORT:-}
-  ALL_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT" "$SUBMISSION_PORT")
+  # The next port after submission unless set, so that a stack whose ports
+  # were moved as a block (run-all.sh adds 1000, 2000, ...) moves this one
+  # too.  A ports.env from before this port existed lacks it.
+  SUBMISSION_CERT_PORT=${SUBMISSION_CERT_PORT:-${SM_STACK_SUBMISSION_CERT_PORT:-$((SUBMISSION_PORT + 1))}}
+  ALL_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT" "$SUBMISSION_PORT" "$SUBMISSION_CERT_PORT")
 }
 
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
@@ -91,22 +98,22 @@ make_ca() { # DIR CN
     -keyout "$1/ca.key" -out "$1/ca.pem" 2>/dev/null
 }
 
-make_server_cert() { # CA_DIR OUT_CERT OUT_KEY
-  local ext
+make_leaf_cert() { # CA_DIR CN OUT_CERT OUT_KEY EXTENSION_LINE...
+  local ca=$1 cn=$2 cert=$3 key=$4 ext
+  shift 4
   ext=$(mktemp)
-  cat > "$ext" <<'EOF'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-  openssl req -newkey rsa:2048 -nodes -subj "/O=SecureMail tests/CN=localhost" \
-    -keyout "$3" -out "$2.csr" 2>/dev/null
-  openssl x509 -req -in "$2.csr" -CA "$1/ca.pem" -CAkey "$1/ca.key" -CAcreateserial \
-    -days 365 -sha256 -extfile "$ext" -out "$2" 2>/dev/null
-  rm -f "$2.csr" "$ext"
+  printf '%s\n' "basicConstraints = critical, CA:FALSE" "$@" \
+    "subjectKeyIdentifier = hash" "authorityKeyIdentifier = keyid" > "$ext"
+  openssl req -newkey rsa:2048 -nodes -subj "/O=SecureMail tests/CN=$cn" \
+    -keyout "$key" -out "$cert.csr" 2>/dev/null
+  openssl x509 -req -in "$cert.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" -CAcreateserial \
+    -days 365 -sha256 -extfile "$ext" -out "$cert" 2>/dev/null
+  rm -f "$cert.csr" "$ext"
+}
+
+make_server_cert() { # CA_DIR OUT_CERT OUT_KEY
+  make_leaf_cert "$1" localhost "$2" "$3" "keyUsage = critical, digitalSignature, keyEncipherment" \
+    "extendedKeyUsage = serverAuth" "subjectAltName = DNS:localhost, IP:127.0.0.1"
 }
 
 make_certs() {
@@ -129,6 +136,34 @@ make_certs() {
     || die "generated server certificate does not verify against $D/ca/ca.pem"
 }
 
+# ---- client certificates (issue 7, branch clientcert) ---------------------
+# A separate client CA (clientca/ca.pem) signs clientca/<user>.pem (CN=<user>,
+# extendedKeyUsage clientAuth) for every user; clientca/<user>-combined.pem
+# holds certificate and key in one file, as [upstream] client_certificate
+# takes it.  rogue/client-alice.pem is a CN=alice certificate of the rogue CA:
+# a certificate the servers must refuse.  Dovecot asks every TLS client for a
+# certificate but does not require one, so password logins keep working.
+make_client_cert() { # CA_DIR CN OUT_CERT OUT_KEY
+  make_leaf_cert "$@" "keyUsage = critical, digitalSignature" "extendedKeyUsage = clientAuth"
+}
+make_client_certs() {
+  local u
+  mkdir -p "$D/clientca"
+  if [ ! -s "$D/clientca/ca.pem" ]; then
+    make_ca "$D/clientca" "SecureMail Test Client CA"
+    for u in "${USERS[@]}"; do
+      make_client_cert "$D/clientca" "$u" "$D/clientca/$u.pem" "$D/clientca/$u.key"
+      cat "$D/clientca/$u.pem" "$D/clientca/$u.key" > "$D/clientca/$u-combined.pem"
+    done
+  fi
+  if [ ! -s "$D/rogue/client-alice.pem" ]; then
+    make_client_cert "$D/rogue" alice "$D/rogue/client-alice.pem" "$D/rogue/client-alice.key"
+    cat "$D/rogue/client-alice.pem" "$D/rogue/client-alice.key" > "$D/rogue/client-alice-combined.pem"
+  fi
+  chmod 644 "$D"/clientca/* "$D"/rogue/*
+}
+# ---- end client certificates ----------------------------------------------
+
 write_dovecot_conf() {
   local u
   : > "$D/dovecot/users"
@@ -149,7 +184,7 @@ mail_uid = nobody
 mail_gid = nogroup
 mail_location = maildir:$D/dovecot/mail/%u/Maildir
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login external
 # The benchmarks hold 200+ sessions of one user from 127.0.0.1; Dovecot's
 # defaults (10 per user and IP, 100 processes per service) would refuse them.
 mail_max_userip_connections = 1000
@@ -160,6 +195,22 @@ auth_failure_delay = 0
 ssl = yes
 ssl_cert = <$D/tls/server.pem
 ssl_key = <$D/tls/server.key
+# ---- client certificates (issue 7, branch clientcert) ----
+# Ask for a client certificate of the client CA (no CRL in the test CA); its
+# commonName is the user for SASL EXTERNAL.  Not required: password logins
+# without a certificate work as before.  The static passdb answers only for
+# EXTERNAL, whose identity the verified certificate already proved.
+ssl_ca = <$D/clientca/ca.pem
+ssl_verify_client_cert = yes
+ssl_require_crl = no
+auth_ssl_username_from_cert = yes
+ssl_cert_username_field = commonName
+passdb {
+  driver = static
+  args = nopassword=y
+  mechanisms = external
+}
+# ---- end client certificates ----
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $D/dovecot/users
@@ -215,8 +266,9 @@ active_value = true
 timeout_msecs = 10000
 EOF
   cat >> "$D/dovecot/dovecot.conf" <<EOF
-# OAuth2 (mailstack.sh SM_STACK_OAUTH2_PORT)
-auth_mechanisms = plain login oauthbearer xoauth2
+# OAuth2 (mailstack.sh SM_STACK_OAUTH2_PORT); keeps the mechanisms above
+# (EXTERNAL for client certificates)
+auth_mechanisms = plain login external oauthbearer xoauth2
 passdb {
   driver = oauth2
   mechanisms = xoauth2 oauthbearer
@@ -274,6 +326,13 @@ EOF
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+127.0.0.1:$SUBMISSION_CERT_PORT inet n - n - - smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_tls_ask_ccert=yes
+  -o smtpd_tls_CAfile=$D/clientca/ca.pem
+  -o smtpd_sasl_auth_enable=no
+  -o smtpd_client_restrictions=permit_tls_all_clientcerts,reject
+  -o smtpd_relay_restrictions=permit_tls_all_clientcerts,reject
 EOF
   cat >> "$D/postfix/etc/master.cf" <<'EOF'
 pickup    unix n - n 60 1 pickup
@@ -367,6 +426,7 @@ do_start() {
     || die "user nobody cannot write $D/dovecot/mail: make every parent of $D world-searchable (chmod o+x)"
 
   make_certs
+  make_client_certs
   write_dovecot_conf
   write_dovecot_oauth2_conf
   write_postfix_conf
@@ -377,6 +437,7 @@ do_start() {
     echo "IMAP_PORT=$IMAP_PORT"; echo "IMAPS_PORT=$IMAPS_PORT"; echo "LMTP_PORT=$LMTP_PORT"
     echo "SMTP_PORT=$SMTP_PORT"; echo "SUBMISSION_PORT=$SUBMISSION_PORT"
     echo "OAUTH2_PORT=$OAUTH2_PORT"
+    echo "SUBMISSION_CERT_PORT=$SUBMISSION_CERT_PORT"
   } > "$D/ports.env"
   for p in "$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT"; do
     if ! wait_port "$p"; then
@@ -390,14 +451,14 @@ do_start() {
     cat "$D/postfix-start.log" >&2; tail -n 20 "$D/postfix.log" >&2 2>/dev/null || true
     do_stop; exit 1
   fi
-  for p in "$SMTP_PORT" "$SUBMISSION_PORT"; do
+  for p in "$SMTP_PORT" "$SUBMISSION_PORT" "$SUBMISSION_CERT_PORT"; do
     if ! wait_port "$p"; then
       echo "mailstack: ERROR: Postfix did not listen on port $p; $D/postfix.log says:" >&2
       tail -n 20 "$D/postfix.log" >&2 2>/dev/null || true
       do_stop; exit 1
     fi
   done
-  echo "mailstack: up in $D (imap $IMAP_PORT, imaps $IMAPS_PORT, lmtp $LMTP_PORT, smtp $SMTP_PORT, submission $SUBMISSION_PORT)"
+  echo "mailstack: up in $D (imap $IMAP_PORT, imaps $IMAPS_PORT, lmtp $LMTP_PORT, smtp $SMTP_PORT, submission $SUBMISSION_PORT, submission with client certificate $SUBMISSION_CERT_PORT)"
 }
 
 do_env() {
@@ -417,6 +478,10 @@ do_env() {
   q SM_TEST_ROGUE_CA "$D/rogue/ca.pem"
   q SM_TEST_ROGUE_CERT "$D/rogue/cert.pem"
   q SM_TEST_ROGUE_KEY "$D/rogue/key.pem"
+  q SM_TEST_SUBMISSION_CERT_PORT "$SUBMISSION_CERT_PORT"
+  q SM_TEST_CLIENT_CA "$D/clientca/ca.pem"
+  q SM_TEST_CLIENT_CERT_DIR "$D/clientca"
+  q SM_TEST_ROGUE_CLIENT_CERT "$D/rogue/client-alice-combined.pem"
   q SM_TEST_USERS "${USERS[*]}"
   q SM_TEST_DOMAINS "${DOMAINS[*]}"
   q SM_TEST_PASSWORD "$PASSWORD"

@@ -1,0 +1,109 @@
+/* sm-pin-interaction.c: the client certificate's PIN from the keyring. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "sm-error.h"
+#include "sm-keyring.h"
+#include "sm-pin-interaction.h"
+
+struct _SmPinInteraction {
+  GTlsInteraction parent_instance;
+  char *pin;            /* non-pageable, from sm_keyring_lookup(); NULL when none */
+  GError *lookup_error; /* why there is no PIN */
+  GError *error;        /* why the last request failed, or NULL */
+  gboolean answered;    /* a PIN was given in this handshake */
+};
+
+G_DEFINE_FINAL_TYPE (SmPinInteraction, sm_pin_interaction, G_TYPE_TLS_INTERACTION)
+
+static GTlsInteractionResult
+fail (SmPinInteraction *self, GError **error, GError *why)
+{
+  g_clear_error (&self->error);
+  self->error = why;
+  g_set_error_literal (error, SM_ERROR, why->code, why->message);
+  return G_TLS_INTERACTION_FAILED;
+}
+
+static GTlsInteractionResult
+sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *password,
+                                 GCancellable *cancellable, GError **error)
+{
+  SmPinInteraction *self = SM_PIN_INTERACTION (interaction);
+  GTlsPasswordFlags flags = g_tls_password_get_flags (password);
+
+  /* A second request in one handshake means the first PIN was wrong
+   * (G_TLS_PASSWORD_RETRY): never offer it again. */
+  if (self->answered || (flags & G_TLS_PASSWORD_RETRY))
+    return fail (self, error,
+                 g_error_new (SM_ERROR, SM_ERROR_AUTH,
+                              _("The token of the client certificate refused the PIN stored in "
+                                "the keyring. Store the right one with “securemail account "
+                                "set-pin”; SecureMail does not try it again, so that the token "
+                                "does not lock itself.")));
+  /* PKCS#11 tokens report when a wrong PIN would lock them (RFC 7512 does
+   * not; the flag comes from CKF_USER_PIN_FINAL_TRY). */
+  if (flags & G_TLS_PASSWORD_FINAL_TRY)
+    return fail (self, error,
+                 g_error_new (SM_ERROR, SM_ERROR_AUTH,
+                              _("The token of the client certificate has one PIN try left; "
+                                "SecureMail will not spend it. Unlock the token with its own "
+                                "tool (or ask your helpdesk), then store the PIN again with "
+                                "“securemail account set-pin”.")));
+  if (self->pin == NULL)
+    return fail (self, error, g_error_copy (self->lookup_error));
+  /* GTlsPassword keeps a copy; ours is wiped at finalize. */
+  g_tls_password_set_value (password, (const guchar *) self->pin, (gssize) strlen (self->pin));
+  self->answered = TRUE;
+  return G_TLS_INTERACTION_HANDLED;
+}
+
+static void
+sm_pin_interaction_finalize (GObject *object)
+{
+  SmPinInteraction *self = SM_PIN_INTERACTION (object);
+
+  sm_keyring_free (self->pin);
+  g_clear_error (&self->lookup_error);
+  g_clear_error (&self->error);
+  G_OBJECT_CLASS (sm_pin_interaction_parent_class)->finalize (object);
+}
+
+static void
+sm_pin_interaction_class_init (SmPinInteractionClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = sm_pin_interaction_finalize;
+  G_TLS_INTERACTION_CLASS (klass)->ask_password = sm_pin_interaction_ask_password;
+}
+
+static void
+sm_pin_interaction_init (SmPinInteraction *self)
+{
+}
+
+SmPinInteraction *
+sm_pin_interaction_new (const char *account)
+{
+  SmPinInteraction *self;
+
+  g_return_val_if_fail (account != NULL, NULL);
+  self = g_object_new (SM_TYPE_PIN_INTERACTION, NULL);
+  self->pin = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, account, &self->lookup_error);
+  return self;
+}
+
+const GError *
+sm_pin_interaction_get_error (SmPinInteraction *self)
+{
+  g_return_val_if_fail (SM_IS_PIN_INTERACTION (self), NULL);
+  return self->error;
+}
+
+gboolean
+sm_pin_interaction_was_asked (SmPinInteraction *self)
+{
+  g_return_val_if_fail (SM_IS_PIN_INTERACTION (self), FALSE);
+  return self->answered;
+}

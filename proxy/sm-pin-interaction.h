@@ -1,0 +1,40 @@
+/* sm-pin-interaction.h: answers a TLS client certificate's PIN request from
+ * the keyring (issue 7).
+ *
+ * When the private key of [upstream] client_certificate lives on a PKCS#11
+ * token, the TLS library asks for the token's PIN during the handshake
+ * through a GTlsInteraction.  This one takes the PIN the user stored with
+ * `securemail account set-pin` (SM_KEYRING_CLIENT_CERT_PIN); nobody is
+ * prompted, since the proxy runs without a terminal.  It answers once per
+ * handshake and never again after a refusal: a token locks itself after a
+ * few wrong PINs, and a wrong PIN in the keyring would spend them all.
+ * Nothing of the PIN is logged.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define SM_TYPE_PIN_INTERACTION (sm_pin_interaction_get_type ())
+G_DECLARE_FINAL_TYPE (SmPinInteraction, sm_pin_interaction, SM, PIN_INTERACTION, GTlsInteraction)
+
+/* A new interaction for the PIN stored for @account (transfer full).  The
+ * keyring is read here, blocking the caller (a worker thread): GIO runs the
+ * PIN request itself in the main context that was the thread default at
+ * creation (g_tls_interaction_invoke_ask_password()), which in the daemon
+ * is the main loop's, and glib-networking's handshake waits for it from
+ * another thread; the request must therefore not block, nor depend on a
+ * context the handshaking thread holds.  A missing PIN is reported only if
+ * the token asks for one. */
+SmPinInteraction *sm_pin_interaction_new (const char *account);
+
+/* Why the last PIN request was not answered (no PIN stored, keyring locked,
+ * the PIN was refused, the token is about to lock), fit to show a user; or
+ * NULL when every request was answered.  Owned by @self. */
+const GError *sm_pin_interaction_get_error (SmPinInteraction *self);
+
+/* TRUE once the interaction gave the token a PIN. */
+gboolean sm_pin_interaction_was_asked (SmPinInteraction *self);
+
+G_END_DECLS

@@ -1,0 +1,412 @@
+/* test-clientcert.c: [upstream] auth = certificate (issue 7) with the real
+ * proxy, CLI, Dovecot and Postfix of tests/stack/mailstack.sh.
+ *
+ * Dovecot asks for a certificate of the stack's client CA and takes the
+ * user from its commonName for AUTHENTICATE EXTERNAL; Postfix's
+ * SM_TEST_SUBMISSION_CERT_PORT relays for a verified client certificate.
+ * - A PEM file with certificate and key: a mail client's LOGIN with the
+ *   local password reaches alice's mailbox, and Dovecot logged an EXTERNAL
+ *   login for alice; a message submitted through the proxy is delivered.
+ * - A password-protected PKCS#12 file: refused naming set-pin until its
+ *   password is stored with set-pin, then the login works.
+ * - The same with the key on a softhsm2 PKCS#11 token (a private
+ *   SOFTHSM2_CONF), its PIN stored with `securemail account set-pin`; the
+ *   PIN appears in no log.
+ * - A wrong PIN, or none: the client gets NO [UNAVAILABLE] naming
+ *   set-pin; the wrong PIN is offered once only, and after storing the right
+ *   one the next login works without restarting the proxy.
+ * - A certificate of another CA (rogue) and a certificate file that has
+ *   disappeared: NO [UNAVAILABLE] naming [upstream] client_certificate.
+ * - `securemail doctor` names the certificate, its subject and expiry, and
+ *   logs in with it (from a file and from the token).
+ */
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "sm-test-harness.h"
+
+#define DELIVERY_TIMEOUT_MS 60000
+#define TOKEN_LABEL         "sm-test-token"
+#define TOKEN_PIN           "480213"     /* distinctive, so a log search is meaningful */
+#define TOKEN_WRONG_PIN     "917364"
+#define TOKEN_SO_PIN        "5678"
+#define TOKEN_CERT_URI      "pkcs11:token=" TOKEN_LABEL ";object=alice;type=cert"
+
+typedef struct {
+  SmTestProxy *proxy;
+  char *tmp;          /* softhsm2 token directory, copies of certificates */
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->tmp = g_dir_make_tmp ("sm-clientcert-XXXXXX", &error);
+  g_assert_no_error (error);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  g_autofree char *rm = NULL;
+
+  g_clear_pointer (&f->proxy, sm_test_proxy_free);
+  if (f->tmp != NULL)
+    {
+      const char *argv[] = { "rm", "-rf", f->tmp, NULL };
+      g_assert_cmpint (sm_test_run (argv, NULL, NULL, NULL, NULL), ==, 0);
+    }
+  g_unsetenv ("SOFTHSM2_CONF");
+  g_free (f->tmp);
+}
+
+/* Runs a setup tool; its failure fails the test with what it said. */
+static void
+must_run (const char * const *argv, const char * const *envp)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_run (argv, envp, NULL, &out, &err) != 0)
+    g_error ("%s failed: %s%s", argv[0], out, err);
+}
+
+static char *
+client_cert_file (const char *name)
+{
+  return g_build_filename (sm_test_env ("SM_TEST_CLIENT_CERT_DIR"), name, NULL);
+}
+
+/* [upstream] for alice with certificate login: IMAPS, and submission on the
+ * port that takes client certificates. */
+static char *
+cert_upstream (const char *client_certificate)
+{
+  return g_strdup_printf ("[upstream]\n"
+                          "imap = imaps://localhost:%s\n"
+                          "smtp = smtp://localhost:%s\n"
+                          "auth = certificate\n"
+                          "client_certificate = %s\n"
+                          "ca_file = %s\n",
+                          sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_CERT_PORT"),
+                          client_certificate, sm_test_env ("SM_TEST_CA"));
+}
+
+static void
+start_proxy_as (Fixture *f, const char *address, const char *client_certificate)
+{
+  g_autofree char *upstream = cert_upstream (client_certificate);
+
+  /* No provider password: auth = certificate needs none. */
+  f->proxy = sm_test_proxy_start (address, upstream, NULL, NULL);
+}
+
+static void
+start_proxy (Fixture *f, const char *client_certificate)
+{
+  start_proxy_as (f, "alice@example.test", client_certificate);
+}
+
+static void
+store_pin (Fixture *f, const char *pin)
+{
+  g_autofree char *input = g_strdup_printf ("%s\n", pin);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  g_assert_cmpint (sm_test_cli (f->proxy, input, &out, &err, "account", "set-pin", "--stdin", NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "PIN"));
+  g_assert_null (strstr (out, pin));
+}
+
+/* How many EXTERNAL logins of alice Dovecot has logged so far. */
+static guint
+dovecot_external_logins (void)
+{
+  g_autofree char *path = g_build_filename (sm_test_env ("SM_TEST_STACK"), "dovecot.log", NULL);
+  g_autofree char *log = NULL;
+  guint n = 0;
+
+  if (!g_file_get_contents (path, &log, NULL, NULL))
+    return 0;
+  for (const char *p = log; (p = strstr (p, "user=<alice>, method=EXTERNAL")) != NULL; p++)
+    n++;
+  return n;
+}
+
+/* A mail client's LOGIN with the local password; returns the tagged reply
+ * and leaves the session open in *client. */
+static char *
+imap_login (SmTestProxy *p, SmTestClient **client)
+{
+  g_autofree char *greeting = NULL;
+  g_autofree char *cmd = NULL;
+
+  *client = sm_test_client_connect (p->imap_port);
+  greeting = sm_test_client_line (*client);
+  g_assert_nonnull (greeting);
+  cmd = g_strdup_printf ("a1 LOGIN \"%s\" \"%s\"\r\n", p->address, p->local_password);
+  sm_test_client_send (*client, cmd);
+  return sm_test_client_until (*client, "a1 ");
+}
+
+static void
+assert_login_works (SmTestProxy *p)
+{
+  g_autoptr(SmTestClient) c = NULL;
+  guint before = dovecot_external_logins ();
+  g_autofree char *line = imap_login (p, &c);
+  g_autofree char *select = NULL;
+
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "a1 OK"));
+  sm_test_client_send (c, "a2 SELECT INBOX\r\n");
+  select = sm_test_client_until (c, "a2 ");
+  g_assert_nonnull (select);
+  g_assert_true (g_str_has_prefix (select, "a2 OK"));
+  /* The provider saw a certificate login, not a password. */
+  g_assert_cmpuint (dovecot_external_logins (), >, before);
+}
+
+/* The login is refused with NO [UNAVAILABLE] and text containing @needle. */
+static void
+assert_login_refused (SmTestProxy *p, const char *needle)
+{
+  g_autoptr(SmTestClient) c = NULL;
+  g_autofree char *line = imap_login (p, &c);
+
+  g_assert_nonnull (line);
+  if (!g_str_has_prefix (line, "a1 NO [UNAVAILABLE]") || strstr (line, needle) == NULL)
+    g_error ("expected NO [UNAVAILABLE] with “%s”, got: %s", needle, line);
+}
+
+static void
+assert_not_in_log (SmTestProxy *p, const char *secret)
+{
+  g_autofree char *log = NULL;
+
+  g_assert_true (g_file_get_contents (p->log_path, &log, NULL, NULL));
+  g_assert_null (strstr (log, secret));
+}
+
+static void
+submit_and_wait (SmTestProxy *p)
+{
+  g_autofree char *uuid = g_uuid_string_random ();
+  g_autofree char *marker = g_strdup_printf ("clientcert-%s", uuid);
+  g_autofree char *message = g_strdup_printf ("From: alice@example.test\r\nTo: bob@example.test\r\n"
+                                              "Subject: %s\r\n\r\nsent with a client certificate\r\n",
+                                              marker);
+  g_autofree char *reply = sm_test_smtp_submit (p, "alice@example.test", "bob@example.test", message);
+
+  g_assert_nonnull (reply);
+  g_assert_true (g_str_has_prefix (reply, "250"));
+  g_assert_true (sm_test_maildir_wait ("bob", marker, DELIVERY_TIMEOUT_MS));
+}
+
+/* ---- certificate and key in a PEM file -------------------------------------- */
+
+static void
+test_file_imap_smtp (Fixture *f, gconstpointer data)
+{
+  g_autofree char *cert = NULL;
+
+  if (!sm_test_require_stack ())
+    return;
+  cert = client_cert_file ("alice-combined.pem");
+  start_proxy (f, cert);
+  assert_login_works (f->proxy);
+  submit_and_wait (f->proxy);
+}
+
+static void
+test_file_rogue (Fixture *f, gconstpointer data)
+{
+  if (!sm_test_require_stack ())
+    return;
+  start_proxy (f, sm_test_env ("SM_TEST_ROGUE_CLIENT_CERT"));
+  assert_login_refused (f->proxy, "client_certificate");
+}
+
+static void
+test_file_gone (Fixture *f, gconstpointer data)
+{
+  g_autofree char *orig = NULL;
+  g_autofree char *copy = NULL;
+  g_autofree char *pem = NULL;
+  gsize len;
+
+  if (!sm_test_require_stack ())
+    return;
+  orig = client_cert_file ("alice-combined.pem");
+  copy = g_build_filename (f->tmp, "alice.pem", NULL);
+  g_assert_true (g_file_get_contents (orig, &pem, &len, NULL));
+  g_assert_true (g_file_set_contents_full (copy, pem, len, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
+  start_proxy (f, copy);
+  g_assert_cmpint (g_unlink (copy), ==, 0);
+  assert_login_refused (f->proxy, "client certificate");
+  assert_login_refused (f->proxy, copy);
+}
+
+/* A password-protected PKCS#12 file (what certstore and most CAs hand out):
+ * its password is the "PIN" stored with set-pin. */
+static void
+test_pkcs12 (Fixture *f, gconstpointer data)
+{
+  g_autofree char *key = NULL;
+  g_autofree char *cert = NULL;
+  g_autofree char *p12 = NULL;
+
+  if (!sm_test_require_stack ())
+    return;
+  key = client_cert_file ("alice.key");
+  cert = client_cert_file ("alice.pem");
+  p12 = g_build_filename (f->tmp, "alice.p12", NULL);
+  {
+    const char *argv[] = { "openssl", "pkcs12", "-export", "-in", cert, "-inkey", key, "-name", "alice",
+                           "-passout", "env:P12PASS", "-out", p12, NULL };
+    const char *envp[] = { "P12PASS=" TOKEN_PIN, NULL };
+    must_run (argv, envp);
+  }
+  /* An account of its own: the keyring lives as long as this binary, and
+   * the certificate, not the address, names the provider's user. */
+  start_proxy_as (f, "p12@example.test", p12);
+  assert_login_refused (f->proxy, "set-pin");
+  store_pin (f, TOKEN_PIN);
+  assert_login_works (f->proxy);
+  assert_not_in_log (f->proxy, TOKEN_PIN);
+}
+
+static void
+test_doctor (Fixture *f, gconstpointer data)
+{
+  g_autofree char *cert = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *json = NULL;
+
+  if (!sm_test_require_stack ())
+    return;
+  cert = client_cert_file ("alice-combined.pem");
+  start_proxy (f, cert);
+  if (sm_test_cli (f->proxy, NULL, &out, &err, "doctor", NULL) != 0)
+    g_error ("doctor failed:\n%s\n%s", out, err);
+  g_assert_nonnull (strstr (out, cert));
+  g_assert_nonnull (strstr (out, "CN=alice"));
+  g_assert_nonnull (strstr (out, "valid until"));
+  g_assert_nonnull (strstr (out, "logged in with the client certificate"));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (sm_test_cli (f->proxy, NULL, &json, &err, "doctor", "--json", NULL), ==, 0);
+  g_assert_nonnull (strstr (json, "\"client-certificate\""));
+}
+
+/* ---- the key on a PKCS#11 token (softhsm2) ------------------------------------ */
+
+/* A fresh softhsm2 token holding alice's key and certificate, in f->tmp;
+ * SOFTHSM2_CONF is set for this process and so for the proxy and CLI it
+ * starts.  FALSE (test skipped) without softhsm2-util or p11tool. */
+static gboolean
+make_token (Fixture *f)
+{
+  g_autofree char *conf = g_build_filename (f->tmp, "softhsm2.conf", NULL);
+  g_autofree char *tokens = g_build_filename (f->tmp, "tokens", NULL);
+  g_autofree char *conf_text = g_strdup_printf ("directories.tokendir = %s\nobjectstore.backend = file\n"
+                                                "log.level = ERROR\n", tokens);
+  g_autofree char *key = client_cert_file ("alice.key");
+  g_autofree char *cert = client_cert_file ("alice.pem");
+  g_autofree char *softhsm = g_find_program_in_path ("softhsm2-util");
+  g_autofree char *p11tool = g_find_program_in_path ("p11tool");
+
+  if (softhsm == NULL || p11tool == NULL)
+    {
+      g_test_skip ("softhsm2-util or p11tool missing (tools/install-deps.sh installs softhsm2 and gnutls-bin)");
+      return FALSE;
+    }
+  g_assert_cmpint (g_mkdir (tokens, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (conf, conf_text, -1, NULL));
+  g_setenv ("SOFTHSM2_CONF", conf, TRUE);
+  {
+    const char *init[] = { softhsm, "--init-token", "--free", "--label", TOKEN_LABEL, "--pin", TOKEN_PIN,
+                           "--so-pin", TOKEN_SO_PIN, NULL };
+    const char *import[] = { softhsm, "--import", key, "--token", TOKEN_LABEL, "--label", "alice", "--id", "01",
+                             "--pin", TOKEN_PIN, NULL };
+    const char *load[] = { p11tool, "--login", "--write", "--load-certificate", cert, "--label", "alice",
+                           "--id", "01", "pkcs11:token=" TOKEN_LABEL, NULL };
+    const char *pin_env[] = { "GNUTLS_PIN=" TOKEN_PIN, NULL };
+    must_run (init, NULL);
+    must_run (import, NULL);
+    must_run (load, pin_env);
+  }
+  return TRUE;
+}
+
+static void
+test_pkcs11_imap_smtp (Fixture *f, gconstpointer data)
+{
+  if (!sm_test_require_stack () || !make_token (f))
+    return;
+  start_proxy (f, TOKEN_CERT_URI);
+  store_pin (f, TOKEN_PIN);
+  assert_login_works (f->proxy);
+  submit_and_wait (f->proxy);
+  assert_not_in_log (f->proxy, TOKEN_PIN);
+  /* The CLI's doctor signs with the token too (no main loop runs there). */
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_assert_cmpint (sm_test_cli (f->proxy, NULL, &out, &err, "doctor", NULL), ==, 0);
+    g_assert_nonnull (strstr (out, TOKEN_CERT_URI));
+    g_assert_nonnull (strstr (out, "logged in with the client certificate"));
+    g_assert_null (strstr (out, TOKEN_PIN));
+  }
+}
+
+static void
+test_pkcs11_wrong_pin (Fixture *f, gconstpointer data)
+{
+  if (!sm_test_require_stack () || !make_token (f))
+    return;
+  start_proxy (f, TOKEN_CERT_URI);
+  store_pin (f, TOKEN_WRONG_PIN);
+  assert_login_refused (f->proxy, "set-pin");
+  assert_login_refused (f->proxy, "refused the PIN");
+  /* The keyring is read at each handshake: no restart needed. */
+  store_pin (f, TOKEN_PIN);
+  assert_login_works (f->proxy);
+  assert_not_in_log (f->proxy, TOKEN_WRONG_PIN);
+  assert_not_in_log (f->proxy, TOKEN_PIN);
+}
+
+static void
+test_pkcs11_no_pin (Fixture *f, gconstpointer data)
+{
+  if (!sm_test_require_stack () || !make_token (f))
+    return;
+  /* The keyring lives as long as this test binary: an account no other
+   * test stored a PIN for (the same mailbox as alice@example.test). */
+  start_proxy_as (f, "alice@localhost", TOKEN_CERT_URI);
+  assert_login_refused (f->proxy, "set-pin");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/proxy/clientcert/file/imap-smtp", Fixture, NULL, fixture_setup, test_file_imap_smtp,
+              fixture_teardown);
+  g_test_add ("/proxy/clientcert/file/rogue", Fixture, NULL, fixture_setup, test_file_rogue,
+              fixture_teardown);
+  g_test_add ("/proxy/clientcert/file/gone", Fixture, NULL, fixture_setup, test_file_gone,
+              fixture_teardown);
+  g_test_add ("/proxy/clientcert/file/pkcs12", Fixture, NULL, fixture_setup, test_pkcs12, fixture_teardown);
+  g_test_add ("/proxy/clientcert/doctor", Fixture, NULL, fixture_setup, test_doctor, fixture_teardown);
+  g_test_add ("/proxy/clientcert/pkcs11/imap-smtp", Fixture, NULL, fixture_setup, test_pkcs11_imap_smtp,
+              fixture_teardown);
+  g_test_add ("/proxy/clientcert/pkcs11/wrong-pin", Fixture, NULL, fixture_setup, test_pkcs11_wrong_pin,
+              fixture_teardown);
+  g_test_add ("/proxy/clientcert/pkcs11/no-pin", Fixture, NULL, fixture_setup, test_pkcs11_no_pin,
+              fixture_teardown);
+  return g_test_run ();
+}
