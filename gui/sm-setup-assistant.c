@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "sm-autoconfig.h"
+#include "sm-dbus-generated.h"
+#include "sm-dbus-service.h"
 #include "sm-error.h"
 #include "sm-gui-client.h"
 #include "sm-gui-keys.h"
@@ -394,6 +396,28 @@ sign_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
 }
 
 static void
+daemon_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmDbusProxy1) proxy = sm_dbus_proxy1_proxy_new_for_bus_finish (result, NULL);
+  g_autofree char *owner = proxy != NULL ? g_dbus_proxy_get_name_owner (G_DBUS_PROXY (proxy)) : NULL;
+
+  if (owner != NULL)
+    sm_dbus_proxy1_call_oauth2_signed_in (proxy, NULL, NULL, NULL);
+}
+
+/* A daemon already running (the assistant run again after "sign in
+ * again") forgets the refused sign-in now and clears the tray's warning, as
+ * after `securemail account oauth2-login`; one not running reads the
+ * keyring at its start anyway. */
+static void
+tell_daemon_signed_in (void)
+{
+  sm_dbus_proxy1_proxy_new_for_bus (G_BUS_TYPE_SESSION,
+                                    G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES | G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START,
+                                    SM_DBUS_NAME, SM_DBUS_OBJECT_PATH, NULL, daemon_proxy_ready, NULL);
+}
+
+static void
 sign_in_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   SmSetupAssistant *self = SM_SETUP_ASSISTANT (source);
@@ -417,6 +441,7 @@ sign_in_done (GObject *source, GAsyncResult *result, gpointer user_data)
   set_label (self, "oauth2_result_label", msg);
   self->signed_in = TRUE;
   on_credentials_changed (self);
+  tell_daemon_signed_in ();
 }
 
 static void

@@ -6,7 +6,8 @@
  * - OAuth2: signs in at the provider's OAuth server (oauth2-provider.py,
  *   needs the stack's SM_TEST_OAUTH2_PORT) through the browser
  *   oauth2-browser.py ($BROWSER), the connection test logs in with the
- *   token, the file gets auth = oauth2 and [oauth2], no token.
+ *   token, the file gets auth = oauth2 and [oauth2], no token.  A proxy
+ *   already running without a sign-in (ConsentNeeded) is told and logs in.
  * - Certificate: the stack's client certificate for alice on the
  *   submission port that takes certificates; the PIN typed lands in the
  *   keyring as `securemail account set-pin` stores it, not in the file. */
@@ -354,6 +355,36 @@ start_oauth2_provider (guint16 port)
   return provider;
 }
 
+static gboolean
+consent_needed (void)
+{
+  const char *argv[] = { "gdbus", "call", "--session", "--dest", "org.securemail.Proxy", "--object-path",
+                         "/org/securemail/Proxy", "--method", "org.freedesktop.DBus.Properties.Get",
+                         "org.securemail.Proxy1", "ConsentNeeded", NULL };
+  g_autofree char *out = NULL;
+
+  g_assert_cmpint (sm_test_run (argv, NULL, NULL, &out, NULL), ==, 0);
+  return strstr (out, "true") != NULL;
+}
+
+/* The tagged reply to a LOGIN at @proxy's IMAP listener (which logs in
+ * upstream). */
+static char *
+proxy_imap_login (SmTestProxy *proxy)
+{
+  g_autoptr(SmTestClient) c = sm_test_client_connect (proxy->imap_port);
+  g_autofree char *greeting = sm_test_client_line (c);
+  g_autofree char *cmd = g_strdup_printf ("a1 LOGIN %s %s\r\n", proxy->address, proxy->local_password);
+  char *reply;
+
+  g_assert_nonnull (greeting);
+  sm_test_client_send (c, cmd);
+  reply = sm_test_client_until (c, "a1 ");
+  g_assert_nonnull (reply);
+  sm_test_client_send (c, "a2 LOGOUT\r\n");
+  return reply;
+}
+
 static void
 test_setup_oauth2 (void)
 {
@@ -364,7 +395,12 @@ test_setup_oauth2 (void)
   g_autofree char *url = NULL;
   g_autofree char *written = NULL;
   g_autofree char *refresh_token = NULL;
+  g_autofree char *upstream = NULL;
+  g_autofree char *oauth2 = NULL;
+  g_autofree char *reply = NULL;
   g_autoptr(GSubprocess) provider = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  gint64 deadline;
   g_autoptr(SmSetupAssistant) setup = NULL;
   GtkAssistant *a;
   GtkBuilder *b;
@@ -379,6 +415,28 @@ test_setup_oauth2 (void)
     }
   port = sm_test_env_port ("SM_TEST_OAUTH2_PORT");
   provider = start_oauth2_provider (port);
+
+  /* A proxy already running for alice with OAuth2 and no sign-in yet: a
+   * login through it asks for one. */
+  {
+    const char *argv[] = { "secret-tool", "clear", "kind", "oauth2-refresh-token", "account", "alice@example.test",
+                           NULL };
+    sm_test_run (argv, NULL, NULL, NULL, NULL);
+  }
+  {
+    g_autofree char *section = sm_test_upstream_section ("alice");
+    upstream = g_strconcat (section, "auth = oauth2\n", NULL);
+  }
+  oauth2 = g_strdup_printf ("[oauth2]\ntoken_endpoint = http://127.0.0.1:%u/token\n"
+                            "authorization_endpoint = http://127.0.0.1:%u/authorize\n"
+                            "client_id = " OAUTH2_CLIENT_ID "\nscope = mail offline_access\n",
+                            port, port);
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, NULL, oauth2);
+  sm_test_proxy_wait_dbus (proxy);
+  reply = proxy_imap_login (proxy);
+  g_assert_true (g_str_has_prefix (reply, "a1 NO [UNAVAILABLE]"));
+  g_assert_true (consent_needed ());
+
   dir = start_config (&config_path, &imap_port, &smtp_port);
 
   setup = sm_setup_assistant_new (NULL, NULL);
@@ -415,6 +473,18 @@ test_setup_oauth2 (void)
   g_assert_cmpuint (strlen (refresh_token), >, 0);
   shot (a, "setup-4-oauth2");
 
+  /* The running proxy was told (OAuth2SignedIn) and logs in now. */
+  deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+  while (consent_needed ())
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      settle ();
+    }
+  g_free (reply);
+  reply = proxy_imap_login (proxy);
+  if (!g_str_has_prefix (reply, "a1 OK"))
+    g_error ("login through the running proxy after the sign-in: %s", reply);
+
   test_connection_passes (setup, a, b);
   g_assert_nonnull (strstr (label (b, "test_result_label"), "2. Sign-in at your provider: OK"));
   g_assert_nonnull (strstr (label (b, "test_result_label"), "3. Incoming mail (IMAP)"));
@@ -433,6 +503,7 @@ test_setup_oauth2 (void)
 
   gtk_widget_destroy (GTK_WIDGET (a));
   settle ();
+  sm_test_proxy_stop (proxy);
   g_subprocess_force_exit (provider);
   g_subprocess_wait (provider, NULL, NULL);
 }
