@@ -592,22 +592,23 @@ test_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   g_autoptr(GError) e = NULL;
   g_autoptr(SmImapUpstream) imap = NULL;
   g_autoptr(SmSmtpClient) smtp = NULL;
-  g_autofree char *who = NULL;
+  g_autofree char *login = NULL;
   char *secret = NULL;
   guint step = 1;
   gboolean have_secret, ok;
 
   g_string_append_printf (out, _("%u. Settings: OK (account %s).\n"), step++, d->config->address);
-  /* TRANSLATORS: how the login is named in "the login as %s works". */
-  who = d->config->auth == SM_AUTH_CERTIFICATE ? g_strdup (_("the certificate")) : g_strdup (d->config->username);
+  /* TRANSLATORS: %s is the user name at the provider. */
+  login = d->config->auth == SM_AUTH_CERTIFICATE ? g_strdup (_("the login with your certificate works"))
+                                                 : g_strdup_printf (_("the login as %s works"), d->config->username);
   ok = have_secret = test_secret (d, out, &step, &secret, cancellable);
 
   if (have_secret)
     imap = sm_imap_upstream_open (d->config, secret, cancellable, &e);
   if (imap != NULL)
     {
-      g_string_append_printf (out, _("%u. Incoming mail (IMAP) at %s: OK. The certificate is verified and the login as %s works.\n"),
-                              step++, d->config->imap.url, who);
+      g_string_append_printf (out, _("%u. Incoming mail (IMAP) at %s: OK. The provider's certificate is verified and %s.\n"),
+                              step++, d->config->imap.url, login);
       g_io_stream_close (imap->stream, NULL, NULL);
     }
   else if (ok)
@@ -622,8 +623,8 @@ test_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
     smtp = sm_smtp_client_open (d->config, secret, cancellable, &e);
   if (smtp != NULL)
     {
-      g_string_append_printf (out, _("%u. Outgoing mail (SMTP) at %s: OK. The certificate is verified and the login as %s works.\n"),
-                              step++, d->config->smtp.url, who);
+      g_string_append_printf (out, _("%u. Outgoing mail (SMTP) at %s: OK. The provider's certificate is verified and %s.\n"),
+                              step++, d->config->smtp.url, login);
       sm_smtp_client_quit (smtp);
     }
   else if (e != NULL)

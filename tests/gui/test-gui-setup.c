@@ -116,6 +116,19 @@ start_config (char **config_path, guint16 *imap_port, guint16 *smtp_port)
   return dir;
 }
 
+/* A new assistant on screen, for the config start_config() made. */
+static SmSetupAssistant *
+open_assistant (GtkAssistant **a, GtkBuilder **b)
+{
+  SmSetupAssistant *setup = sm_setup_assistant_new (NULL, NULL);
+
+  *a = sm_setup_assistant_get_window (setup);
+  *b = sm_setup_assistant_get_builder (setup);
+  gtk_widget_show (GTK_WIDGET (*a));
+  settle ();
+  return setup;
+}
+
 /* Steps 1-3 typed by hand (no lookup: the servers are filled before step
  * 3 shows), up to step 4. */
 static void
@@ -208,11 +221,7 @@ test_setup_completes (void)
    * must show them and never write them into the user's file. */
   dir = start_config (&config_path, &imap_port, &smtp_port);
 
-  setup = sm_setup_assistant_new (NULL, NULL);
-  a = sm_setup_assistant_get_window (setup);
-  b = sm_setup_assistant_get_builder (setup);
-  gtk_widget_show (GTK_WIDGET (a));
-  settle ();
+  setup = open_assistant (&a, &b);
 
   shot (a, "setup-1-welcome");
   next (a, "page_account");
@@ -439,11 +448,7 @@ test_setup_oauth2 (void)
 
   dir = start_config (&config_path, &imap_port, &smtp_port);
 
-  setup = sm_setup_assistant_new (NULL, NULL);
-  a = sm_setup_assistant_get_window (setup);
-  b = sm_setup_assistant_get_builder (setup);
-  gtk_widget_show (GTK_WIDGET (a));
-  settle ();
+  setup = open_assistant (&a, &b);
   imap = g_strdup_printf ("imaps://localhost:%s", sm_test_env ("SM_TEST_IMAPS_PORT"));
   smtp = g_strdup_printf ("smtp://localhost:%s", sm_test_env ("SM_TEST_SUBMISSION_PORT"));
   type_account_and_servers (a, b, imap, smtp);
@@ -530,11 +535,7 @@ test_setup_certificate (void)
   if (!sm_test_require_stack ())
     return;
   dir = start_config (&config_path, &imap_port, &smtp_port);
-  setup = sm_setup_assistant_new (NULL, NULL);
-  a = sm_setup_assistant_get_window (setup);
-  b = sm_setup_assistant_get_builder (setup);
-  gtk_widget_show (GTK_WIDGET (a));
-  settle ();
+  setup = open_assistant (&a, &b);
   imap = g_strdup_printf ("imaps://localhost:%s", sm_test_env ("SM_TEST_IMAPS_PORT"));
   smtp = g_strdup_printf ("smtp://localhost:%s", sm_test_env ("SM_TEST_SUBMISSION_CERT_PORT"));
   type_account_and_servers (a, b, imap, smtp);
