@@ -621,7 +621,19 @@ test_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
 
   if (have_secret)
     smtp = sm_smtp_client_open (d->config, secret, cancellable, &e);
-  if (smtp != NULL)
+  if (smtp != NULL && d->config->auth == SM_AUTH_CERTIFICATE && !sm_smtp_client_offers_auth (smtp, "EXTERNAL"))
+    {
+      /* The proxy then relies on the certificate alone (sm-upstream.c):
+       * whether the provider takes mail from it shows only when one is
+       * sent, so no login is claimed. */
+      g_string_append_printf (out, _("%u. Outgoing mail (SMTP) at %s: OK. The provider's certificate is verified and "
+                                     "the connection with your certificate works. This server does not confirm "
+                                     "certificates in advance: if your first message is refused, check the "
+                                     "certificate in step 4.\n"),
+                              step++, d->config->smtp.url);
+      sm_smtp_client_quit (smtp);
+    }
+  else if (smtp != NULL)
     {
       g_string_append_printf (out, _("%u. Outgoing mail (SMTP) at %s: OK. The provider's certificate is verified and %s.\n"),
                               step++, d->config->smtp.url, login);

@@ -8,9 +8,10 @@
  *   oauth2-browser.py ($BROWSER), the connection test logs in with the
  *   token, the file gets auth = oauth2 and [oauth2], no token.  A proxy
  *   already running without a sign-in (ConsentNeeded) is told and logs in.
- * - Certificate: the stack's client certificate for alice on the
- *   submission port that takes certificates; the PIN typed lands in the
- *   keyring as `securemail account set-pin` stores it, not in the file. */
+ * - Certificate: a rogue one fails the connection test with what to do;
+ *   then the stack's client certificate for alice on the submission port
+ *   that takes certificates; the PIN typed lands in the keyring as
+ *   `securemail account set-pin` stores it, not in the file. */
 #include <glib/gstdio.h>
 #include <gtk/gtk.h>
 #include <string.h>
@@ -547,6 +548,22 @@ test_setup_certificate (void)
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_builder_get_object (b, "auth_certificate_radio")), TRUE);
   settle ();
   g_assert_false (page_complete (a));
+  /* A certificate from a CA the provider does not trust: the test fails
+   * and says what to do. */
+  set_entry (b, "client_certificate_entry", sm_test_env ("SM_TEST_ROGUE_CLIENT_CERT"));
+  g_assert_true (page_complete (a));
+  next (a, "page_test");
+  click (b, "test_button");
+  wait_idle (setup);
+  if (g_test_verbose ())
+    g_printerr ("rogue certificate:\n%s\n", label (b, "test_result_label"));
+  g_assert_false (sm_setup_assistant_test_passed (setup));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "Incoming mail (IMAP) at"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "FAILED"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "What to do"));
+  gtk_assistant_previous_page (a);
+  settle ();
+
   cert = g_build_filename (sm_test_env ("SM_TEST_CLIENT_CERT_DIR"), "alice-combined.pem", NULL);
   set_entry (b, "client_certificate_entry", cert);
   set_entry (b, "client_certificate_pin_entry", CERT_PIN);
@@ -557,6 +574,9 @@ test_setup_certificate (void)
   g_assert_nonnull (strstr (label (b, "test_result_label"), "The certificate's PIN is saved in the keyring: OK"));
   g_assert_nonnull (strstr (label (b, "test_result_label"), "3. Incoming mail (IMAP)"));
   g_assert_nonnull (strstr (label (b, "test_result_label"), "4. Outgoing mail (SMTP)"));
+  /* Postfix relays for the verified certificate without AUTH EXTERNAL: no
+   * login is claimed that the connection did not prove. */
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "does not confirm certificates in advance"));
   pin = keyring_secret ("client-certificate-pin");
   g_assert_cmpstr (pin, ==, CERT_PIN);
 
