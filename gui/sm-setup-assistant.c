@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "sm-autoconfig.h"
+#include "sm-dbus-generated.h"
+#include "sm-dbus-service.h"
 #include "sm-error.h"
 #include "sm-gui-client.h"
 #include "sm-gui-keys.h"
@@ -12,6 +14,8 @@
 #include "sm-gui-settings.h"
 #include "sm-gui.h"
 #include "sm-keyring.h"
+#include "sm-oauth2-login.h"
+#include "sm-oauth2.h"
 #include "sm-setup-assistant.h"
 #include "sm-upstream.h"
 
@@ -24,6 +28,7 @@ struct _SmSetupAssistant {
   GCancellable *cancellable;
   guint busy;
   gboolean test_passed;
+  gboolean signed_in;         /* an OAuth2 sign-in worked with the fields as they are */
   gboolean done;
   SmAutoconfig *autoconfig;
   char *looked_up;            /* the address whose settings were looked up */
@@ -34,18 +39,41 @@ struct _SmSetupAssistant {
 
 G_DEFINE_TYPE (SmSetupAssistant, sm_setup_assistant, G_TYPE_OBJECT)
 
-/* Entry id -> config key; the order is the order of the pages. */
+/* A field written whatever login method is chosen. */
+#define AUTH_ANY (-1)
+
+/* Entry id -> config key; the order is the order of the pages.  A field of
+ * one login method (step 4) is written only while that method is chosen, so
+ * that switching methods leaves no half-used settings in the file. */
 static const struct {
   const char *entry;
   const char *group;
   const char *key;
+  int auth;   /* an SmAuthMethod, or AUTH_ANY */
 } fields[] = {
-  { "address_entry", "account", "address" },
-  { "display_name_entry", "account", "display_name" },
-  { "imap_entry", "upstream", "imap" },
-  { "smtp_entry", "upstream", "smtp" },
-  { "username_entry", "upstream", "username" },
-  { "ca_file_entry", "upstream", "ca_file" },
+  { "address_entry", "account", "address", AUTH_ANY },
+  { "display_name_entry", "account", "display_name", AUTH_ANY },
+  { "imap_entry", "upstream", "imap", AUTH_ANY },
+  { "smtp_entry", "upstream", "smtp", AUTH_ANY },
+  { "username_entry", "upstream", "username", AUTH_ANY },
+  { "ca_file_entry", "upstream", "ca_file", AUTH_ANY },
+  { "oauth2_token_entry", "oauth2", "token_endpoint", SM_AUTH_OAUTH2 },
+  { "oauth2_authorization_entry", "oauth2", "authorization_endpoint", SM_AUTH_OAUTH2 },
+  { "oauth2_client_id_entry", "oauth2", "client_id", SM_AUTH_OAUTH2 },
+  { "oauth2_scope_entry", "oauth2", "scope", SM_AUTH_OAUTH2 },
+  { "client_certificate_entry", "upstream", "client_certificate", SM_AUTH_CERTIFICATE },
+};
+
+/* The login methods of step 4: radio button, page of auth_stack, and the
+ * value of [upstream] auth (as sm-config.c reads it). */
+static const struct {
+  SmAuthMethod auth;
+  const char *radio;
+  const char *name;
+} auth_methods[] = {
+  { SM_AUTH_PASSWORD, "auth_password_radio", "password" },
+  { SM_AUTH_OAUTH2, "auth_oauth2_radio", "oauth2" },
+  { SM_AUTH_CERTIFICATE, "auth_certificate_radio", "certificate" },
 };
 
 static GtkWidget *
@@ -74,16 +102,32 @@ set_complete (SmSetupAssistant *self, const char *page, gboolean complete)
   gtk_assistant_set_page_complete (self->window, w (self, page), complete);
 }
 
+static SmAuthMethod
+chosen_auth (SmSetupAssistant *self)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (auth_methods); i++)
+    if (gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (w (self, auth_methods[i].radio))))
+      return auth_methods[i].auth;
+  return SM_AUTH_PASSWORD;
+}
+
 /* Copies the (unlocked) entries into the settings; locked keys keep the
  * administrator's value. */
 static void
 entries_to_settings (SmSetupAssistant *self)
 {
+  SmAuthMethod auth = chosen_auth (self);
+
   for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
     {
       g_autofree char *v = g_strstrip (g_strdup (text (self, fields[i].entry)));
-      sm_gui_settings_set (self->settings, fields[i].group, fields[i].key, v);
+      gboolean used = fields[i].auth == AUTH_ANY || fields[i].auth == (int) auth;
+      sm_gui_settings_set (self->settings, fields[i].group, fields[i].key, used ? v : NULL);
     }
+  /* "password" is the default: the file stays as it was before issue 7. */
+  for (guint i = 0; i < G_N_ELEMENTS (auth_methods); i++)
+    if (auth_methods[i].auth == auth)
+      sm_gui_settings_set (self->settings, "upstream", "auth", auth == SM_AUTH_PASSWORD ? NULL : auth_methods[i].name);
 }
 
 static gboolean
@@ -101,11 +145,27 @@ invalidate_test (SmSetupAssistant *self)
   set_complete (self, "page_test", FALSE);
 }
 
+static void on_credentials_changed (SmSetupAssistant *self);
+
+/* The sign-in is stored for one address at one provider: anything that
+ * changes either needs a new one. */
+static void
+invalidate_sign_in (SmSetupAssistant *self)
+{
+  if (!self->signed_in)
+    return;
+  self->signed_in = FALSE;
+  set_label (self, "oauth2_result_label", "");
+  on_credentials_changed (self);
+}
+
 static void
 on_account_changed (SmSetupAssistant *self)
 {
   const char *a = text (self, "address_entry");
   gboolean ok = address_valid (a);
+
+  invalidate_sign_in (self);
 
   set_label (self, "account_hint", *a == '\0' || ok ? "" : _("This does not look like an e-mail address yet: it needs a name, an @ and a domain, like alice@example.org."));
   set_complete (self, "page_account", ok);
@@ -182,11 +242,65 @@ maybe_look_up (SmSetupAssistant *self)
   sm_autoconfig_lookup_async (self->autoconfig, address, self->cancellable, lookup_done, g_object_ref (self));
 }
 
+/* ---- step 4: how the provider lets the user in ---------------------------- */
+
 static void
-on_password_changed (SmSetupAssistant *self)
+on_credentials_changed (SmSetupAssistant *self)
 {
-  set_complete (self, "page_password", *text (self, "password_entry") != '\0');
+  SmAuthMethod auth = chosen_auth (self);
+  const char *hint = "";
+  gboolean ok;
+
+  switch (auth)
+    {
+    case SM_AUTH_OAUTH2:
+      ok = *text (self, "oauth2_token_entry") && *text (self, "oauth2_authorization_entry") &&
+           *text (self, "oauth2_client_id_entry");
+      if (!ok)
+        hint = _("Fill in the token address, the sign-in page address and the client ID.");
+      else if (!self->signed_in)
+        hint = _("Press “Sign in…” and sign in in your browser.");
+      ok = ok && self->signed_in;
+      break;
+    case SM_AUTH_CERTIFICATE:
+      ok = *text (self, "client_certificate_entry") != '\0';
+      if (!ok)
+        hint = _("Choose the certificate file, or type the smartcard's pkcs11: address.");
+      break;
+    case SM_AUTH_PASSWORD:
+    default:
+      ok = *text (self, "password_entry") != '\0';
+      break;
+    }
+  set_label (self, "auth_hint", hint);
+  set_complete (self, "page_password", ok);
   invalidate_test (self);
+}
+
+static void
+on_auth_toggled (GtkToggleButton *radio, SmSetupAssistant *self)
+{
+  if (!gtk_toggle_button_get_active (radio))
+    return;   /* the radio turned on calls this too */
+  for (guint i = 0; i < G_N_ELEMENTS (auth_methods); i++)
+    if (GTK_WIDGET (radio) == w (self, auth_methods[i].radio))
+      gtk_stack_set_visible_child_name (GTK_STACK (w (self, "auth_stack")), auth_methods[i].name);
+  on_credentials_changed (self);
+}
+
+static void
+on_oauth2_changed (SmSetupAssistant *self)
+{
+  invalidate_sign_in (self);
+  on_credentials_changed (self);
+}
+
+static void
+on_certificate_file_set (GtkFileChooserButton *chooser, SmSetupAssistant *self)
+{
+  g_autofree char *path = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (chooser));
+  if (path != NULL)
+    gtk_entry_set_text (GTK_ENTRY (w (self, "client_certificate_entry")), path);
 }
 
 static void
@@ -209,11 +323,152 @@ busy_end (SmSetupAssistant *self, const char *spinner)
   gtk_spinner_stop (GTK_SPINNER (w (self, spinner)));
 }
 
+/* The settings as they would be saved now; on failure the reason is shown
+ * in @label_id. */
+static SmConfig *
+current_config (SmSetupAssistant *self, const char *label_id, const char *format)
+{
+  g_autoptr(GError) error = NULL;
+  SmConfig *config;
+
+  entries_to_settings (self);
+  config = sm_gui_settings_to_config (self->settings, &error);
+  if (config == NULL)
+    {
+      g_autofree char *msg = g_strdup_printf (format, error->message);
+      set_label (self, label_id, msg);
+    }
+  return config;
+}
+
+/* ---- step 4: OAuth2 sign-in in the browser (a worker thread) -------------- */
+
+typedef struct {
+  SmSetupAssistant *self;
+  char *uri;
+} ShowUri;
+
+static gboolean
+show_sign_in_uri (gpointer data)
+{
+  ShowUri *s = data;
+  /* TRANSLATORS: %s is the provider's sign-in address. */
+  g_autofree char *msg = g_strdup_printf (_("Your browser opens your provider's sign-in page. If it does not, open "
+                                            "this address in a browser yourself:\n%s"),
+                                          s->uri);
+  set_label (s->self, "oauth2_result_label", msg);
+  g_object_unref (s->self);
+  g_free (s->uri);
+  g_free (s);
+  return G_SOURCE_REMOVE;
+}
+
+/* Called in the worker thread: the label is set from the main context. */
+static gboolean
+open_sign_in_uri (const char *uri, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  ShowUri *s = g_new0 (ShowUri, 1);
+
+  s->self = g_object_ref (user_data);
+  s->uri = g_strdup (uri);
+  g_main_context_invoke (NULL, show_sign_in_uri, s);
+  if (sm_oauth2_open_in_browser (uri, &error))
+    return TRUE;
+  g_warning ("The browser could not be started: %s", error->message);
+  return FALSE;
+}
+
+static void
+sign_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  SmConfig *config = task_data;
+  GError *error = NULL;
+
+  if (!sm_oauth2_login_browser (config, open_sign_in_uri, source, cancellable, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  /* This process may have cached a refused sign-in (an earlier test). */
+  sm_oauth2_reset (sm_oauth2_get_shared (config));
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+daemon_proxy_ready (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmDbusProxy1) proxy = sm_dbus_proxy1_proxy_new_for_bus_finish (result, NULL);
+  g_autofree char *owner = proxy != NULL ? g_dbus_proxy_get_name_owner (G_DBUS_PROXY (proxy)) : NULL;
+
+  if (owner != NULL)
+    sm_dbus_proxy1_call_oauth2_signed_in (proxy, NULL, NULL, NULL);
+}
+
+/* A daemon already running (the assistant run again after "sign in
+ * again") forgets the refused sign-in now and clears the tray's warning, as
+ * after `securemail account oauth2-login`; one not running reads the
+ * keyring at its start anyway. */
+static void
+tell_daemon_signed_in (void)
+{
+  sm_dbus_proxy1_proxy_new_for_bus (G_BUS_TYPE_SESSION,
+                                    G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES | G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START,
+                                    SM_DBUS_NAME, SM_DBUS_OBJECT_PATH, NULL, daemon_proxy_ready, NULL);
+}
+
+static void
+sign_in_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SmSetupAssistant *self = SM_SETUP_ASSISTANT (source);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *msg = NULL;
+
+  busy_end (self, "oauth2_spinner");
+  gtk_widget_set_sensitive (w (self, "oauth2_signin_button"), TRUE);
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        return;
+      msg = g_strdup_printf (_("The sign-in did not work: %s\nWhat to do: check the four settings above against what "
+                               "your provider or helpdesk wrote, then press “Sign in…” again."),
+                             error->message);
+      set_label (self, "oauth2_result_label", msg);
+      return;
+    }
+  msg = g_strdup_printf (_("Signed in. SecureMail keeps the sign-in for %s in the keyring. Press “Next”."),
+                         text (self, "address_entry"));
+  set_label (self, "oauth2_result_label", msg);
+  self->signed_in = TRUE;
+  on_credentials_changed (self);
+  tell_daemon_signed_in ();
+}
+
+static void
+on_sign_in_clicked (GtkButton *button, SmSetupAssistant *self)
+{
+  g_autoptr(GTask) task = NULL;
+  SmConfig *config = current_config (self, "oauth2_result_label",
+                                     _("The sign-in cannot start: %s\nWhat to do: correct that setting (use “Back” "
+                                       "for steps 2 and 3)."));
+
+  if (config == NULL)
+    return;
+  self->signed_in = FALSE;
+  set_label (self, "oauth2_result_label", _("Waiting for you to sign in in your browser…"));
+  gtk_widget_set_sensitive (w (self, "oauth2_signin_button"), FALSE);
+  busy_begin (self, "oauth2_spinner");
+  task = g_task_new (self, self->cancellable, sign_in_done, NULL);
+  g_task_set_task_data (task, config, (GDestroyNotify) sm_config_free);
+  g_task_run_in_thread (task, sign_in_thread);
+}
+
 /* ---- step 5: the connection test (a worker thread) ------------------------ */
 
 typedef struct {
   SmConfig *config;
-  char *password;
+  char *password;   /* auth = password */
+  char *pin;        /* auth = certificate: the token's PIN or the PKCS#12 password, or "" */
 } TestData;
 
 static void
@@ -221,23 +476,112 @@ test_data_free (TestData *d)
 {
   sm_config_free (d->config);
   sm_gui_secret_free (d->password);
+  sm_gui_secret_free (d->pin);
   g_free (d);
 }
 
 static const char *
-fix_for (const GError *e, gboolean imap)
+fix_for (const GError *e, SmAuthMethod auth, gboolean imap)
 {
   if (g_error_matches (e, SM_ERROR, SM_ERROR_TLS))
     return _("The provider's certificate could not be verified. If your provider uses a private certificate "
              "authority, type its file in step 3 (ask your administrator). Never turn verification off.");
+  if (g_error_matches (e, SM_ERROR, SM_ERROR_CONSENT))
+    return _("Use “Back” and press “Sign in…” again in step 4.");
   if (g_error_matches (e, SM_ERROR, SM_ERROR_AUTH))
-    return _("The provider refused the login: check the user name (step 3) and the password (step 4).");
+    switch (auth)
+      {
+      case SM_AUTH_OAUTH2:
+        return _("The provider refused the sign-in: check the user name (step 3), then press “Sign in…” again "
+                 "in step 4.");
+      case SM_AUTH_CERTIFICATE:
+        return _("The provider refused the certificate: check in step 4 that it is the certificate your provider "
+                 "gave you, and its PIN.");
+      case SM_AUTH_PASSWORD:
+      default:
+        return _("The provider refused the login: check the user name (step 3) and the password (step 4).");
+      }
   if (g_error_matches (e, SM_ERROR, SM_ERROR_POLICY))
     return _("Your administrator does not allow this server. Check the address in step 3 or ask your administrator.");
+  if (auth == SM_AUTH_CERTIFICATE && g_error_matches (e, SM_ERROR, SM_ERROR_CONFIG))
+    return _("Check the certificate and its PIN in step 4.");
   return imap ? _("Check the incoming server address in step 3 and the network; if both are right, the provider "
                   "may be down: try again later.")
               : _("Check the outgoing server address in step 3 and the network; if both are right, the provider "
                   "may be down: try again later.");
+}
+
+/* The secret the logins take for the chosen method (see
+ * sm_upstream_get_secret()), reported as line @step.  NULL with TRUE for a
+ * certificate.  FALSE (reported) when it cannot be had. */
+static gboolean
+test_secret (TestData *d, GString *out, guint *step, char **secret, GCancellable *cancellable)
+{
+  g_autoptr(GError) e = NULL;
+
+  *secret = NULL;
+  switch (d->config->auth)
+    {
+    case SM_AUTH_OAUTH2:
+      if (sm_upstream_get_secret (d->config, secret, cancellable, &e))
+        {
+          g_string_append_printf (out, _("%u. Sign-in at your provider: OK.\n"), (*step)++);
+          return TRUE;
+        }
+      g_string_append_printf (out, _("%u. Sign-in at your provider: FAILED. %s\n   What to do: %s\n"), (*step)++,
+                              e->message, fix_for (e, d->config->auth, TRUE));
+      return FALSE;
+    case SM_AUTH_CERTIFICATE:
+      /* The handshake reads the PIN from the keyring (sm-pin-interaction.h),
+       * so it is stored before the test; a wrong one is replaced by the
+       * next test. */
+      if (*d->pin == '\0')
+        return TRUE;
+      if (sm_keyring_store (SM_KEYRING_CLIENT_CERT_PIN, d->config->address, d->pin, &e))
+        {
+          g_string_append_printf (out, _("%u. The certificate's PIN is saved in the keyring: OK.\n"), (*step)++);
+          return TRUE;
+        }
+      g_string_append_printf (out, _("%u. Saving the certificate's PIN in the keyring: FAILED. %s\n   What to do: "
+                                     "log in to the desktop again so that the keyring is unlocked, then press "
+                                     "“Test the connection” again.\n"),
+                              (*step)++, e->message);
+      return FALSE;
+    case SM_AUTH_PASSWORD:
+    default:
+      *secret = g_strdup (d->password);
+      return TRUE;
+    }
+}
+
+/* After both logins worked: only a password that works goes to the
+ * keyring (a sign-in and a PIN are there already). */
+static gboolean
+test_keep (TestData *d, GString *out, guint step)
+{
+  g_autoptr(GError) e = NULL;
+
+  switch (d->config->auth)
+    {
+    case SM_AUTH_OAUTH2:
+      g_string_append_printf (out, _("%u. The sign-in is kept in the keyring: OK.\n"), step);
+      return TRUE;
+    case SM_AUTH_CERTIFICATE:
+      g_string_append_printf (out, _("%u. The certificate logs you in; no provider password is needed: OK.\n"), step);
+      return TRUE;
+    case SM_AUTH_PASSWORD:
+    default:
+      if (sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, d->config->address, d->password, &e))
+        {
+          g_string_append_printf (out, _("%u. The provider password is saved in the keyring: OK.\n"), step);
+          return TRUE;
+        }
+      g_string_append_printf (out, _("%u. Saving the password in the keyring: FAILED. %s\n   What to do: log in to "
+                                     "the desktop again so that the keyring is unlocked, then press “Test the "
+                                     "connection” again.\n"),
+                              step, e->message);
+      return FALSE;
+    }
 }
 
 static void
@@ -248,58 +592,67 @@ test_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   g_autoptr(GError) e = NULL;
   g_autoptr(SmImapUpstream) imap = NULL;
   g_autoptr(SmSmtpClient) smtp = NULL;
-  gboolean ok = TRUE;
+  g_autofree char *login = NULL;
+  char *secret = NULL;
+  guint step = 1;
+  gboolean have_secret, ok;
 
-  g_string_append_printf (out, _("1. Settings: OK (account %s).\n"), d->config->address);
+  g_string_append_printf (out, _("%u. Settings: OK (account %s).\n"), step++, d->config->address);
+  /* TRANSLATORS: %s is the user name at the provider. */
+  login = d->config->auth == SM_AUTH_CERTIFICATE ? g_strdup (_("the login with your certificate works"))
+                                                 : g_strdup_printf (_("the login as %s works"), d->config->username);
+  ok = have_secret = test_secret (d, out, &step, &secret, cancellable);
 
-  imap = sm_imap_upstream_open (d->config, d->password, cancellable, &e);
+  if (have_secret)
+    imap = sm_imap_upstream_open (d->config, secret, cancellable, &e);
   if (imap != NULL)
     {
-      g_string_append_printf (out, _("2. Incoming mail (IMAP) at %s: OK. The certificate is verified and the login as %s works.\n"),
-                              d->config->imap.url, d->config->username);
+      g_string_append_printf (out, _("%u. Incoming mail (IMAP) at %s: OK. The provider's certificate is verified and %s.\n"),
+                              step++, d->config->imap.url, login);
       g_io_stream_close (imap->stream, NULL, NULL);
     }
-  else
+  else if (ok)
     {
       ok = FALSE;
-      g_string_append_printf (out, _("2. Incoming mail (IMAP) at %s: FAILED. %s\n   What to do: %s\n"),
-                              d->config->imap.url, e->message, fix_for (e, TRUE));
+      g_string_append_printf (out, _("%u. Incoming mail (IMAP) at %s: FAILED. %s\n   What to do: %s\n"),
+                              step++, d->config->imap.url, e->message, fix_for (e, d->config->auth, TRUE));
     }
   g_clear_error (&e);
 
-  smtp = sm_smtp_client_open (d->config, d->password, cancellable, &e);
-  if (smtp != NULL)
+  if (have_secret)
+    smtp = sm_smtp_client_open (d->config, secret, cancellable, &e);
+  if (smtp != NULL && d->config->auth == SM_AUTH_CERTIFICATE && !sm_smtp_client_offers_auth (smtp, "EXTERNAL"))
     {
-      g_string_append_printf (out, _("3. Outgoing mail (SMTP) at %s: OK. The certificate is verified and the login as %s works.\n"),
-                              d->config->smtp.url, d->config->username);
+      /* The proxy then relies on the certificate alone (sm-upstream.c):
+       * whether the provider takes mail from it shows only when one is
+       * sent, so no login is claimed. */
+      g_string_append_printf (out, _("%u. Outgoing mail (SMTP) at %s: OK. The provider's certificate is verified and "
+                                     "the connection with your certificate works. This server does not confirm "
+                                     "certificates in advance: if your first message is refused, check the "
+                                     "certificate in step 4.\n"),
+                              step++, d->config->smtp.url);
       sm_smtp_client_quit (smtp);
     }
-  else
+  else if (smtp != NULL)
+    {
+      g_string_append_printf (out, _("%u. Outgoing mail (SMTP) at %s: OK. The provider's certificate is verified and %s.\n"),
+                              step++, d->config->smtp.url, login);
+      sm_smtp_client_quit (smtp);
+    }
+  else if (e != NULL)
     {
       ok = FALSE;
-      g_string_append_printf (out, _("3. Outgoing mail (SMTP) at %s: FAILED. %s\n   What to do: %s\n"),
-                              d->config->smtp.url, e->message, fix_for (e, FALSE));
+      g_string_append_printf (out, _("%u. Outgoing mail (SMTP) at %s: FAILED. %s\n   What to do: %s\n"),
+                              step++, d->config->smtp.url, e->message, fix_for (e, d->config->auth, FALSE));
     }
   g_clear_error (&e);
+  sm_keyring_free (secret);
 
   if (ok)
-    {
-      /* Only a password that works goes to the keyring. */
-      if (sm_keyring_store (SM_KEYRING_UPSTREAM_PASSWORD, d->config->address, d->password, &e))
-        g_string_append (out, _("4. The provider password is saved in the keyring: OK.\n\n"
-                                "Everything works. Press “Next”."));
-      else
-        {
-          ok = FALSE;
-          g_string_append_printf (out, _("4. Saving the password in the keyring: FAILED. %s\n   What to do: log in to "
-                                         "the desktop again so that the keyring is unlocked, then press “Test the "
-                                         "connection” again.\n"),
-                                  e->message);
-        }
-    }
-  else
-    g_string_append (out, _("\nSomething did not work. Fix what the failed line says (use “Back” to change the "
-                            "settings), then press “Test the connection” again."));
+    ok = test_keep (d, out, step);
+  g_string_append (out, ok ? _("\nEverything works. Press “Next”.")
+                           : _("\nSomething did not work. Fix what the failed line says (use “Back” to change the "
+                               "settings), then press “Test the connection” again."));
 
   /* "ok" travels as a leading '+' or '-' on the report. */
   g_string_prepend_c (out, ok ? '+' : '-');
@@ -324,23 +677,16 @@ static void
 on_test_clicked (GtkButton *button, SmSetupAssistant *self)
 {
   g_autoptr(GTask) task = NULL;
-  g_autoptr(GError) error = NULL;
-  SmConfig *config;
+  SmConfig *config = current_config (self, "test_result_label",
+                                     _("1. Settings: FAILED. %s\n   What to do: use “Back” and correct that setting."));
   TestData *d;
 
-  entries_to_settings (self);
-  config = sm_gui_settings_to_config (self->settings, &error);
   if (config == NULL)
-    {
-      g_autofree char *msg = g_strdup_printf (_("1. Settings: FAILED. %s\n   What to do: use “Back” and correct "
-                                                "that setting."),
-                                              error->message);
-      set_label (self, "test_result_label", msg);
-      return;
-    }
+    return;
   d = g_new0 (TestData, 1);
   d->config = config;
   d->password = g_strdup (text (self, "password_entry"));
+  d->pin = g_strdup (text (self, "client_certificate_pin_entry"));
   set_label (self, "test_result_label", _("Testing… this takes up to a minute."));
   gtk_widget_set_sensitive (w (self, "test_button"), FALSE);
   busy_begin (self, "test_spinner");
@@ -551,6 +897,12 @@ fill_summary (SmSetupAssistant *self)
   g_string_append_printf (s, _("Incoming server:   %s\n"), config->imap.url);
   g_string_append_printf (s, _("Outgoing server:   %s\n"), config->smtp.url);
   g_string_append_printf (s, _("User name:         %s\n"), config->username);
+  if (config->auth == SM_AUTH_OAUTH2)
+    g_string_append (s, _("Login:             sign in with your provider (OAuth2)\n"));
+  else if (config->auth == SM_AUTH_CERTIFICATE)
+    g_string_append_printf (s, _("Login:             certificate %s\n"), config->client_certificate);
+  else
+    g_string_append (s, _("Login:             password\n"));
   g_string_append_printf (s, _("Settings file:     %s\n"), self->settings->path);
   for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
     any_locked |= sm_gui_settings_is_locked (self->settings, fields[i].group, fields[i].key);
@@ -643,6 +995,29 @@ sm_setup_assistant_init (SmSetupAssistant *self)
   self->autoconfig = sm_autoconfig_new ();
 }
 
+/* The login method of an earlier setup or the policy; locked with it. */
+static void
+prefill_auth (SmSetupAssistant *self)
+{
+  g_autofree char *auth = sm_gui_settings_get (self->settings, "upstream", "auth");
+  gboolean locked = sm_gui_settings_is_locked (self->settings, "upstream", "auth");
+
+  for (guint i = 0; i < G_N_ELEMENTS (auth_methods); i++)
+    {
+      GtkWidget *radio = w (self, auth_methods[i].radio);
+      if (g_strcmp0 (auth, auth_methods[i].name) == 0)
+        {
+          gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (radio), TRUE);
+          gtk_stack_set_visible_child_name (GTK_STACK (w (self, "auth_stack")), auth_methods[i].name);
+        }
+      if (locked)
+        {
+          gtk_widget_set_sensitive (radio, FALSE);
+          gtk_widget_set_tooltip_text (radio, _("Set by your administrator"));
+        }
+    }
+}
+
 static void
 connect_changed (SmSetupAssistant *self, const char *entry, GCallback cb)
 {
@@ -688,13 +1063,26 @@ sm_setup_assistant_new (GtkApplication *app, const char *config_path)
         }
     }
 
+  prefill_auth (self);
+
   connect_changed (self, "address_entry", G_CALLBACK (on_account_changed));
   connect_changed (self, "display_name_entry", G_CALLBACK (on_account_changed));
   connect_changed (self, "imap_entry", G_CALLBACK (on_provider_changed));
   connect_changed (self, "smtp_entry", G_CALLBACK (on_provider_changed));
   connect_changed (self, "username_entry", G_CALLBACK (on_provider_changed));
   connect_changed (self, "ca_file_entry", G_CALLBACK (on_provider_changed));
-  connect_changed (self, "password_entry", G_CALLBACK (on_password_changed));
+  connect_changed (self, "password_entry", G_CALLBACK (on_credentials_changed));
+  connect_changed (self, "client_certificate_entry", G_CALLBACK (on_credentials_changed));
+  connect_changed (self, "client_certificate_pin_entry", G_CALLBACK (on_credentials_changed));
+  connect_changed (self, "oauth2_token_entry", G_CALLBACK (on_oauth2_changed));
+  connect_changed (self, "oauth2_authorization_entry", G_CALLBACK (on_oauth2_changed));
+  connect_changed (self, "oauth2_client_id_entry", G_CALLBACK (on_oauth2_changed));
+  connect_changed (self, "oauth2_scope_entry", G_CALLBACK (on_oauth2_changed));
+  connect_changed (self, "username_entry", G_CALLBACK (invalidate_sign_in));
+  for (guint i = 0; i < G_N_ELEMENTS (auth_methods); i++)
+    g_signal_connect (w (self, auth_methods[i].radio), "toggled", G_CALLBACK (on_auth_toggled), self);
+  g_signal_connect (w (self, "oauth2_signin_button"), "clicked", G_CALLBACK (on_sign_in_clicked), self);
+  g_signal_connect (w (self, "client_certificate_chooser"), "file-set", G_CALLBACK (on_certificate_file_set), self);
   g_signal_connect (w (self, "show_password_check"), "toggled", G_CALLBACK (on_show_password), self);
   g_signal_connect (w (self, "test_button"), "clicked", G_CALLBACK (on_test_clicked), self);
   g_signal_connect (w (self, "generate_openpgp_button"), "clicked", G_CALLBACK (on_generate_openpgp), self);
@@ -716,7 +1104,7 @@ sm_setup_assistant_new (GtkApplication *app, const char *config_path)
 
   on_account_changed (self);
   on_provider_changed (self);
-  on_password_changed (self);
+  on_credentials_changed (self);
   set_label (self, "provider_hint", "");
   return self;
 }

@@ -1,5 +1,6 @@
 /* sm-setup-assistant.h: securemail-setup, the GtkAssistant that writes
- * securemail.conf, stores the provider password, tests the connection,
+ * securemail.conf, stores the provider password (or signs in with OAuth2,
+ * or takes a client certificate and its PIN), tests the connection,
  * makes or brings keys, shows the mail client settings and turns on
  * autostart.  Pages and labels are in ui/setup-assistant.ui. */
 #pragma once
@@ -24,7 +25,7 @@ GtkBuilder   *sm_setup_assistant_get_builder (SmSetupAssistant *self);
 
 /* TRUE while a connection test or key job runs. */
 gboolean      sm_setup_assistant_is_busy     (SmSetupAssistant *self);
-/* TRUE after a connection test passed (and the password is stored). */
+/* TRUE after a connection test passed (and a password is stored). */
 gboolean      sm_setup_assistant_test_passed (SmSetupAssistant *self);
 /* The lookup of the provider's settings on step 3 (autoconfig, SRV): tests
  * point it at their own server and resolver before reaching that page. */

@@ -985,6 +985,12 @@ smtp_offers_mechanism (SmSmtpClient *c, const char *mechanism)
   return FALSE;
 }
 
+gboolean
+sm_smtp_client_offers_auth (SmSmtpClient *client, const char *mechanism)
+{
+  return smtp_offers_mechanism (client, mechanism);
+}
+
 /* With auth = certificate: RFC 4954 AUTH EXTERNAL with the empty initial
  * response "=" (RFC 4422 Appendix A: the identity comes from the TLS
  * client certificate) when the provider offers it.  A provider that does

@@ -95,6 +95,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmSmtpClient, sm_smtp_client_free)
 
 /* TRUE when the provider announced the EHLO keyword @ext (e.g. "DSN"). */
 gboolean sm_smtp_client_has_extension (SmSmtpClient *client, const char *ext);
+/* TRUE when the provider offered the SASL @mechanism (e.g. "EXTERNAL") in
+ * its EHLO AUTH line (for the setup assistant's connection test: without
+ * EXTERNAL a certificate login to SMTP is only proven by the first
+ * message). */
+gboolean sm_smtp_client_offers_auth (SmSmtpClient *client, const char *mechanism);
 
 /* Submits one message (CRLF lines, not dot-stuffed) to all @recipients.
  * Returns TRUE when the provider accepted it for every recipient.  When the

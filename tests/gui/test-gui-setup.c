@@ -1,6 +1,17 @@
 /* test-gui-setup.c: securemail-setup driven page by page against the test
  * Dovecot/Postfix, as a user (or a helpdesk on the phone) would; the config
- * it writes must pass `securemail doctor`.  Screenshots of every page. */
+ * it writes must pass `securemail doctor`.  Screenshots of every page.
+ *
+ * Step 4's other login methods (issue 6/7), each to the end:
+ * - OAuth2: signs in at the provider's OAuth server (oauth2-provider.py,
+ *   needs the stack's SM_TEST_OAUTH2_PORT) through the browser
+ *   oauth2-browser.py ($BROWSER), the connection test logs in with the
+ *   token, the file gets auth = oauth2 and [oauth2], no token.  A proxy
+ *   already running without a sign-in (ConsentNeeded) is told and logs in.
+ * - Certificate: a rogue one fails the connection test with what to do;
+ *   then the stack's client certificate for alice on the submission port
+ *   that takes certificates; the PIN typed lands in the keyring as
+ *   `securemail account set-pin` stores it, not in the file. */
 #include <glib/gstdio.h>
 #include <gtk/gtk.h>
 #include <string.h>
@@ -10,6 +21,9 @@
 #include "sm-setup-assistant.h"
 #include "sm-test-autoconfig.h"
 #include "sm-test-harness.h"
+
+#define OAUTH2_CLIENT_ID "securemail-test-client"
+#define CERT_PIN         "setup-test-pin-4711"   /* distinctive, so a file search is meaningful */
 
 static void
 settle (void)
@@ -68,12 +82,116 @@ next (GtkAssistant *a, const char *expect_page)
 }
 
 static void
+click (GtkBuilder *b, const char *id)
+{
+  gtk_button_clicked (GTK_BUTTON (gtk_builder_get_object (b, id)));
+}
+
+static gboolean
+page_complete (GtkAssistant *a)
+{
+  return gtk_assistant_get_page_complete (a, gtk_assistant_get_nth_page (a, gtk_assistant_get_current_page (a)));
+}
+
+/* A temporary config folder whose policy fixes the local ports and the
+ * contact, made the assistant's through the environment. */
+static char *
+start_config (char **config_path, guint16 *imap_port, guint16 *smtp_port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *policy_path = NULL;
+  g_autofree char *policy = NULL;
+  char *dir = g_dir_make_tmp ("sm-gui-setup-XXXXXX", &error);
+
+  g_assert_no_error (error);
+  *config_path = g_build_filename (dir, "securemail.conf", NULL);
+  policy_path = g_build_filename (dir, "policy.conf", NULL);
+  *imap_port = sm_test_free_port ();
+  *smtp_port = sm_test_free_port ();
+  policy = g_strdup_printf ("[listen]\nimap = 127.0.0.1:%u\nsmtp = 127.0.0.1:%u\n\n"
+                            "[admin]\ncontact_email = helpdesk@example.test\ncontact_phone = +64 4 000 0000\n",
+                            *imap_port, *smtp_port);
+  g_assert_true (g_file_set_contents (policy_path, policy, -1, NULL));
+  g_setenv ("SECUREMAIL_CONFIG", *config_path, TRUE);
+  g_setenv ("SECUREMAIL_POLICY", policy_path, TRUE);
+  return dir;
+}
+
+/* A new assistant on screen, for the config start_config() made. */
+static SmSetupAssistant *
+open_assistant (GtkAssistant **a, GtkBuilder **b)
+{
+  SmSetupAssistant *setup = sm_setup_assistant_new (NULL, NULL);
+
+  *a = sm_setup_assistant_get_window (setup);
+  *b = sm_setup_assistant_get_builder (setup);
+  gtk_widget_show (GTK_WIDGET (*a));
+  settle ();
+  return setup;
+}
+
+/* Steps 1-3 typed by hand (no lookup: the servers are filled before step
+ * 3 shows), up to step 4. */
+static void
+type_account_and_servers (GtkAssistant *a, GtkBuilder *b, const char *imap, const char *smtp)
+{
+  next (a, "page_account");
+  set_entry (b, "address_entry", "alice@example.test");
+  set_entry (b, "imap_entry", imap);
+  set_entry (b, "smtp_entry", smtp);
+  set_entry (b, "username_entry", "alice");
+  set_entry (b, "ca_file_entry", sm_test_env ("SM_TEST_CA"));
+  next (a, "page_provider");
+  next (a, "page_password");
+}
+
+/* Step 5: the connection test must pass. */
+static void
+test_connection_passes (SmSetupAssistant *setup, GtkAssistant *a, GtkBuilder *b)
+{
+  next (a, "page_test");
+  click (b, "test_button");
+  wait_idle (setup);
+  if (!sm_setup_assistant_test_passed (setup))
+    g_error ("connection test failed:\n%s", label (b, "test_result_label"));
+}
+
+/* Steps 6-8 and Apply; returns the file written. */
+static char *
+finish (SmSetupAssistant *setup, GtkAssistant *a, const char *config_path)
+{
+  char *written = NULL;
+
+  next (a, "page_keys");
+  next (a, "page_client");
+  next (a, "page_confirm");
+  g_signal_emit_by_name (a, "apply");
+  gtk_assistant_next_page (a);
+  settle ();
+  g_assert_true (sm_setup_assistant_is_done (setup));
+  g_assert_true (g_file_get_contents (config_path, &written, NULL, NULL));
+  if (g_test_verbose ())
+    g_printerr ("written:\n%s", written);
+  return written;
+}
+
+/* The secret of @kind for alice in the keyring, with libsecret's own tool
+ * (schema org.securemail.Secret, as sm-keyring.c stores it); "" if none. */
+static char *
+keyring_secret (const char *kind)
+{
+  const char *argv[] = { "secret-tool", "lookup", "kind", kind, "account", "alice@example.test", NULL };
+  char *out = NULL;
+
+  sm_test_run (argv, NULL, NULL, &out, NULL);
+  return out ? out : g_strdup ("");
+}
+
+static void
 test_setup_completes (void)
 {
   g_autofree char *dir = NULL;
   g_autofree char *config_path = NULL;
-  g_autofree char *policy_path = NULL;
-  g_autofree char *policy = NULL;
   g_autofree char *imap = NULL;
   g_autofree char *smtp = NULL;
   g_autofree char *written = NULL;
@@ -102,24 +220,9 @@ test_setup_completes (void)
 
   /* The administrator fixes the local ports and the contact: the assistant
    * must show them and never write them into the user's file. */
-  dir = g_dir_make_tmp ("sm-gui-setup-XXXXXX", &error);
-  g_assert_no_error (error);
-  config_path = g_build_filename (dir, "securemail.conf", NULL);
-  policy_path = g_build_filename (dir, "policy.conf", NULL);
-  imap_port = sm_test_free_port ();
-  smtp_port = sm_test_free_port ();
-  policy = g_strdup_printf ("[listen]\nimap = 127.0.0.1:%u\nsmtp = 127.0.0.1:%u\n\n"
-                            "[admin]\ncontact_email = helpdesk@example.test\ncontact_phone = +64 4 000 0000\n",
-                            imap_port, smtp_port);
-  g_assert_true (g_file_set_contents (policy_path, policy, -1, NULL));
-  g_setenv ("SECUREMAIL_CONFIG", config_path, TRUE);
-  g_setenv ("SECUREMAIL_POLICY", policy_path, TRUE);
+  dir = start_config (&config_path, &imap_port, &smtp_port);
 
-  setup = sm_setup_assistant_new (NULL, NULL);
-  a = sm_setup_assistant_get_window (setup);
-  b = sm_setup_assistant_get_builder (setup);
-  gtk_widget_show (GTK_WIDGET (a));
-  settle ();
+  setup = open_assistant (&a, &b);
 
   shot (a, "setup-1-welcome");
   next (a, "page_account");
@@ -184,11 +287,7 @@ test_setup_completes (void)
 
   gtk_assistant_previous_page (a);
   set_entry (b, "password_entry", sm_test_env ("SM_TEST_PASSWORD"));
-  next (a, "page_test");
-  gtk_button_clicked (GTK_BUTTON (gtk_builder_get_object (b, "test_button")));
-  wait_idle (setup);
-  if (!sm_setup_assistant_test_passed (setup))
-    g_error ("connection test failed:\n%s", label (b, "test_result_label"));
+  test_connection_passes (setup, a, b);
   g_assert_nonnull (strstr (label (b, "test_result_label"), "2. Incoming mail (IMAP)"));
   shot (a, "setup-5-test");
 
@@ -248,6 +347,259 @@ test_setup_completes (void)
   settle ();
 }
 
+/* The provider's OAuth server on the stack's OAuth2 port; waits for its
+ * "ready". */
+static GSubprocess *
+start_oauth2_provider (guint16 port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *port_text = g_strdup_printf ("%u", port);
+  GSubprocess *provider = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, "/usr/bin/python3",
+                                            sm_test_env ("SM_OAUTH2_PROVIDER"), port_text, OAUTH2_CLIENT_ID, NULL);
+  char buf[16] = { 0 };
+
+  g_assert_no_error (error);
+  g_input_stream_read (g_subprocess_get_stdout_pipe (provider), buf, sizeof buf - 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (buf, "ready"));
+  return provider;
+}
+
+static gboolean
+consent_needed (void)
+{
+  const char *argv[] = { "gdbus", "call", "--session", "--dest", "org.securemail.Proxy", "--object-path",
+                         "/org/securemail/Proxy", "--method", "org.freedesktop.DBus.Properties.Get",
+                         "org.securemail.Proxy1", "ConsentNeeded", NULL };
+  g_autofree char *out = NULL;
+
+  g_assert_cmpint (sm_test_run (argv, NULL, NULL, &out, NULL), ==, 0);
+  return strstr (out, "true") != NULL;
+}
+
+/* The tagged reply to a LOGIN at @proxy's IMAP listener (which logs in
+ * upstream). */
+static char *
+proxy_imap_login (SmTestProxy *proxy)
+{
+  g_autoptr(SmTestClient) c = sm_test_client_connect (proxy->imap_port);
+  g_autofree char *greeting = sm_test_client_line (c);
+  g_autofree char *cmd = g_strdup_printf ("a1 LOGIN %s %s\r\n", proxy->address, proxy->local_password);
+  char *reply;
+
+  g_assert_nonnull (greeting);
+  sm_test_client_send (c, cmd);
+  reply = sm_test_client_until (c, "a1 ");
+  g_assert_nonnull (reply);
+  sm_test_client_send (c, "a2 LOGOUT\r\n");
+  return reply;
+}
+
+static void
+test_setup_oauth2 (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *config_path = NULL;
+  g_autofree char *imap = NULL;
+  g_autofree char *smtp = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *written = NULL;
+  g_autofree char *refresh_token = NULL;
+  g_autofree char *upstream = NULL;
+  g_autofree char *oauth2 = NULL;
+  g_autofree char *reply = NULL;
+  g_autoptr(GSubprocess) provider = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  gint64 deadline;
+  g_autoptr(SmSetupAssistant) setup = NULL;
+  GtkAssistant *a;
+  GtkBuilder *b;
+  guint16 imap_port, smtp_port, port;
+
+  if (!sm_test_require_stack ())
+    return;
+  if (g_getenv ("SM_TEST_OAUTH2_PORT") == NULL)
+    {
+      g_test_skip ("the mail stack was started without SM_STACK_OAUTH2_PORT");
+      return;
+    }
+  port = sm_test_env_port ("SM_TEST_OAUTH2_PORT");
+  provider = start_oauth2_provider (port);
+
+  /* A proxy already running for alice with OAuth2 and no sign-in yet: a
+   * login through it asks for one. */
+  {
+    const char *argv[] = { "secret-tool", "clear", "kind", "oauth2-refresh-token", "account", "alice@example.test",
+                           NULL };
+    sm_test_run (argv, NULL, NULL, NULL, NULL);
+  }
+  {
+    g_autofree char *section = sm_test_upstream_section ("alice");
+    upstream = g_strconcat (section, "auth = oauth2\n", NULL);
+  }
+  oauth2 = g_strdup_printf ("[oauth2]\ntoken_endpoint = http://127.0.0.1:%u/token\n"
+                            "authorization_endpoint = http://127.0.0.1:%u/authorize\n"
+                            "client_id = " OAUTH2_CLIENT_ID "\nscope = mail offline_access\n",
+                            port, port);
+  proxy = sm_test_proxy_start ("alice@example.test", upstream, NULL, oauth2);
+  sm_test_proxy_wait_dbus (proxy);
+  reply = proxy_imap_login (proxy);
+  g_assert_true (g_str_has_prefix (reply, "a1 NO [UNAVAILABLE]"));
+  g_assert_true (consent_needed ());
+
+  dir = start_config (&config_path, &imap_port, &smtp_port);
+
+  setup = open_assistant (&a, &b);
+  imap = g_strdup_printf ("imaps://localhost:%s", sm_test_env ("SM_TEST_IMAPS_PORT"));
+  smtp = g_strdup_printf ("smtp://localhost:%s", sm_test_env ("SM_TEST_SUBMISSION_PORT"));
+  type_account_and_servers (a, b, imap, smtp);
+
+  /* Not complete until the fields are there and the sign-in worked. */
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_builder_get_object (b, "auth_oauth2_radio")), TRUE);
+  settle ();
+  g_assert_false (page_complete (a));
+  url = g_strdup_printf ("http://127.0.0.1:%u/token", port);
+  set_entry (b, "oauth2_token_entry", url);
+  g_free (url);
+  url = g_strdup_printf ("http://127.0.0.1:%u/authorize", port);
+  set_entry (b, "oauth2_authorization_entry", url);
+  set_entry (b, "oauth2_client_id_entry", OAUTH2_CLIENT_ID);
+  set_entry (b, "oauth2_scope_entry", "mail offline_access");
+  g_assert_false (page_complete (a));
+  g_assert_nonnull (strstr (label (b, "auth_hint"), "Sign in"));
+
+  g_setenv ("BROWSER", sm_test_env ("SM_OAUTH2_BROWSER"), TRUE);
+  click (b, "oauth2_signin_button");
+  wait_idle (setup);
+  g_unsetenv ("BROWSER");
+  if (!g_str_has_prefix (label (b, "oauth2_result_label"), "Signed in."))
+    g_error ("sign-in failed: %s", label (b, "oauth2_result_label"));
+  g_assert_true (page_complete (a));
+  refresh_token = keyring_secret ("oauth2-refresh-token");
+  g_assert_cmpuint (strlen (refresh_token), >, 0);
+  shot (a, "setup-4-oauth2");
+
+  /* The running proxy was told (OAuth2SignedIn) and logs in now. */
+  deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+  while (consent_needed ())
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      settle ();
+    }
+  g_free (reply);
+  reply = proxy_imap_login (proxy);
+  if (!g_str_has_prefix (reply, "a1 OK"))
+    g_error ("login through the running proxy after the sign-in: %s", reply);
+
+  test_connection_passes (setup, a, b);
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "2. Sign-in at your provider: OK"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "3. Incoming mail (IMAP)"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "4. Outgoing mail (SMTP)"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "5. The sign-in is kept in the keyring: OK"));
+  shot (a, "setup-5-test-oauth2");
+
+  written = finish (setup, a, config_path);
+  g_assert_nonnull (strstr (written, "auth=oauth2"));
+  g_assert_nonnull (strstr (written, "[oauth2]"));
+  g_assert_nonnull (strstr (written, url));
+  g_assert_nonnull (strstr (written, "client_id=" OAUTH2_CLIENT_ID));
+  g_assert_nonnull (strstr (written, "scope=mail offline_access"));
+  g_assert_null (strstr (written, "client_certificate"));
+  g_assert_null (strstr (written, refresh_token));   /* the sign-in is in the keyring only */
+
+  gtk_widget_destroy (GTK_WIDGET (a));
+  settle ();
+  sm_test_proxy_stop (proxy);
+  g_subprocess_force_exit (provider);
+  g_subprocess_wait (provider, NULL, NULL);
+}
+
+static void
+test_setup_certificate (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *config_path = NULL;
+  g_autofree char *imap = NULL;
+  g_autofree char *smtp = NULL;
+  g_autofree char *cert = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *written = NULL;
+  g_autofree char *pin = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(SmSetupAssistant) setup = NULL;
+  GtkAssistant *a;
+  GtkBuilder *b;
+  guint16 imap_port, smtp_port;
+  int rc;
+
+  if (!sm_test_require_stack ())
+    return;
+  dir = start_config (&config_path, &imap_port, &smtp_port);
+  setup = open_assistant (&a, &b);
+  imap = g_strdup_printf ("imaps://localhost:%s", sm_test_env ("SM_TEST_IMAPS_PORT"));
+  smtp = g_strdup_printf ("smtp://localhost:%s", sm_test_env ("SM_TEST_SUBMISSION_CERT_PORT"));
+  type_account_and_servers (a, b, imap, smtp);
+
+  /* OAuth2 half typed, then the certificate chosen: nothing of OAuth2 may
+   * reach the file. */
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_builder_get_object (b, "auth_oauth2_radio")), TRUE);
+  set_entry (b, "oauth2_token_entry", "https://login.example.test/token");
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_builder_get_object (b, "auth_certificate_radio")), TRUE);
+  settle ();
+  g_assert_false (page_complete (a));
+  /* A certificate from a CA the provider does not trust: the test fails
+   * and says what to do. */
+  set_entry (b, "client_certificate_entry", sm_test_env ("SM_TEST_ROGUE_CLIENT_CERT"));
+  g_assert_true (page_complete (a));
+  next (a, "page_test");
+  click (b, "test_button");
+  wait_idle (setup);
+  if (g_test_verbose ())
+    g_printerr ("rogue certificate:\n%s\n", label (b, "test_result_label"));
+  g_assert_false (sm_setup_assistant_test_passed (setup));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "Incoming mail (IMAP) at"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "FAILED"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "What to do"));
+  gtk_assistant_previous_page (a);
+  settle ();
+
+  cert = g_build_filename (sm_test_env ("SM_TEST_CLIENT_CERT_DIR"), "alice-combined.pem", NULL);
+  set_entry (b, "client_certificate_entry", cert);
+  set_entry (b, "client_certificate_pin_entry", CERT_PIN);
+  g_assert_true (page_complete (a));
+  shot (a, "setup-4-certificate");
+
+  test_connection_passes (setup, a, b);
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "The certificate's PIN is saved in the keyring: OK"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "3. Incoming mail (IMAP)"));
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "4. Outgoing mail (SMTP)"));
+  /* Postfix relays for the verified certificate without AUTH EXTERNAL: no
+   * login is claimed that the connection did not prove. */
+  g_assert_nonnull (strstr (label (b, "test_result_label"), "does not confirm certificates in advance"));
+  pin = keyring_secret ("client-certificate-pin");
+  g_assert_cmpstr (pin, ==, CERT_PIN);
+
+  written = finish (setup, a, config_path);
+  g_assert_nonnull (strstr (written, "auth=certificate"));
+  line = g_strdup_printf ("client_certificate=%s\n", cert);
+  g_assert_nonnull (strstr (written, line));
+  g_assert_null (strstr (written, "[oauth2]"));
+  g_assert_null (strstr (written, "login.example.test"));
+  g_assert_null (strstr (written, CERT_PIN));
+
+  /* The helpdesk's check accepts it: the certificate logs in. */
+  {
+    const char *argv[] = { sm_test_env ("SM_CLI"), "doctor", NULL };
+    rc = sm_test_run (argv, NULL, NULL, &out, &err);
+  }
+  if (rc != 0)
+    g_error ("securemail doctor failed (%d):\n%s%s", rc, out, err);
+
+  gtk_widget_destroy (GTK_WIDGET (a));
+  settle ();
+}
+
 int
 main (int argc, char **argv)
 {
@@ -256,5 +608,7 @@ main (int argc, char **argv)
   gtk_test_init (&argc, &argv, NULL);
   sm_gui_init ();
   g_test_add_func ("/gui/setup/completes-against-stack", test_setup_completes);
+  g_test_add_func ("/gui/setup/oauth2", test_setup_oauth2);
+  g_test_add_func ("/gui/setup/certificate", test_setup_certificate);
   return g_test_run ();
 }
