@@ -652,7 +652,7 @@ cmd_mark_personal (int argc, char **argv)
   return 0;
 }
 
-/* ---- securemail lock | unlock [--stdin] ----------------------------------------- */
+/* ---- securemail lock | unlock [--stdin] [--pin] ------------------------------------ */
 
 static int
 cmd_lock (int argc, char **argv)
@@ -660,15 +660,22 @@ cmd_lock (int argc, char **argv)
   g_autoptr(SmDbusProxy1) proxy = NULL;
   g_autoptr(GError) error = NULL;
   gboolean unlock = strcmp (argv[0], "unlock") == 0;
-  gboolean from_stdin = unlock && argc == 2 && strcmp (argv[1], "--stdin") == 0;
+  gboolean from_stdin = FALSE, want_pin = FALSE;
   char *passphrase = NULL;
   gboolean ok;
   int code = 0;
 
-  if (argc > 2 || (argc == 2 && !from_stdin))
-    return die (EXIT_USAGE, unlock ? _("usage: securemail unlock [--stdin]; the passphrase is never taken "
-                                       "from the command line")
-                                   : _("usage: securemail lock"));
+  for (int i = 1; i < argc; i++)
+    {
+      if (unlock && strcmp (argv[i], "--stdin") == 0)
+        from_stdin = TRUE;
+      else if (unlock && strcmp (argv[i], "--pin") == 0)
+        want_pin = TRUE;
+      else
+        return die (EXIT_USAGE, unlock ? _("usage: securemail unlock [--stdin] [--pin]; the passphrase and "
+                                           "the PIN are never taken from the command line")
+                                       : _("usage: securemail lock"));
+    }
   proxy = connect_proxy_or_die (&code);
   if (proxy == NULL)
     return code;
@@ -696,6 +703,27 @@ cmd_lock (int argc, char **argv)
       if (unlock)
         return die (1, _("%s (SecureMail stays locked; try again, or run “securemail doctor”)"), error->message);
       return die (1, _("SecureMail is locked, but: %s"), error->message);
+    }
+  if (want_pin)
+    {
+      /* Issue 7: the token PIN of the client certificate, held by the
+       * daemon until the next lock rather than stored in the keyring. */
+      char *pin = read_secret (_("PIN of the client certificate's smartcard or token: "), &error);
+
+      if (pin == NULL || *pin == '\0')
+        {
+          g_free (pin);
+          return die (1, _("no PIN given; SecureMail is unlocked, but logs in to the provider only with a PIN "
+                           "stored by “securemail account set-pin”"));
+        }
+      ok = sm_dbus_proxy1_call_set_token_pin_sync (proxy, pin, NULL, &error);
+      sm_wipe (pin, strlen (pin));
+      g_free (pin);
+      if (!ok)
+        {
+          g_dbus_error_strip_remote_error (error);
+          return die (1, _("SecureMail is unlocked, but the PIN was not taken: %s"), error->message);
+        }
     }
   if (opt_json)
     {

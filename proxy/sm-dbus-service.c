@@ -5,6 +5,8 @@
 
 #include "sm-dbus-generated.h"
 #include "sm-dbus-service.h"
+#include "sm-error.h"
+#include "sm-pin-interaction.h"
 #include "sm-key-summary.h"
 #include "sm-oauth2.h"
 #include "sm-receipts.h"
@@ -427,6 +429,22 @@ handle_unlock (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const 
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static gboolean
+handle_set_token_pin (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const char *pin,
+                      SmDbusService *self)
+{
+  if (*pin != '\0' && sm_server_is_locked (self->server))
+    {
+      g_dbus_method_invocation_return_error_literal (invocation, SM_ERROR, SM_ERROR_LOCKED,
+                                                     _("SecureMail is locked: unlock it first, then give "
+                                                       "the PIN"));
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  sm_pin_interaction_set_session_pin (pin);
+  sm_dbus_proxy1_complete_set_token_pin (skeleton, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 /* ---- OAuth2 sign-in (issue 7) ---------------------------------------------- */
 
 static void
@@ -483,6 +501,7 @@ sm_dbus_service_new (SmServer *server, GDBusConnection *connection, GError **err
   g_signal_connect (self->skeleton, "handle-lock", G_CALLBACK (handle_lock), self);
   g_signal_connect (self->skeleton, "handle-mark-personal", G_CALLBACK (handle_mark_personal), self);
   g_signal_connect (self->skeleton, "handle-unlock", G_CALLBACK (handle_unlock), self);
+  g_signal_connect (self->skeleton, "handle-set-token-pin", G_CALLBACK (handle_set_token_pin), self);
   update (self);
   self->status_handler = g_signal_connect_swapped (server, "status-changed", G_CALLBACK (update), self);
   self->messages_handler = g_signal_connect_swapped (server, "messages-changed", G_CALLBACK (on_messages_changed), self);

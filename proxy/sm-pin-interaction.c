@@ -1,4 +1,4 @@
-/* sm-pin-interaction.c: the client certificate's PIN from the keyring. */
+/* sm-pin-interaction.c: the client certificate's PIN, typed at unlock or from the keyring. */
 #include "config.h"
 
 #include <glib/gi18n.h>
@@ -6,11 +6,39 @@
 
 #include "sm-error.h"
 #include "sm-keyring.h"
+#include "sm-passphrase-store.h"
 #include "sm-pin-interaction.h"
+
+/* The PIN typed at unlock (sm_pin_interaction_set_session_pin()), shared by
+ * every handshake until the next lock.  Wiped when replaced. */
+static GMutex session_lock;
+static SmSecret *session_pin;
+
+void
+sm_pin_interaction_set_session_pin (const char *pin)
+{
+  g_mutex_lock (&session_lock);
+  g_clear_pointer (&session_pin, sm_secret_free);
+  if (pin != NULL && *pin != '\0')
+    session_pin = sm_secret_dup (pin);
+  g_mutex_unlock (&session_lock);
+}
+
+gboolean
+sm_pin_interaction_has_session_pin (void)
+{
+  gboolean has;
+
+  g_mutex_lock (&session_lock);
+  has = session_pin != NULL;
+  g_mutex_unlock (&session_lock);
+  return has;
+}
 
 struct _SmPinInteraction {
   GTlsInteraction parent_instance;
   char *pin;            /* non-pageable, from sm_keyring_lookup(); NULL when none */
+  SmSecret *typed;      /* a copy of the session PIN, preferred; NULL when none */
   GError *lookup_error; /* why there is no PIN */
   GError *error;        /* why the last request failed, or NULL */
   gboolean answered;    /* a PIN was given in this handshake */
@@ -36,6 +64,16 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
 
   /* A second request in one handshake means the first PIN was wrong
    * (G_TLS_PASSWORD_RETRY): never offer it again. */
+  if ((self->answered || (flags & G_TLS_PASSWORD_RETRY)) && self->typed != NULL)
+    {
+      /* Forgotten at once, so that no other handshake offers it either. */
+      sm_pin_interaction_set_session_pin (NULL);
+      return fail (self, error,
+                   g_error_new (SM_ERROR, SM_ERROR_AUTH,
+                                _("The token of the client certificate refused the PIN typed at "
+                                  "unlock; SecureMail forgot it and does not try it again. Run "
+                                  "“securemail unlock --pin” with the right PIN.")));
+    }
   if (self->answered || (flags & G_TLS_PASSWORD_RETRY))
     return fail (self, error,
                  g_error_new (SM_ERROR, SM_ERROR_AUTH,
@@ -52,6 +90,18 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                                 "SecureMail will not spend it. Unlock the token with its own "
                                 "tool (or ask your helpdesk), then store the PIN again with "
                                 "“securemail account set-pin”.")));
+  if (self->typed != NULL)
+    {
+      g_tls_password_set_value (password, (const guchar *) self->typed, (gssize) strlen (self->typed));
+      self->answered = TRUE;
+      return G_TLS_INTERACTION_HANDLED;
+    }
+  if (self->pin == NULL && g_error_matches (self->lookup_error, SM_ERROR, SM_ERROR_NO_SECRET))
+    return fail (self, error,
+                 g_error_new (SM_ERROR, SM_ERROR_NO_SECRET,
+                              _("The token of the client certificate needs its PIN: type it at "
+                                "“securemail unlock --pin” (kept until SecureMail locks), or store it "
+                                "with “securemail account set-pin”.")));
   if (self->pin == NULL)
     return fail (self, error, g_error_copy (self->lookup_error));
   /* GTlsPassword keeps a copy; ours is wiped at finalize. */
@@ -66,6 +116,7 @@ sm_pin_interaction_finalize (GObject *object)
   SmPinInteraction *self = SM_PIN_INTERACTION (object);
 
   sm_keyring_free (self->pin);
+  g_clear_pointer (&self->typed, sm_secret_free);
   g_clear_error (&self->lookup_error);
   g_clear_error (&self->error);
   G_OBJECT_CLASS (sm_pin_interaction_parent_class)->finalize (object);
@@ -90,7 +141,12 @@ sm_pin_interaction_new (const char *account)
 
   g_return_val_if_fail (account != NULL, NULL);
   self = g_object_new (SM_TYPE_PIN_INTERACTION, NULL);
-  self->pin = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, account, &self->lookup_error);
+  g_mutex_lock (&session_lock);
+  if (session_pin != NULL)
+    self->typed = sm_secret_dup (session_pin);
+  g_mutex_unlock (&session_lock);
+  if (self->typed == NULL)
+    self->pin = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, account, &self->lookup_error);
   return self;
 }
 

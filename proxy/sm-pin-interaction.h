@@ -1,11 +1,12 @@
-/* sm-pin-interaction.h: answers a TLS client certificate's PIN request from
- * the keyring (issue 7).
+/* sm-pin-interaction.h: answers a TLS client certificate's PIN request with
+ * the PIN typed at unlock or the one in the keyring (issue 7).
  *
  * When the private key of [upstream] client_certificate lives on a PKCS#11
  * token, the TLS library asks for the token's PIN during the handshake
- * through a GTlsInteraction.  This one takes the PIN the user stored with
- * `securemail account set-pin` (SM_KEYRING_CLIENT_CERT_PIN); nobody is
- * prompted, since the proxy runs without a terminal.  It answers once per
+ * through a GTlsInteraction.  This one takes the PIN the user typed at
+ * `securemail unlock --pin` (held in memory until the next lock), else the
+ * one stored with `securemail account set-pin` (SM_KEYRING_CLIENT_CERT_PIN);
+ * nobody is prompted, since the proxy runs without a terminal.  It answers once per
  * handshake and never again after a refusal: a token locks itself after a
  * few wrong PINs, and a wrong PIN in the keyring would spend them all.
  * Nothing of the PIN is logged.
@@ -33,6 +34,12 @@ SmPinInteraction *sm_pin_interaction_new (const char *account);
  * the PIN was refused, the token is about to lock), fit to show a user; or
  * NULL when every request was answered.  Owned by @self. */
 const GError *sm_pin_interaction_get_error (SmPinInteraction *self);
+
+/* Holds @pin (copied, wiped when replaced) for every handshake until it is
+ * replaced; NULL or "" forgets it.  The server forgets it on every lock, and
+ * a PIN the token refuses is forgotten at once. */
+void     sm_pin_interaction_set_session_pin (const char *pin);
+gboolean sm_pin_interaction_has_session_pin (void);
 
 /* TRUE once the interaction gave the token a PIN. */
 gboolean sm_pin_interaction_was_asked (SmPinInteraction *self);

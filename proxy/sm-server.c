@@ -13,6 +13,7 @@
 #include "sm-login-limiter.h"
 #include "sm-mime.h"
 #include "sm-relay-worker.h"
+#include "sm-pin-interaction.h"
 #include "sm-server.h"
 #include "sm-session-watch.h"
 #include "sm-smtp-session.h"
@@ -523,6 +524,8 @@ lock_because (SmServer *self, SmLockReason reason, GError **error)
   if (self->views != NULL)
     sm_view_cache_clear (self->views);
   sm_secure_view_forget_signers ();
+  /* A token PIN typed at unlock lasts until the lock, like the passphrases. */
+  sm_pin_interaction_set_session_pin (NULL);
   return sm_key_gate_forget (error);
 }
 

@@ -388,6 +388,58 @@ test_pkcs11_no_pin (Fixture *f, gconstpointer data)
    * test stored a PIN for (the same mailbox as alice@example.test). */
   start_proxy_as (f, "alice@localhost", TOKEN_CERT_URI);
   assert_login_refused (f->proxy, "set-pin");
+  assert_login_refused (f->proxy, "unlock --pin");
+}
+
+/* Runs `securemail @args...` with @input on stdin and asserts exit 0. */
+static void
+cli_ok (Fixture *f, const char *input, const char *arg1, const char *arg2, const char *arg3)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_cli (f->proxy, input, &out, &err, arg1, arg2, arg3, NULL) != 0)
+    g_error ("securemail %s %s failed: %s", arg1, arg2 ? arg2 : "", err);
+  g_assert_null (strstr (out, TOKEN_PIN));
+}
+
+/* The token PIN typed at `securemail unlock --pin` instead of stored: used
+ * until the next lock, forgotten then; a wrong one is offered once and
+ * forgotten, so the token does not lock itself; never in the keyring or the
+ * log. */
+static void
+test_pkcs11_pin_at_unlock (Fixture *f, gconstpointer data)
+{
+  g_autofree char *typed = g_strdup_printf ("\n%s\n", TOKEN_PIN);
+  g_autofree char *wrong = g_strdup_printf ("\n%s\n", TOKEN_WRONG_PIN);
+
+  if (!sm_test_require_stack () || !make_token (f))
+    return;
+  /* An account no other test stored a PIN for (see test_pkcs11_no_pin). */
+  start_proxy_as (f, "alice@localhost", TOKEN_CERT_URI);
+  assert_login_refused (f->proxy, "unlock --pin");
+  cli_ok (f, typed, "unlock", "--stdin", "--pin");
+  assert_login_works (f->proxy);
+  /* Locked and unlocked without a PIN: the typed one is gone. */
+  cli_ok (f, NULL, "lock", NULL, NULL);
+  cli_ok (f, "\n", "unlock", "--stdin", NULL);
+  assert_login_refused (f->proxy, "unlock --pin");
+  /* A wrong PIN: refused once by the token, then not offered again. */
+  cli_ok (f, wrong, "unlock", "--stdin", "--pin");
+  assert_login_refused (f->proxy, "refused the PIN typed at unlock");
+  assert_login_refused (f->proxy, "unlock --pin");
+  cli_ok (f, typed, "unlock", "--stdin", "--pin");
+  assert_login_works (f->proxy);
+  {
+    /* Typed, not stored. */
+    const char *argv[] = { "secret-tool", "lookup", "kind", "client-certificate-pin", "account", "alice@localhost",
+                           NULL };
+    g_autofree char *out = NULL;
+    sm_test_run (argv, NULL, NULL, &out, NULL);
+    g_assert_true (out == NULL || *out == '\0');
+  }
+  assert_not_in_log (f->proxy, TOKEN_PIN);
+  assert_not_in_log (f->proxy, TOKEN_WRONG_PIN);
 }
 
 int
@@ -407,6 +459,8 @@ main (int argc, char **argv)
   g_test_add ("/proxy/clientcert/pkcs11/wrong-pin", Fixture, NULL, fixture_setup, test_pkcs11_wrong_pin,
               fixture_teardown);
   g_test_add ("/proxy/clientcert/pkcs11/no-pin", Fixture, NULL, fixture_setup, test_pkcs11_no_pin,
+              fixture_teardown);
+  g_test_add ("/proxy/clientcert/pkcs11/pin-at-unlock", Fixture, NULL, fixture_setup, test_pkcs11_pin_at_unlock,
               fixture_teardown);
   return g_test_run ();
 }
