@@ -39,8 +39,16 @@ fi
 rc=$?
 # The tests stop their agents in teardown; a test that aborts cannot, so
 # stop every agent of every GnuPG home left under HOME (gpgconf per home).
+# Bounded: gpg-agent 2.2.40 was seen to wedge under load (it accepts the
+# connection and never answers), and an unbounded gpgconf then hung the
+# test past its timeout after every subtest had passed; such an agent is
+# killed.
 find "$HOME" -name gpg-agent.conf 2>/dev/null | while read -r conf; do
-  GNUPGHOME=$(dirname "$conf") gpgconf --kill all >/dev/null 2>&1
+  home=$(dirname "$conf")
+  if ! GNUPGHOME=$home timeout 10 gpgconf --kill all >/dev/null 2>&1; then
+    echo "keyring-wrapper: gpg-agent of $home did not stop; killing it" >&2
+    pkill -KILL -f -- "gpg-agent --homedir $home" 2>/dev/null
+  fi
 done
 rm -rf "$HOME"
 exit $rc

@@ -70,7 +70,9 @@ cleanup() {
   [ $cleaned = 1 ] && return
   cleaned=1
   if [ -z "${SM_KEEP_HOME:-}" ] && [ -d "$HOME/.gnupg" ]; then
-    GNUPGHOME=$HOME/.gnupg gpgconf --kill all >/dev/null 2>&1 || true
+    # Bounded: a wedged gpg-agent (seen with 2.2.40 under load) never
+    # answers; the marked-process sweep below kills it then.
+    GNUPGHOME=$HOME/.gnupg timeout 10 gpgconf --kill all >/dev/null 2>&1 || true
   fi
   local pids p _
   pids=$(marked_pids)
