@@ -20,7 +20,8 @@
 #include "../../proxy/sm-upstream.h"
 
 #define FAKE_IO_TIMEOUT_S      (SM_UPSTREAM_IO_TIMEOUT_S + 30)   /* longer than the proxy waits */
-#define PROMPT_MS              5000      /* "promptly": no hang, no waiting for a timeout */
+#define PROMPT_MS              15000     /* "promptly": no hang, no waiting for the 60 s I/O timeout
+                                            (5 s was too short for the ASan build on a busy machine) */
 #define USERNAME               "alice"
 #define AFTER_TLS_MARK         "\n--- TLS ---\n"
 
