@@ -276,13 +276,11 @@ on_client_drained (SmStreamWriter *writer, const GError *error, gpointer user_da
       return;
     }
   /* Back-pressure: the upstream side waits while the client is slow, and
-   * so does the client's next command (client_paused()). */
-  if (self->state == ST_RELAY)
-    {
-      sm_input_pump_resume (self->upstream_pump);
-      sm_input_pump_resume (self->client_pump);
-    }
-  else if (self->state == ST_NOT_AUTH)
+   * so does the client's next command (client_paused()).  A notification
+   * may arrive after a pump is gone (seen under ASan): nothing to resume. */
+  if (self->state == ST_RELAY && self->upstream_pump != NULL)
+    sm_input_pump_resume (self->upstream_pump);
+  if ((self->state == ST_RELAY || self->state == ST_NOT_AUTH) && self->client_pump != NULL)
     sm_input_pump_resume (self->client_pump);
 }
 
