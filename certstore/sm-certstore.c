@@ -219,14 +219,9 @@ sm_certstore_default_home (void)
 static gboolean
 check_engines (GError **error)
 {
-  static gsize initialised = 0;
   gpgme_error_t err;
 
-  if (g_once_init_enter (&initialised))
-    {
-      gpgme_check_version (NULL);
-      g_once_init_leave (&initialised, 1);
-    }
+  sm_gnupg_init ();
   err = gpgme_engine_check_version (GPGME_PROTOCOL_OpenPGP);
   if (!err)
     err = gpgme_engine_check_version (GPGME_PROTOCOL_CMS);

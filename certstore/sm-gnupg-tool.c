@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <glib/gi18n.h>
@@ -12,6 +13,58 @@
 
 #include "sm-certstore-error.h"
 #include "sm-gnupg-tool.h"
+
+/* The variables libassuan sets in every engine child (gpgsm --server and
+ * the like) between fork and exec: its client's pid, and for a socketpair
+ * connection (GPGME's gpgsm engine) the descriptor number of the child's
+ * end. */
+#define ASSUAN_PIPE_CONNECT_PID "_assuan_pipe_connect_pid"
+#define ASSUAN_CONNECTION_FD    "_assuan_connection_fd"
+
+/* libassuan's child calls setenv() for those two after fork and before exec.
+ * In a multi-threaded process only async-signal-safe work is safe there,
+ * and glibc's setenv() allocates unless the variable is already in the
+ * environment (its slot is reused) and the "NAME=value" string was set
+ * before (glibc keeps every string it made and finds it again).  Seen: the
+ * ASan build's forked child spinning forever on a sanitizer allocator lock
+ * that another thread held at the fork, so the S/MIME operation waiting for
+ * its gpgsm never returned (receipts-e2e and imap-secure hung so in CI; a stress program with three
+ * allocating threads hung at once without this, never with it).  So both
+ * variables are set here, the descriptor to every number the process can
+ * have open, and left at values a child started otherwise ignores: the
+ * child's calls then allocate nothing. */
+static void
+prepare_assuan_child_environment (void)
+{
+  struct rlimit nofile = { 0 };
+  char value[32];
+  rlim_t fds = SM_GNUPG_PREPARED_FDS_MAX;
+
+  g_snprintf (value, sizeof value, "%lu", (unsigned long) getpid ());
+  g_setenv (ASSUAN_PIPE_CONNECT_PID, value, TRUE);
+  if (getrlimit (RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < fds)
+    fds = nofile.rlim_cur;
+  for (rlim_t fd = 0; fd < fds; fd++)
+    {
+      g_snprintf (value, sizeof value, "%lu", (unsigned long) fd);
+      g_setenv (ASSUAN_CONNECTION_FD, value, TRUE);
+    }
+  /* Not a descriptor: a pipe server reading it finds no socket there. */
+  g_setenv (ASSUAN_CONNECTION_FD, "-1", TRUE);
+}
+
+void
+sm_gnupg_init (void)
+{
+  static gsize initialised = 0;
+
+  if (g_once_init_enter (&initialised))
+    {
+      gpgme_check_version (NULL);
+      prepare_assuan_child_environment ();
+      g_once_init_leave (&initialised, 1);
+    }
+}
 
 char *
 sm_gnupg_tool_path (const char *name,
@@ -22,7 +75,7 @@ sm_gnupg_tool_path (const char *name,
 
   g_return_val_if_fail (name != NULL, NULL);
 
-  gpgme_check_version (NULL);
+  sm_gnupg_init ();
   if (g_str_equal (name, "gpg"))
     dirinfo_key = "gpg-name";
   else if (g_str_equal (name, "gpgsm"))

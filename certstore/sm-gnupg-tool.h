@@ -20,6 +20,16 @@ G_BEGIN_DECLS
  * is stopped. */
 #define SM_GNUPG_TOOL_TIMEOUT_S  120
 
+/* Descriptor numbers sm_gnupg_init() prepares libassuan's child environment
+ * for (the soft RLIMIT_NOFILE if lower; 1024 on a default desktop). */
+#define SM_GNUPG_PREPARED_FDS_MAX 4096
+
+/* Initialises GPGME once per process (gpgme_check_version) and makes its
+ * engine start-up safe in a multi-threaded process (it sets two environment
+ * variables: see the .c file).  Call it before the first GPGME context, and
+ * early in main() of a program that starts threads. */
+void sm_gnupg_init (void);
+
 /* Path of a GnuPG program: "gpg", "gpgsm", "gpgconf" (from GPGME's engine
  * configuration) or "gpg-preset-passphrase" (from gpgconf's libexecdir).
  * Returns a newly allocated path, or NULL with @error set. */

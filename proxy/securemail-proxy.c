@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 
 #include "sm-dbus-service.h"
+#include "sm-gnupg-tool.h"
 #include "sm-server.h"
 #include "sm-tls.h"
 
@@ -97,6 +98,8 @@ main (int argc, char **argv)
       g_printerr ("securemail-proxy: %s\n", error->message);
       return EXIT_CONFIG;
     }
+  /* Before any thread: it sets an environment variable (see there). */
+  sm_gnupg_init ();
   /* SPEC.md: logs go to stderr, all of them (GLib sends debug to stdout). */
   g_log_writer_default_set_use_stderr (TRUE);
   if (verbose)

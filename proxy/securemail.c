@@ -18,6 +18,7 @@
 #include "sm-dbus-service.h"
 #include "sm-doctor.h"
 #include "sm-error.h"
+#include "sm-gnupg-tool.h"
 #include "sm-keyring.h"
 #include "sm-oauth2-login.h"
 #include "sm-receipts.h"
@@ -1063,6 +1064,8 @@ main (int argc, char **argv)
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
+  /* Before any thread: it sets environment variables (see there). */
+  sm_gnupg_init ();
 
   /* Global options may stand anywhere: the helpdesk types them where it
    * remembers them. */

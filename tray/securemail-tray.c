@@ -4,6 +4,7 @@
 
 #include <glib/gi18n.h>
 
+#include "sm-gnupg-tool.h"
 #include "sm-gui.h"
 #include "sm-main-window.h"
 #include "sm-tray.h"
@@ -85,6 +86,7 @@ main (int argc, char **argv)
   int status;
 
   sm_gui_init_i18n ();
+  sm_gnupg_init ();   /* before GTK's threads: see certstore/sm-gnupg-tool.c */
   app = gtk_application_new ("org.securemail.Tray", G_APPLICATION_DEFAULT_FLAGS);
   g_application_add_main_option_entries (G_APPLICATION (app), entries);
   g_signal_connect (app, "startup", G_CALLBACK (on_startup), NULL);

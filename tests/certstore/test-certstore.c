@@ -1603,6 +1603,113 @@ test_cli (Fixture *f, gconstpointer data)
   }
 }
 
+/* ---- engine start-up in a multi-threaded process ----------------------------------- */
+
+/* GPGME starts gpgsm through libassuan, whose child calls setenv() between
+ * fork and exec.  If that allocates while another thread of the parent held
+ * an allocator lock at the fork, the child never reaches exec and the
+ * operation never returns (the ASan build's proxy hung so in CI).  Three
+ * threads allocate from ever new call stacks (new stacks take the sanitizer's
+ * stack-depot locks) while this thread starts gpgsm again and again; without
+ * sm_gnupg_init()'s prepared environment the ASan build hangs here within a
+ * few starts. */
+#define ENGINE_STARTS          60
+#define ENGINE_STARTS_DEADLINE_S 120
+#define ALLOC_TREE_DEPTH       22
+
+static void *alloc_left (int depth, guint bits, gsize n);
+
+static __attribute__ ((noinline)) void *
+alloc_right (int depth, guint bits, gsize n)
+{
+  void *p = depth == 0 ? g_malloc (n + 1) : (bits & 1) ? alloc_left (depth - 1, bits >> 1, n)
+                                                       : alloc_right (depth - 1, bits >> 1, n);
+  __asm__ volatile ("" ::: "memory");   /* no tail call: each path is its own stack */
+  return p;
+}
+
+static __attribute__ ((noinline)) void *
+alloc_left (int depth, guint bits, gsize n)
+{
+  void *p = depth == 0 ? g_malloc (n) : (bits & 1) ? alloc_left (depth - 1, bits >> 1, n)
+                                                   : alloc_right (depth - 1, bits >> 1, n);
+  __asm__ volatile ("" ::: "memory");
+  return p;
+}
+
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  gboolean done;
+} EngineRun;
+
+static gpointer
+allocating_thread (gpointer data)
+{
+  EngineRun *run = data;
+  g_autoptr(GRand) rand = g_rand_new ();
+
+  for (;;)
+    {
+      gboolean done;
+
+      g_mutex_lock (&run->lock);
+      done = run->done;
+      g_mutex_unlock (&run->lock);
+      if (done)
+        return NULL;
+      for (guint i = 0; i < 1000; i++)
+        g_free (alloc_left (ALLOC_TREE_DEPTH, g_rand_int (rand), 16 + g_rand_int_range (rand, 0, 4000)));
+    }
+}
+
+static gpointer
+engine_watchdog (gpointer data)
+{
+  EngineRun *run = data;
+  gint64 deadline = g_get_monotonic_time () + ENGINE_STARTS_DEADLINE_S * G_USEC_PER_SEC;
+
+  g_mutex_lock (&run->lock);
+  while (!run->done)
+    if (!g_cond_wait_until (&run->cond, &run->lock, deadline))
+      g_error ("%d gpgsm starts did not finish within %d s: an engine child hung between fork and exec",
+               ENGINE_STARTS, ENGINE_STARTS_DEADLINE_S);
+  g_mutex_unlock (&run->lock);
+  return NULL;
+}
+
+static void
+test_engine_start_while_allocating (Fixture *f, gconstpointer data)
+{
+  SmCertstore *store = open_store (f, "engine");
+  EngineRun run = { 0 };
+  GThread *threads[3];
+  GThread *watchdog;
+
+  g_mutex_init (&run.lock);
+  g_cond_init (&run.cond);
+  watchdog = g_thread_new ("watchdog", engine_watchdog, &run);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    threads[i] = g_thread_new ("allocating", allocating_thread, &run);
+  for (guint i = 0; i < ENGINE_STARTS; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GPtrArray) certs = sm_certstore_list_certs (store, &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (certs);
+    }
+  g_mutex_lock (&run.lock);
+  run.done = TRUE;
+  g_cond_broadcast (&run.cond);
+  g_mutex_unlock (&run.lock);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    g_thread_join (threads[i]);
+  g_thread_join (watchdog);
+  g_cond_clear (&run.cond);
+  g_mutex_clear (&run.lock);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1652,6 +1759,7 @@ main (int argc, char **argv)
   ADD ("/certstore/backup/roundtrip", test_backup_roundtrip, NULL);
   ADD ("/certstore/backup/refused", test_backup_refused, NULL);
   ADD ("/certstore/cli/keys-certs", test_cli, NULL);
+  ADD ("/certstore/engine/start-while-allocating", test_engine_start_while_allocating, NULL);
 #undef ADD
 
   rc = g_test_run ();

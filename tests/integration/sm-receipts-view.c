@@ -22,6 +22,7 @@
 #undef SM_PROTOCOL_SMIME
 #undef SM_PROTOCOL_OPENPGP
 #include "sm-certstore.h"
+#include "sm-gnupg-tool.h"
 #include "sm-secure-view.h"
 #include "sm-spool.h"
 
@@ -40,6 +41,8 @@ main (int argc, char **argv)
   g_autofree char *data_dir = sm_config_data_dir ();
   g_autofree char *spool_dir = g_build_filename (data_dir, "spool", NULL);
   gsize len = 0;
+
+  sm_gnupg_init ();   /* before any thread: see certstore/sm-gnupg-tool.c */
 
   if (argc != 2)
     {
