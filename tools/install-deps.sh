@@ -29,6 +29,8 @@ PKGS=(
   trayer haskell-status-notifier-item-utils
   # benchmarks
   hyperfine
+  # where a hung test process was stuck (tests/integration/sm-test-harness.c)
+  gdb
 )
 
 die() { echo "install-deps: ERROR: $*" >&2; exit 1; }

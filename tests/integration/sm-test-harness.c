@@ -63,6 +63,55 @@ sm_test_upstream_section (const char *user)
                           sm_test_env ("SM_TEST_CA"));
 }
 
+/* What every thread of process @pid is doing, for a test that gives up on
+ * it (gdb, bounded; a sanitizer build keeps the proxy dumpable), and the
+ * process tree around it: a hang in CI must say where it hung. */
+char *
+sm_test_describe_stuck (const char *pid)
+{
+  g_autofree char *gdb = g_find_program_in_path ("gdb");
+  g_autofree char *bt = NULL;
+  g_autofree char *tree = NULL;
+  g_autofree char *limit = g_strdup_printf ("%u", SM_TEST_BACKTRACE_TIMEOUT_S);
+  const char *ps_argv[] = { "ps", "-eo", "pid,ppid,stat,etimes,args", "--forest", NULL };
+
+  g_spawn_sync (NULL, (char **) ps_argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                &tree, NULL, NULL, NULL);
+  if (gdb != NULL && pid != NULL)
+    {
+      const char *gdb_argv[] = { "timeout", "-s", "KILL", limit, gdb, "-p", pid, "-batch", "-nx",
+                                 "-ex", "thread apply all bt", NULL };
+      g_spawn_sync (NULL, (char **) gdb_argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+                    NULL, &bt, NULL, NULL, NULL);
+    }
+  return g_strdup_printf ("threads of %s:\n%s\nprocesses:\n%s", pid ? pid : "(gone)",
+                          bt ? bt : "(gdb not installed)", tree ? tree : "");
+}
+
+typedef struct {
+  gboolean done;
+  gboolean expired;
+  GBytes *out;
+  GBytes *err;
+  GError *error;
+} Communication;
+
+static void
+on_communicated (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Communication *c = user_data;
+
+  g_subprocess_communicate_finish (G_SUBPROCESS (source), result, &c->out, &c->err, &c->error);
+  c->done = TRUE;
+}
+
+static gboolean
+on_run_deadline (gpointer user_data)
+{
+  ((Communication *) user_data)->expired = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
 int
 sm_test_run (const char * const *argv, const char * const *envp, const char *input, char **out, char **err)
 {
@@ -72,8 +121,9 @@ sm_test_run (const char * const *argv, const char * const *envp, const char *inp
   g_autoptr(GSubprocess) p = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) in_bytes = g_bytes_new (input ? input : "", input ? strlen (input) : 0);
-  g_autoptr(GBytes) out_bytes = NULL;
-  g_autoptr(GBytes) err_bytes = NULL;
+  g_autoptr(GMainContext) ctx = g_main_context_new ();
+  g_autoptr(GSource) deadline = g_timeout_source_new_seconds (SM_TEST_RUN_TIMEOUT_S);
+  Communication c = { 0 };
   g_autofree char *o = NULL;
   g_autofree char *e = NULL;
 
@@ -84,16 +134,36 @@ sm_test_run (const char * const *argv, const char * const *envp, const char *inp
     }
   p = g_subprocess_launcher_spawnv (l, argv, &error);
   g_assert_no_error (error);
-  /* Always a stdin buffer (empty for none): GLib 2.74's
+  /* A private context: the caller may be inside a main loop of its own.
+   * Always a stdin buffer (empty for none): GLib 2.74's
    * g_subprocess_communicate_utf8() leaked its output buffer when given
-   * NULL with a stdin pipe (LeakSanitizer). */
-  g_subprocess_communicate (p, in_bytes, NULL, &out_bytes, &err_bytes, &error);
+   * NULL with a stdin pipe (LeakSanitizer).  Bounded: a helper that never
+   * ends (a wedged gpg-agent behind it) must fail the test with a trace,
+   * not sit until meson kills the whole binary without one. */
+  g_main_context_push_thread_default (ctx);
+  g_source_set_callback (deadline, on_run_deadline, &c, NULL);
+  g_source_attach (deadline, ctx);
+  g_subprocess_communicate_async (p, in_bytes, NULL, on_communicated, &c);
+  while (!c.done && !c.expired)
+    g_main_context_iteration (ctx, TRUE);
+  g_source_destroy (deadline);
+  if (!c.done)
+    {
+      g_autofree char *stuck = sm_test_describe_stuck (g_subprocess_get_identifier (p));
+      g_error ("%s did not finish within %u s\n%s", argv[0], SM_TEST_RUN_TIMEOUT_S, stuck);
+    }
+  g_main_context_pop_thread_default (ctx);
+  g_assert_no_error (c.error);
+  /* The exit status is known once the pipes closed and the child was reaped. */
+  g_subprocess_wait (p, NULL, &error);
   g_assert_no_error (error);
   /* An empty GBytes has no data pointer; the callers want "". */
-  o = g_bytes_get_size (out_bytes) ? g_strndup (g_bytes_get_data (out_bytes, NULL), g_bytes_get_size (out_bytes))
-                                   : g_strdup ("");
-  e = g_bytes_get_size (err_bytes) ? g_strndup (g_bytes_get_data (err_bytes, NULL), g_bytes_get_size (err_bytes))
-                                   : g_strdup ("");
+  o = g_bytes_get_size (c.out) ? g_strndup (g_bytes_get_data (c.out, NULL), g_bytes_get_size (c.out))
+                               : g_strdup ("");
+  e = g_bytes_get_size (c.err) ? g_strndup (g_bytes_get_data (c.err, NULL), g_bytes_get_size (c.err))
+                               : g_strdup ("");
+  g_bytes_unref (c.out);
+  g_bytes_unref (c.err);
   if (g_test_verbose ())
     g_printerr ("$ %s -> %d\n%s%s", argv[0], g_subprocess_get_exit_status (p), o ? o : "", e ? e : "");
   if (out)
@@ -331,6 +401,7 @@ void
 sm_test_proxy_stop (SmTestProxy *proxy)
 {
   g_autoptr(GError) error = NULL;
+  gint64 deadline;
 
   if (proxy->process == NULL)
     return;
@@ -340,6 +411,19 @@ sm_test_proxy_stop (SmTestProxy *proxy)
       return;
     }
   g_subprocess_send_signal (proxy->process, SIGTERM);
+  /* Bounded: a proxy that does not stop fails here, with where it hung. */
+  deadline = g_get_monotonic_time () + (gint64) SM_TEST_STOP_TIMEOUT_S * G_USEC_PER_SEC;
+  while (g_subprocess_get_identifier (proxy->process) != NULL && g_get_monotonic_time () < deadline)
+    g_usleep (20 * 1000);
+  if (g_subprocess_get_identifier (proxy->process) != NULL)
+    {
+      g_autofree char *stuck = sm_test_describe_stuck (g_subprocess_get_identifier (proxy->process));
+      g_autofree char *log = NULL;
+      g_file_get_contents (proxy->log_path, &log, NULL, NULL);
+      g_subprocess_force_exit (proxy->process);
+      g_error ("securemail-proxy did not stop within %u s of SIGTERM\n%s\nits log:\n%s", SM_TEST_STOP_TIMEOUT_S,
+               stuck, log ? log : "");
+    }
   g_subprocess_wait (proxy->process, NULL, &error);
   g_assert_no_error (error);
   if (!g_subprocess_get_if_exited (proxy->process) || g_subprocess_get_exit_status (proxy->process) != 0)

@@ -14,6 +14,11 @@ G_BEGIN_DECLS
 
 #define SM_TEST_LSAN_EXIT_CODE   23      /* LeakSanitizer's default exit code */
 #define SM_TEST_START_TIMEOUT_MS 30000   /* a loaded CI machine runs two builds' tests */
+/* One helper program (the CLI, curl, a python client) under ASan on a loaded
+ * machine takes seconds; minutes mean it hangs. */
+#define SM_TEST_RUN_TIMEOUT_S      180
+#define SM_TEST_STOP_TIMEOUT_S     60    /* SIGTERM to exit: sessions closed, workers joined */
+#define SM_TEST_BACKTRACE_TIMEOUT_S 60   /* gdb attaching to a stuck process */
 
 typedef struct {
   char *dir;              /* per-proxy directory: config, log */
@@ -67,9 +72,14 @@ void sm_test_proxy_stop (SmTestProxy *proxy);
 void sm_test_proxy_free (SmTestProxy *proxy);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmTestProxy, sm_test_proxy_free)
 
+/* The threads of process @pid (gdb) and the process tree, for a test that
+ * gives up on a hung process. */
+char *sm_test_describe_stuck (const char *pid);
+
 /* Runs argv (NULL-terminated) with @input on stdin and extra environment
  * @envp ("NAME=value", may be NULL); returns the exit status and the
- * outputs.  A program that cannot be started fails the test. */
+ * outputs.  A program that cannot be started, or that runs longer than
+ * SM_TEST_RUN_TIMEOUT_S, fails the test (the latter with its threads). */
 int sm_test_run (const char * const *argv, const char * const *envp, const char *input,
                  char **out, char **err);
 
