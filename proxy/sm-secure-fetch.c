@@ -215,54 +215,51 @@ sm_secure_fetch_set_gate_open (gboolean open)
   g_atomic_int_set (&gate_open, open);
 }
 
-/* Hands the keyring's passphrases to gpg-agent again, unless that was done
- * a moment ago or the gate is closed.  Returns TRUE when a retry may help. */
+static gpointer agent_watch_thread (gpointer data);
+
+/* Why the keyring's passphrases go to gpg-agent again. */
+typedef enum {
+  REPRESET_LOST,        /* a build found a key locked: at most once per
+                         * SM_SECURE_FETCH_REPRESET_INTERVAL_S */
+  REPRESET_NEW_AGENT,   /* the watchdog replaced the agent: once per
+                         * replacement, whenever the last re-preset was */
+} RepresetReason;
+
+static gint represet_generation;   /* under store_lock */
+
+/* Hands the keyring's passphrases to gpg-agent again, unless the gate is
+ * closed or @reason says it is not due (@generation: the agent's, for
+ * REPRESET_NEW_AGENT).  Returns TRUE when a retry may help: another build
+ * may just have re-preset. */
 static gboolean
-represet (SmCertstore *store)
+represet (SmCertstore *store, RepresetReason reason, gint generation)
 {
   g_autoptr(GError) local = NULL;
-  gboolean retry = FALSE;
   gint64 now = g_get_monotonic_time ();
+  gboolean due;
 
   if (!g_atomic_int_get (&gate_open))
     return FALSE;
   g_mutex_lock (&store_lock);
-  if (now - last_represet >= SM_SECURE_FETCH_REPRESET_INTERVAL_S * G_USEC_PER_SEC)
+  if (reason == REPRESET_NEW_AGENT)
+    {
+      due = represet_generation != generation;
+      represet_generation = generation;
+    }
+  else
+    due = now - last_represet >= SM_SECURE_FETCH_REPRESET_INTERVAL_S * G_USEC_PER_SEC;
+  if (due)
     {
       last_represet = now;
-      if (tracked_unlock (store, &local))
-        g_message ("gpg-agent had lost a key passphrase; it was handed over again from the keyring");
-      else
-        g_message ("gpg-agent has no key passphrase and the keyring could not give it: %s", local->message);
-    }
-  /* Another build may just have re-preset: worth a retry either way. */
-  retry = TRUE;
-  g_mutex_unlock (&store_lock);
-  return retry;
-}
-
-static gpointer agent_watch_thread (gpointer data);
-
-/* After the watchdog replaced gpg-agent: the new agent gets the keyring's
- * passphrases once per replacement, whenever the last re-preset was. */
-static gint represet_generation;   /* under store_lock */
-
-static void
-represet_after_restart (SmCertstore *store, gint generation)
-{
-  g_autoptr(GError) local = NULL;
-
-  if (!g_atomic_int_get (&gate_open))
-    return;
-  g_mutex_lock (&store_lock);
-  if (represet_generation != generation)
-    {
-      represet_generation = generation;
-      last_represet = g_get_monotonic_time ();
       if (!tracked_unlock (store, &local))
-        g_message ("The new gpg-agent could not get the key passphrases from the keyring: %s", local->message);
+        g_message (reason == REPRESET_LOST ? "gpg-agent has no key passphrase and the keyring could not give it: %s"
+                                           : "The new gpg-agent could not get the key passphrases from the keyring: %s",
+                   local->message);
+      else if (reason == REPRESET_LOST)
+        g_message ("gpg-agent had lost a key passphrase; it was handed over again from the keyring");
     }
   g_mutex_unlock (&store_lock);
+  return TRUE;
 }
 
 SmCertstore *
@@ -683,10 +680,11 @@ build_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       /* The watchdog replaced a wedged gpg-agent under this build: the new
        * one needs the passphrases, then the build runs again. */
       g_clear_error (&error);
-      represet_after_restart (store, g_atomic_int_get (&agent_generation));
+      represet (store, REPRESET_NEW_AGENT, g_atomic_int_get (&agent_generation));
       view = build_view (store, data, &error);
     }
-  else if (view == NULL && g_error_matches (error, SM_ERROR, SM_ERROR_LOCKED) && represet (store))
+  else if (view == NULL && g_error_matches (error, SM_ERROR, SM_ERROR_LOCKED) &&
+           represet (store, REPRESET_LOST, 0))
     {
       g_clear_error (&error);
       view = build_view (store, data, &error);
