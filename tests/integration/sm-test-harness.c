@@ -746,6 +746,20 @@ sm_test_imap_command (SmTestClient *c, const char *cmd, const char *status)
 }
 
 char *
+sm_test_imap_login (SmTestClient *c, SmTestProxy *proxy, const char *tag, const char *password)
+{
+  g_autofree char *cmd = g_strdup_printf ("%s LOGIN \"%s\" \"%s\"\r\n", tag, proxy->address,
+                                          password ? password : proxy->local_password);
+  g_autofree char *prefix = g_strconcat (tag, " ", NULL);
+  char *line;
+
+  sm_test_client_send (c, cmd);
+  line = sm_test_client_until (c, prefix);
+  g_assert_nonnull (line);
+  return line;
+}
+
+char *
 sm_test_sasl_plain (const char *user, const char *password)
 {
   gsize ulen = strlen (user), plen = strlen (password);

@@ -150,6 +150,10 @@ char *sm_test_smtp_command (SmTestClient *client, const char *cmd, const char *p
  * up to the one with its tag and fails the test unless that one starts with
  * "tag @status" (e.g. "OK", "NO [CANNOT]"); returns it. */
 char *sm_test_imap_command (SmTestClient *client, const char *cmd, const char *status);
+/* Sends "@tag LOGIN address password" for @proxy's account (@password NULL:
+ * the local password) on @client, whose greeting was read; returns the
+ * tagged reply, whatever it is. */
+char *sm_test_imap_login (SmTestClient *client, SmTestProxy *proxy, const char *tag, const char *password);
 /* base64 of the RFC 4616 PLAIN response "\0user\0password". */
 char *sm_test_sasl_plain (const char *user, const char *password);
 /* Connects to the proxy's SMTP listener, reads the greeting and says EHLO;

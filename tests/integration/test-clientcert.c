@@ -145,14 +145,11 @@ static char *
 imap_login (SmTestProxy *p, SmTestClient **client)
 {
   g_autofree char *greeting = NULL;
-  g_autofree char *cmd = NULL;
 
   *client = sm_test_client_connect (p->imap_port);
   greeting = sm_test_client_line (*client);
   g_assert_nonnull (greeting);
-  cmd = g_strdup_printf ("a1 LOGIN \"%s\" \"%s\"\r\n", p->address, p->local_password);
-  sm_test_client_send (*client, cmd);
-  return sm_test_client_until (*client, "a1 ");
+  return sm_test_imap_login (*client, p, "a1", NULL);
 }
 
 static void

@@ -372,19 +372,6 @@ test_sasl_plain (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (line, "s2 OK"));
 }
 
-/* Logs @c in with LOGIN and returns the capabilities of the tagged OK. */
-static char *
-raw_login (Fixture *f, SmTestClient *c, const char *tag)
-{
-  g_autofree char *cmd = g_strdup_printf ("%s LOGIN \"%s\" \"%s\"\r\n", tag, f->proxy->address,
-                                          f->proxy->local_password);
-  g_autofree char *prefix = g_strdup_printf ("%s ", tag);
-
-  g_free (sm_test_client_line (c));
-  sm_test_client_send (c, cmd);
-  return sm_test_client_until (c, prefix);
-}
-
 /* QRESYNC and NOTIFY are not offered (VANISHED and unsolicited content
  * would get around the decrypted views), ENABLE QRESYNC never reaches the
  * provider, and the proxy's own answer to a pipelined command never lands
@@ -406,7 +393,8 @@ test_qresync_notify (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = sm_test_client_connect (f->proxy->imap_port);
-  line = raw_login (f, c, "q1");
+  g_free (sm_test_client_line (c));
+  line = sm_test_imap_login (c, f->proxy, "q1", NULL);
   g_assert_true (g_str_has_prefix (line, "q1 OK [CAPABILITY "));
   /* Dovecot offers both; the proxy must not. */
   g_assert_null (strstr (line, "QRESYNC"));

@@ -52,16 +52,13 @@ imap_login (SmTestProxy *p, const char *password, gint64 *elapsed_ms)
 {
   g_autoptr(SmTestClient) c = sm_test_client_connect (p->imap_port);
   g_autofree char *greeting = sm_test_client_line (c);
-  g_autofree char *cmd = g_strdup_printf ("a1 LOGIN \"%s\" \"%s\"\r\n", p->address, password);
   gint64 t0 = g_get_monotonic_time ();
   char *line;
 
   g_assert_nonnull (greeting);
-  sm_test_client_send (c, cmd);
-  line = sm_test_client_until (c, "a1 ");
+  line = sm_test_imap_login (c, p, "a1", password);
   if (elapsed_ms)
     *elapsed_ms = (g_get_monotonic_time () - t0) / 1000;
-  g_assert_nonnull (line);
   return line;
 }
 

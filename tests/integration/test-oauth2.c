@@ -214,13 +214,10 @@ imap_login (Fixture *f)
 {
   g_autoptr(SmTestClient) c = sm_test_client_connect (f->proxy->imap_port);
   g_autofree char *greeting = sm_test_client_line (c);
-  g_autofree char *cmd = g_strdup_printf ("a1 LOGIN %s %s\r\n", f->proxy->address, f->proxy->local_password);
   char *reply;
 
   g_assert_nonnull (greeting);
-  sm_test_client_send (c, cmd);
-  reply = sm_test_client_until (c, "a1 ");
-  g_assert_nonnull (reply);
+  reply = sm_test_imap_login (c, f->proxy, "a1", NULL);
   if (g_str_has_prefix (reply, "a1 OK"))
     {
       g_autofree char *sel = NULL;

@@ -807,23 +807,12 @@ imap_connect (SmTestProxy *p)
   return c;
 }
 
-/* "tag LOGIN address password"; returns the tagged reply. */
-static char *
-imap_login_client (SmTestClient *c, SmTestProxy *p, const char *tag)
-{
-  g_autofree char *cmd = g_strdup_printf ("%s LOGIN \"%s\" \"%s\"\r\n", tag, p->address, p->local_password);
-  g_autofree char *prefix = g_strdup_printf ("%s ", tag);
-
-  sm_test_client_send (c, cmd);
-  return sm_test_client_until (c, prefix);
-}
-
 /* A client logged in through the proxy with INBOX selected (tags a1, a2). */
 static SmTestClient *
 imap_open_selected (SmTestProxy *p)
 {
   SmTestClient *c = imap_connect (p);
-  g_autofree char *line = imap_login_client (c, p, "a1");
+  g_autofree char *line = sm_test_imap_login (c, p, "a1", NULL);
 
   g_assert_true (g_str_has_prefix (line, "a1 OK"));
   g_clear_pointer (&line, g_free);
@@ -880,7 +869,7 @@ test_imap_mid_literal (Fixture *f, gconstpointer data)
    * connection answers in full) and fetches the whole message. */
   {
     g_autoptr(SmTestClient) c2 = imap_connect (f->proxy);
-    g_autofree char *l2 = imap_login_client (c2, f->proxy, "b1");
+    g_autofree char *l2 = sm_test_imap_login (c2, f->proxy, "b1", NULL);
     g_autofree char *body = g_malloc (LITERAL_SIZE);
     gsize got = 0;
 
@@ -937,7 +926,7 @@ test_imap_append_sync (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_true (g_str_has_prefix (line, "a1 OK"));
   g_clear_pointer (&line, g_free);
   cmd = g_strdup_printf ("a2 APPEND Sent (\\Seen) {%zu}\r\n", strlen (msg));
@@ -971,7 +960,7 @@ test_imap_search_sync (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_true (g_str_has_prefix (line, "a1 OK"));
   g_clear_pointer (&line, g_free);
   sm_test_client_send (c, "a2 SEARCH CHARSET UTF-8 BODY {6}\r\n");
@@ -1001,7 +990,7 @@ test_imap_close_between (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_true (g_str_has_prefix (line, "a1 OK"));
   g_clear_pointer (&line, g_free);
   t0 = g_get_monotonic_time ();
@@ -1037,7 +1026,7 @@ test_imap_close_mid_line (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_true (g_str_has_prefix (line, "a1 OK"));
   g_clear_pointer (&line, g_free);
   sm_test_client_send (c, "a2 FETCH 1 FLAGS\r\n");
@@ -1060,7 +1049,7 @@ test_imap_no_starttls (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_nonnull (line);
   if (!g_str_has_prefix (line, "a1 NO [UNAVAILABLE] "))
     g_error ("expected NO [UNAVAILABLE], got “%s”", line);
@@ -1075,7 +1064,7 @@ test_imap_no_starttls (Fixture *f, gconstpointer data)
   g_assert_null (strstr (transcript, "STARTTLS"));
   /* The client may try again, with the same answer; the session lives on. */
   g_clear_pointer (&line, g_free);
-  line = imap_login_client (c, f->proxy, "a2");
+  line = sm_test_imap_login (c, f->proxy, "a2", NULL);
   g_assert_true (g_str_has_prefix (line, "a2 NO [UNAVAILABLE] "));
 }
 
@@ -1090,7 +1079,7 @@ test_imap_starttls_injection (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_nonnull (line);
   if (!g_str_has_prefix (line, "a1 NO [UNAVAILABLE] "))
     g_error ("expected NO [UNAVAILABLE], got “%s”", line);
@@ -1118,7 +1107,7 @@ test_imap_starttls_good (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_true (g_str_has_prefix (line, "a1 OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS]"));
   g_clear_pointer (&line, g_free);
   sm_test_client_send (c, "a2 NOOP\r\n");
@@ -1186,7 +1175,7 @@ test_imap_garbage (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_nonnull (line);
   if (!g_str_has_prefix (line, "a1 NO [UNAVAILABLE] "))
     g_error ("%s: expected NO [UNAVAILABLE], got “%s”", gc->path, line);
@@ -1236,7 +1225,7 @@ test_imap_long_greeting (Fixture *f, gconstpointer data)
   if (f->proxy == NULL)
     return;
   c = imap_connect (f->proxy);
-  line = imap_login_client (c, f->proxy, "a1");
+  line = sm_test_imap_login (c, f->proxy, "a1", NULL);
   g_assert_nonnull (line);
   g_assert_true (g_str_has_prefix (line, "a1 NO [UNAVAILABLE] "));
   g_assert_nonnull (strstr (line, "longer than"));
