@@ -907,6 +907,21 @@ unwrap_signed (Build *b, GBytes *entity, SmProtocol protocol, GBytes **next, GEr
   return TRUE;
 }
 
+/* An ASCII-armored OpenPGP message (RFC 4880 section 6.2) at the start,
+ * leading white space aside. */
+static gboolean
+looks_armored (GBytes *data)
+{
+  static const char begin[] = "-----BEGIN PGP MESSAGE-----";
+  gsize len = 0;
+  const char *p = g_bytes_get_data (data, &len);
+  gsize i = 0;
+
+  while (i < len && g_ascii_isspace (p[i]))
+    i++;
+  return len - i >= sizeof begin - 1 && memcmp (p + i, begin, sizeof begin - 1) == 0;
+}
+
 /* multipart/encrypted (RFC 3156 section 4): the second part is the OpenPGP
  * message; decrypt_verify also reads a signature inside it (section 6.2). */
 static gboolean
@@ -942,12 +957,26 @@ unwrap_pgp_encrypted (Build *b, GBytes *entity, GBytes **next, GError **error)
   encpart = parts->pdata[1];
   cipher = sm_mime_decode_body (data + encpart->body_start, encpart->body_len, encpart->encoding);
 
-  ctx = new_context (b, SM_PROTOCOL_OPENPGP, error);
-  if (ctx == NULL)
-    return FALSE;
-  gpgme_data_new_from_mem (&in, g_bytes_get_data (cipher, NULL), g_bytes_get_size (cipher), 0);
-  gpgme_data_new (&out);
-  err = gpgme_op_decrypt_verify (ctx, in, out);
+  for (guint attempt = 1;; attempt++)
+    {
+      ctx = new_context (b, SM_PROTOCOL_OPENPGP, error);
+      if (ctx == NULL)
+        return FALSE;
+      gpgme_data_new_from_mem (&in, g_bytes_get_data (cipher, NULL), g_bytes_get_size (cipher), 0);
+      gpgme_data_new (&out);
+      err = gpgme_op_decrypt_verify (ctx, in, out);
+      /* "No data": gpg ended without saying it decrypted or failed to.  On
+       * an armored message that is gpg gone before its first word (seen
+       * rarely in the sanitizer test runs), not the message: once more on a
+       * new gpg, before the failure becomes the message's view for good. */
+      if (gpgme_err_code (err) != GPG_ERR_NO_DATA || attempt >= SM_SECURE_VIEW_GPG_ATTEMPTS
+          || !looks_armored (cipher))
+        break;
+      g_message ("gpg gave no result for an OpenPGP message (%s); trying again", gpgme_strsource (err));
+      drop_plaintext (out);
+      gpgme_data_release (in);
+      gpgme_release (ctx);
+    }
   dres = gpgme_op_decrypt_result (ctx);
   if (!err && dres != NULL && dres->legacy_cipher_nomdc)
     {

@@ -33,6 +33,8 @@ typedef struct _SmCertstore SmCertstore;
 /* Most cryptographic layers unwrapped from the root (signed inside
  * encrypted inside signed is the "triple wrap" of RFC 8551 section 3.7). */
 #define SM_SECURE_VIEW_MAX_LAYERS        3
+/* gpg runs per OpenPGP message when one ends with no result at all. */
+#define SM_SECURE_VIEW_GPG_ATTEMPTS      2
 /* How long a signer's key and certificate status, once looked up, are
  * reused for other messages (see sm_secure_view_forget_signers()). */
 #define SM_SECURE_VIEW_SIGNER_TTL_S      300
