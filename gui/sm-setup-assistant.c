@@ -188,6 +188,14 @@ on_provider_changed (SmSetupAssistant *self)
 
 /* ---- step 3: the provider's settings, found from the address --------------- */
 
+/* Sets entry @id to @value when it is empty and the user may change it. */
+static void
+prefill (SmSetupAssistant *self, const char *id, const char *value)
+{
+  if (value != NULL && gtk_widget_get_sensitive (w (self, id)) && *text (self, id) == '\0')
+    gtk_entry_set_text (GTK_ENTRY (w (self, id)), value);
+}
+
 static void
 lookup_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -219,6 +227,16 @@ lookup_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->found->username != NULL && gtk_widget_get_sensitive (w (self, "username_entry")) &&
       (*text (self, "username_entry") == '\0' || g_strcmp0 (text (self, "username_entry"), self->looked_up) == 0))
     gtk_entry_set_text (GTK_ENTRY (w (self, "username_entry")), self->found->username);
+  /* The provider's OAuth2 sign-in addresses go to step 4, never over what
+   * the user typed or the administrator set; OAuth2 is chosen there when it
+   * is the provider's first way in (the client ID still comes from the
+   * administrator: documents do not carry one). */
+  prefill (self, "oauth2_authorization_entry", self->found->oauth2_authorization_endpoint);
+  prefill (self, "oauth2_token_entry", self->found->oauth2_token_endpoint);
+  prefill (self, "oauth2_scope_entry", self->found->oauth2_scope);
+  if (self->found->oauth2_first && self->found->oauth2_authorization_endpoint != NULL &&
+      self->found->oauth2_token_endpoint != NULL && gtk_widget_get_sensitive (w (self, "auth_oauth2_radio")))
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (w (self, "auth_oauth2_radio")), TRUE);
   on_provider_changed (self);
 }
 

@@ -28,6 +28,9 @@ sm_provider_settings_free (SmProviderSettings *settings)
   g_free (settings->smtp_url);
   g_free (settings->username);
   g_free (settings->source);
+  g_free (settings->oauth2_authorization_endpoint);
+  g_free (settings->oauth2_token_endpoint);
+  g_free (settings->oauth2_scope);
   g_free (settings);
 }
 
@@ -44,6 +47,11 @@ typedef struct {
   GString *port;
   GString *socket_type;
   GString *username;
+  GString *authentication;  /* the server's first <authentication> */
+  gboolean in_oauth2;       /* inside <oAuth2> */
+  GString *auth_url;
+  GString *token_url;
+  GString *scope;
   GString *current;         /* the field being read, or NULL */
   SmProviderSettings *found;
 } ParseState;
@@ -121,11 +129,29 @@ on_start (GMarkupParseContext *ctx, const char *name, const char **attr_names, c
       g_string_truncate (st->port, 0);
       g_string_truncate (st->socket_type, 0);
       g_string_truncate (st->username, 0);
+      g_string_truncate (st->authentication, 0);
+      return;
+    }
+  if (st->kind == SERVER_NONE && strcmp (name, "oAuth2") == 0)
+    {
+      st->in_oauth2 = TRUE;
+      return;
+    }
+  if (st->in_oauth2)
+    {
+      if (strcmp (name, "authURL") == 0)
+        st->current = st->auth_url;
+      else if (strcmp (name, "tokenURL") == 0)
+        st->current = st->token_url;
+      else if (strcmp (name, "scope") == 0)
+        st->current = st->scope;
       return;
     }
   if (st->kind == SERVER_NONE)
     return;
-  if (strcmp (name, "hostname") == 0)
+  if (strcmp (name, "authentication") == 0 && st->authentication->len == 0)
+    st->current = st->authentication;
+  else if (strcmp (name, "hostname") == 0)
     st->current = st->hostname;
   else if (strcmp (name, "port") == 0)
     st->current = st->port;
@@ -150,7 +176,9 @@ on_end (GMarkupParseContext *ctx, const char *name, gpointer user_data, GError *
   ParseState *st = user_data;
 
   st->current = NULL;
-  if (st->kind == SERVER_INCOMING && strcmp (name, "incomingServer") == 0)
+  if (st->in_oauth2 && strcmp (name, "oAuth2") == 0)
+    st->in_oauth2 = FALSE;
+  else if (st->kind == SERVER_INCOMING && strcmp (name, "incomingServer") == 0)
     {
       /* The first usable one: the document lists them in the provider's
        * order of preference. */
@@ -159,6 +187,8 @@ on_end (GMarkupParseContext *ctx, const char *name, gpointer user_data, GError *
           st->found->imap_url = server_url (st, "imaps", "imap");
           if (st->found->imap_url != NULL && st->username->len > 0)
             st->found->username = fill_placeholders (st->username->str, st->address);
+          if (st->found->imap_url != NULL)
+            st->found->oauth2_first = g_ascii_strcasecmp (g_strstrip (st->authentication->str), "OAuth2") == 0;
         }
       st->kind = SERVER_NONE;
     }
@@ -168,6 +198,23 @@ on_end (GMarkupParseContext *ctx, const char *name, gpointer user_data, GError *
         st->found->smtp_url = server_url (st, "smtps", "smtp");
       st->kind = SERVER_NONE;
     }
+}
+
+/* @url (taken) when it is an https:// address with a host, else NULL. */
+static char *
+https_or_null (char *url)
+{
+  g_autoptr(GUri) uri = NULL;
+
+  g_strstrip (url);
+  uri = g_uri_parse (url, G_URI_FLAGS_NONE, NULL);
+  if (uri == NULL || g_strcmp0 (g_uri_get_scheme (uri), "https") != 0 || g_uri_get_host (uri) == NULL ||
+      *g_uri_get_host (uri) == '\0')
+    {
+      g_free (url);
+      return NULL;
+    }
+  return url;
 }
 
 SmProviderSettings *
@@ -195,6 +242,10 @@ sm_autoconfig_parse (const char *xml, gssize length, const char *address, GError
   st.port = g_string_new (NULL);
   st.socket_type = g_string_new (NULL);
   st.username = g_string_new (NULL);
+  st.authentication = g_string_new (NULL);
+  st.auth_url = g_string_new (NULL);
+  st.token_url = g_string_new (NULL);
+  st.scope = g_string_new (NULL);
   st.found = found;
   ctx = g_markup_parse_context_new (&parser, G_MARKUP_IGNORE_QUALIFIED, &st, NULL);
   if (g_markup_parse_context_parse (ctx, xml, (gssize) len, &local))
@@ -203,7 +254,16 @@ sm_autoconfig_parse (const char *xml, gssize length, const char *address, GError
   g_string_free (st.port, TRUE);
   g_string_free (st.socket_type, TRUE);
   g_string_free (st.username, TRUE);
+  g_string_free (st.authentication, TRUE);
   g_free (st.type);
+  /* Sign-in addresses only over https (the proxy checks them again
+   * against allowed_upstreams when it uses them). */
+  found->oauth2_authorization_endpoint = https_or_null (g_string_free (st.auth_url, FALSE));
+  found->oauth2_token_endpoint = https_or_null (g_string_free (st.token_url, FALSE));
+  if (st.scope->len > 0)
+    found->oauth2_scope = g_strstrip (g_string_free (st.scope, FALSE));
+  else
+    g_string_free (st.scope, TRUE);
 
   if (local != NULL)
     {

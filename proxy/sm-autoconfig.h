@@ -41,6 +41,14 @@ typedef struct {
   char *smtp_url;     /* "smtps://host:465" or "smtp://host:587" */
   char *username;     /* the login name with placeholders filled in, or NULL if the document names none */
   char *source;       /* where they came from, for the user: the URL, or "SRV records of DOMAIN" */
+  /* From the document's <oAuth2> element (https:// addresses only; NULL
+   * when absent) and the chosen IMAP server's <authentication> list:
+   * oauth2_first when that list starts with OAuth2, the provider's
+   * preferred way in. */
+  char *oauth2_authorization_endpoint;   /* <authURL> */
+  char *oauth2_token_endpoint;           /* <tokenURL> */
+  char *oauth2_scope;                    /* <scope> */
+  gboolean oauth2_first;
 } SmProviderSettings;
 
 void sm_provider_settings_free (SmProviderSettings *settings);

@@ -239,7 +239,9 @@ test_setup_completes (void)
                               "<socketType>SSL</socketType><username>%%EMAILLOCALPART%%</username></incomingServer>"
                               "<outgoingServer type=\"smtp\"><hostname>localhost</hostname><port>%s</port>"
                               "<socketType>STARTTLS</socketType><username>%%EMAILLOCALPART%%</username></outgoingServer>"
-                              "</emailProvider></clientConfig>",
+                              "</emailProvider><oAuth2><authURL>https://login.example.test/authorize</authURL>"
+                              "<tokenURL>https://login.example.test/token</tokenURL><scope>mail</scope></oAuth2>"
+                              "</clientConfig>",
                               sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_PORT"));
   answer = sm_test_https_ok (document);
   https.subdomain_answer = answer;
@@ -265,6 +267,14 @@ test_setup_completes (void)
   g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "smtp_entry"))), ==, smtp);
   g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "username_entry"))), ==, "alice");
   g_assert_true (g_str_has_prefix (label (b, "provider_hint"), "These settings were found in https://localhost:"));
+  /* The document's OAuth2 sign-in addresses wait in step 4; its IMAP server
+   * names no way in, so the password stays the method. */
+  g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "oauth2_authorization_entry"))), ==,
+                   "https://login.example.test/authorize");
+  g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "oauth2_token_entry"))), ==,
+                   "https://login.example.test/token");
+  g_assert_cmpstr (gtk_entry_get_text (GTK_ENTRY (gtk_builder_get_object (b, "oauth2_scope_entry"))), ==, "mail");
+  g_assert_true (gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (gtk_builder_get_object (b, "auth_password_radio"))));
   g_assert_cmpuint (https.requests->len, ==, 1);
   g_assert_nonnull (strstr (https.requests->pdata[0], "emailaddress=alice%40example.test"));
   sm_test_https_stop (&https, https_service);
@@ -331,6 +341,7 @@ test_setup_completes (void)
   g_assert_null (strstr (written, "[listen]"));        /* locked by the policy */
   g_assert_null (strstr (written, "contact_email"));
   g_assert_null (strstr (written, "pass\n"));          /* no secret in the file */
+  g_assert_null (strstr (written, "login.example.test")); /* OAuth2 was not chosen */
   autostart = sm_gui_autostart_path ();
   g_assert_true (g_file_test (autostart, G_FILE_TEST_EXISTS));
 

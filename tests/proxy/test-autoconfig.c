@@ -110,6 +110,61 @@ test_parse (gconstpointer data)
   g_assert_cmpstr (s->username, ==, c->username);
 }
 
+/* A provider that signs in with OAuth2 (the shape of the big providers'
+ * documents): the sign-in addresses and scope for the setup assistant, and
+ * whether the chosen IMAP server prefers OAuth2. */
+static void
+test_parse_oauth2 (void)
+{
+  static const char doc[] =
+    "<clientConfig version='1.1'><emailProvider id='example.org'>"
+    "<incomingServer type='imap'><hostname>imap.example.org</hostname><port>993</port><socketType>SSL</socketType>"
+    "<username>%EMAILADDRESS%</username><authentication>OAuth2</authentication>"
+    "<authentication>password-cleartext</authentication></incomingServer>"
+    "<outgoingServer type='smtp'><hostname>smtp.example.org</hostname><port>465</port><socketType>SSL</socketType>"
+    "<authentication>OAuth2</authentication></outgoingServer>"
+    "</emailProvider>"
+    "<oAuth2><issuer>login.example.org</issuer><scope> https://mail.example.org/ offline_access </scope>"
+    "<authURL>https://login.example.org/authorize</authURL>"
+    "<tokenURL>https://login.example.org/token</tokenURL></oAuth2>"
+    "</clientConfig>";
+  static const char password_first[] =
+    "<clientConfig><emailProvider>"
+    "<incomingServer type='imap'><hostname>imap.example.org</hostname><port>993</port><socketType>SSL</socketType>"
+    "<authentication>password-cleartext</authentication><authentication>OAuth2</authentication></incomingServer>"
+    "<outgoingServer type='smtp'><hostname>smtp.example.org</hostname><port>587</port><socketType>STARTTLS</socketType></outgoingServer>"
+    "</emailProvider>"
+    "<oAuth2><authURL>http://login.example.org/authorize</authURL><tokenURL>https:///token</tokenURL>"
+    "<scope></scope></oAuth2>"
+    "</clientConfig>";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmProviderSettings) s = sm_autoconfig_parse (doc, -1, ADDRESS, &error);
+  g_autoptr(SmProviderSettings) p = NULL;
+
+  g_assert_no_error (error);
+  g_assert_cmpstr (s->imap_url, ==, "imaps://imap.example.org:993");
+  g_assert_true (s->oauth2_first);
+  g_assert_cmpstr (s->oauth2_authorization_endpoint, ==, "https://login.example.org/authorize");
+  g_assert_cmpstr (s->oauth2_token_endpoint, ==, "https://login.example.org/token");
+  g_assert_cmpstr (s->oauth2_scope, ==, "https://mail.example.org/ offline_access");
+
+  /* Password first; a sign-in page over http and a token address without
+   * a host are not offered; an empty scope is none. */
+  p = sm_autoconfig_parse (password_first, -1, ADDRESS, &error);
+  g_assert_no_error (error);
+  g_assert_false (p->oauth2_first);
+  g_assert_null (p->oauth2_authorization_endpoint);
+  g_assert_null (p->oauth2_token_endpoint);
+  g_assert_null (p->oauth2_scope);
+  g_clear_pointer (&p, sm_provider_settings_free);
+
+  /* The sample of the format has neither. */
+  p = sm_autoconfig_parse (sample, -1, ADDRESS, &error);
+  g_assert_no_error (error);
+  g_assert_false (p->oauth2_first);
+  g_assert_null (p->oauth2_token_endpoint);
+}
+
 static void
 test_parse_too_big (void)
 {
@@ -326,6 +381,7 @@ main (int argc, char **argv)
       g_autofree char *path = g_strdup_printf ("/proxy/autoconfig/parse/%s", parse_cases[i].name);
       g_test_add_data_func (path, &parse_cases[i], test_parse);
     }
+  g_test_add_func ("/proxy/autoconfig/parse/oauth2", test_parse_oauth2);
   g_test_add_func ("/proxy/autoconfig/parse/too-big", test_parse_too_big);
   g_test_add_func ("/proxy/autoconfig/srv", test_srv);
   g_test_add_func ("/proxy/autoconfig/nothing-found", test_nothing_found);
