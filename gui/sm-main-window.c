@@ -491,23 +491,33 @@ show_call_error (MainWindow *mw, const char *label_id, GError *error)
   return TRUE;
 }
 
-/* The start of every list reply: the error on @label_id, or @store_id
- * emptied and @iter over @entries.  NULL when there is nothing to fill. */
-static GtkListStore *
-begin_fill (MainWindow *mw, gboolean ok, GError *error, const char *label_id, const char *store_id,
-            GVariant *entries, GVariantIter *iter)
+typedef void (*AddRow) (MainWindow *mw, GtkListStore *store, GVariant *entry, gpointer data);
+
+/* Every list reply: the error on @label_id, or @store_id refilled with one
+ * row per entry of @entries by @add_row.  Returns the number of entries,
+ * or -1 after an error. */
+static gssize
+fill_list (MainWindow *mw, gboolean ok, GError *error, const char *label_id, const char *store_id,
+           GVariant *entries, AddRow add_row, gpointer data)
 {
   GtkListStore *store;
+  GVariantIter iter;
+  GVariant *e;
 
   if (!ok)
     {
       show_call_error (mw, label_id, error);
-      return NULL;
+      return -1;
     }
   store = GTK_LIST_STORE (gtk_builder_get_object (mw->builder, store_id));
   gtk_list_store_clear (store);
-  g_variant_iter_init (iter, entries);
-  return store;
+  g_variant_iter_init (&iter, entries);
+  while ((e = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      add_row (mw, store, e, data);
+      g_variant_unref (e);
+    }
+  return (gssize) g_variant_n_children (entries);
 }
 
 static char *
@@ -522,44 +532,39 @@ local_time_text (gint64 unix_seconds)
 }
 
 static void
+add_message_row (MainWindow *mw, GtkListStore *store, GVariant *e, gpointer data)
+{
+  const char *trust = "", *from = "", *subject = "", *mailbox = "", *signer = "";
+  gint64 date = 0;
+  guint32 uid = 0;
+  gboolean personal = FALSE;
+  g_autofree char *when = NULL;
+
+  g_variant_lookup (e, "trust", "&s", &trust);
+  g_variant_lookup (e, "from", "&s", &from);
+  g_variant_lookup (e, "subject", "&s", &subject);
+  g_variant_lookup (e, "mailbox", "&s", &mailbox);
+  g_variant_lookup (e, "signer", "&s", &signer);
+  g_variant_lookup (e, "date", "x", &date);
+  g_variant_lookup (e, "uid", "u", &uid);
+  g_variant_lookup (e, "personal", "b", &personal);
+  when = local_time_text (date);
+  gtk_list_store_insert_with_values (store, NULL, -1, MSG_COL_TRUST, sm_dbus_trust_words (trust),
+                                     MSG_COL_SENDER, from, MSG_COL_SUBJECT, subject, MSG_COL_DATE,
+                                     when, MSG_COL_PERSONAL, personal, MSG_COL_MAILBOX, mailbox,
+                                     MSG_COL_UID, uid, MSG_COL_SIGNER, signer, -1);
+}
+
+static void
 on_messages_listed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr(GVariant) entries = NULL;
   g_autoptr(GError) error = NULL;
   MainWindow *mw = user_data;
-  GtkListStore *store;
-  GVariantIter iter;
   gboolean ok;
-  GVariant *e;
 
   ok = sm_dbus_proxy1_call_list_messages_finish (SM_DBUS_PROXY1 (source), &entries, result, &error);
-  store = begin_fill (mw, ok, error, "messages_result_label", "messages_store", entries, &iter);
-  if (store == NULL)
-    return;
-  while ((e = g_variant_iter_next_value (&iter)) != NULL)
-    {
-      const char *trust = "", *from = "", *subject = "", *mailbox = "", *signer = "";
-      gint64 date = 0;
-      guint32 uid = 0;
-      gboolean personal = FALSE;
-      g_autofree char *when = NULL;
-
-      g_variant_lookup (e, "trust", "&s", &trust);
-      g_variant_lookup (e, "from", "&s", &from);
-      g_variant_lookup (e, "subject", "&s", &subject);
-      g_variant_lookup (e, "mailbox", "&s", &mailbox);
-      g_variant_lookup (e, "signer", "&s", &signer);
-      g_variant_lookup (e, "date", "x", &date);
-      g_variant_lookup (e, "uid", "u", &uid);
-      g_variant_lookup (e, "personal", "b", &personal);
-      when = local_time_text (date);
-      gtk_list_store_insert_with_values (store, NULL, -1, MSG_COL_TRUST, sm_dbus_trust_words (trust),
-                                         MSG_COL_SENDER, from, MSG_COL_SUBJECT, subject, MSG_COL_DATE,
-                                         when, MSG_COL_PERSONAL, personal, MSG_COL_MAILBOX, mailbox,
-                                         MSG_COL_UID, uid, MSG_COL_SIGNER, signer, -1);
-      g_variant_unref (e);
-    }
-  if (g_variant_n_children (entries) == 0)
+  if (fill_list (mw, ok, error, "messages_result_label", "messages_store", entries, add_message_row, NULL) == 0)
     set_label (mw, "messages_result_label",
                _("No secure messages yet: they appear here once your mail program has opened them through SecureMail."));
 }
@@ -607,42 +612,40 @@ in_words (const Words *table, gsize n, const char *word)
 }
 
 static void
+add_receipt_row (MainWindow *mw, GtkListStore *store, GVariant *e, gpointer data)
+{
+  SmGuiReceipt r;
+  g_autofree char *when = NULL;
+  g_autofree char *detail = NULL;
+
+  sm_gui_receipt_read (e, &r);
+  when = local_time_text (r.changed);
+  /* A failed receipt may still name its signer; why it failed matters more. */
+  if (*r.reason != '\0')
+    detail = g_strdup (r.reason);
+  else if (*r.signer != '\0')
+    detail = g_strdup_printf (_("Signed by %s"), r.signer);
+  gtk_list_store_insert_with_values (store, NULL, -1, RCPT_COL_MESSAGE_ID, r.message_id, RCPT_COL_RECIPIENT,
+                                     r.recipient, RCPT_COL_STATUS,
+                                     in_words (receipt_status_words, G_N_ELEMENTS (receipt_status_words), r.status),
+                                     RCPT_COL_CHANGED, when, RCPT_COL_DETAIL, detail ? detail : "", -1);
+}
+
+static void
 on_receipts_listed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr(GVariant) entries = NULL;
   g_autoptr(GError) error = NULL;
   MainWindow *mw = user_data;
-  GtkListStore *store;
-  GVariantIter iter;
+  gssize n;
   gboolean ok;
-  GVariant *e;
 
   ok = sm_dbus_proxy1_call_list_receipts_finish (SM_DBUS_PROXY1 (source), &entries, result, &error);
-  store = begin_fill (mw, ok, error, "receipts_result_label", "receipts_store", entries, &iter);
-  if (store == NULL)
-    return;
-  while ((e = g_variant_iter_next_value (&iter)) != NULL)
-    {
-      SmGuiReceipt r;
-      g_autofree char *when = NULL;
-      g_autofree char *detail = NULL;
-
-      sm_gui_receipt_read (e, &r);
-      when = local_time_text (r.changed);
-      /* A failed receipt may still name its signer; why it failed matters more. */
-      if (*r.reason != '\0')
-        detail = g_strdup (r.reason);
-      else if (*r.signer != '\0')
-        detail = g_strdup_printf (_("Signed by %s"), r.signer);
-      gtk_list_store_insert_with_values (store, NULL, -1, RCPT_COL_MESSAGE_ID, r.message_id, RCPT_COL_RECIPIENT,
-                                         r.recipient, RCPT_COL_STATUS, in_words (receipt_status_words, G_N_ELEMENTS (receipt_status_words), r.status), RCPT_COL_CHANGED,
-                                         when, RCPT_COL_DETAIL, detail ? detail : "", -1);
-      g_variant_unref (e);
-    }
-  set_label (mw, "receipts_result_label",
-             g_variant_n_children (entries) == 0
-               ? _("No receipts yet: they appear here once you send a message that asks for a signed receipt.")
-               : NULL);
+  n = fill_list (mw, ok, error, "receipts_result_label", "receipts_store", entries, add_receipt_row, NULL);
+  if (n >= 0)
+    set_label (mw, "receipts_result_label",
+               n == 0 ? _("No receipts yet: they appear here once you send a message that asks for a signed receipt.")
+                      : NULL);
 }
 
 static void
@@ -670,61 +673,58 @@ selected_queue_id (MainWindow *mw)
 }
 
 static void
+add_queue_row (MainWindow *mw, GtkListStore *store, GVariant *e, gpointer data)
+{
+  const char *selected = data;
+  const char *id = "", *state = "", *last_error = "";
+  g_autofree const char **recipients = NULL;
+  g_autofree char *to = NULL;
+  g_autofree char *when = NULL;
+  gboolean report = FALSE;
+  gint64 created = 0;
+  guint32 attempts = 0;
+  GtkTreeIter row;
+
+  g_variant_lookup (e, "id", "&s", &id);
+  g_variant_lookup (e, "state", "&s", &state);
+  g_variant_lookup (e, "last_error", "&s", &last_error);
+  g_variant_lookup (e, "recipients", "^a&s", &recipients);
+  g_variant_lookup (e, "created", "x", &created);
+  g_variant_lookup (e, "attempts", "u", &attempts);
+  g_variant_lookup (e, "report", "b", &report);
+  to = recipients ? g_strjoinv (", ", (char **) recipients) : g_strdup ("");
+  if (report)
+    {
+      /* A delivery report or receipt SecureMail itself sends. */
+      char *r = g_strdup_printf (_("%s (report)"), to);
+      g_free (to);
+      to = r;
+    }
+  when = local_time_text (created);
+  gtk_list_store_insert_with_values (store, &row, -1, OUT_COL_ID, id, OUT_COL_RECIPIENTS, to, OUT_COL_STATE,
+                                     in_words (queue_state_words, G_N_ELEMENTS (queue_state_words), state),
+                                     OUT_COL_CREATED, when, OUT_COL_ATTEMPTS, attempts, OUT_COL_ERROR, last_error,
+                                     -1);
+  if (g_strcmp0 (id, selected) == 0)
+    gtk_tree_selection_select_iter (gtk_tree_view_get_selection (GTK_TREE_VIEW (w (mw, "outbox_view"))), &row);
+}
+
+static void
 on_queue_listed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr(GVariant) entries = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *selected = NULL;
   MainWindow *mw = user_data;
-  GtkListStore *store;
-  GtkTreeIter row;
-  GVariantIter iter;
   gboolean ok;
-  GVariant *e;
 
   ok = sm_dbus_proxy1_call_list_queue_finish (SM_DBUS_PROXY1 (source), &entries, result, &error);
   /* QueueChanged comes with every attempt: keep the user's choice across
    * the refill, or Retry and Delete would go grey under the pointer.  (Not
    * after an error: it may be that the window is gone.) */
   selected = ok ? selected_queue_id (mw) : NULL;
-  store = begin_fill (mw, ok, error, "outbox_result_label", "outbox_store", entries, &iter);
-  if (store == NULL)
-    return;
-  while ((e = g_variant_iter_next_value (&iter)) != NULL)
-    {
-      const char *id = "", *state = "", *last_error = "";
-      g_autofree const char **recipients = NULL;
-      g_autofree char *to = NULL;
-      g_autofree char *when = NULL;
-      gboolean report = FALSE;
-      gint64 created = 0;
-      guint32 attempts = 0;
-
-      g_variant_lookup (e, "id", "&s", &id);
-      g_variant_lookup (e, "state", "&s", &state);
-      g_variant_lookup (e, "last_error", "&s", &last_error);
-      g_variant_lookup (e, "recipients", "^a&s", &recipients);
-      g_variant_lookup (e, "created", "x", &created);
-      g_variant_lookup (e, "attempts", "u", &attempts);
-      g_variant_lookup (e, "report", "b", &report);
-      to = recipients ? g_strjoinv (", ", (char **) recipients) : g_strdup ("");
-      if (report)
-        {
-          /* A delivery report or receipt SecureMail itself sends. */
-          char *r = g_strdup_printf (_("%s (report)"), to);
-          g_free (to);
-          to = r;
-        }
-      when = local_time_text (created);
-      gtk_list_store_insert_with_values (store, &row, -1, OUT_COL_ID, id, OUT_COL_RECIPIENTS, to, OUT_COL_STATE,
-                                         in_words (queue_state_words, G_N_ELEMENTS (queue_state_words), state), OUT_COL_CREATED, when, OUT_COL_ATTEMPTS,
-                                         attempts, OUT_COL_ERROR, last_error, -1);
-      if (g_strcmp0 (id, selected) == 0)
-        gtk_tree_selection_select_iter (gtk_tree_view_get_selection (GTK_TREE_VIEW (w (mw, "outbox_view"))), &row);
-      g_variant_unref (e);
-    }
   /* The outcome of Retry or Delete stays; the empty note only fills silence. */
-  if (g_variant_n_children (entries) == 0
+  if (fill_list (mw, ok, error, "outbox_result_label", "outbox_store", entries, add_queue_row, selected) == 0
       && *gtk_label_get_text (GTK_LABEL (w (mw, "outbox_result_label"))) == '\0')
     set_label (mw, "outbox_result_label", _("The outbox is empty: everything was sent."));
 }
