@@ -24,17 +24,6 @@ sm_pin_interaction_set_session_pin (const char *pin)
   g_mutex_unlock (&session_lock);
 }
 
-gboolean
-sm_pin_interaction_has_session_pin (void)
-{
-  gboolean has;
-
-  g_mutex_lock (&session_lock);
-  has = session_pin != NULL;
-  g_mutex_unlock (&session_lock);
-  return has;
-}
-
 struct _SmPinInteraction {
   GTlsInteraction parent_instance;
   char *pin;            /* non-pageable, from sm_keyring_lookup(); NULL when none */
@@ -64,8 +53,15 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
 
   /* A second request in one handshake means the first PIN was wrong
    * (G_TLS_PASSWORD_RETRY): never offer it again. */
-  if ((self->answered || (flags & G_TLS_PASSWORD_RETRY)) && self->typed != NULL)
+  if (self->answered || (flags & G_TLS_PASSWORD_RETRY))
     {
+      if (self->typed == NULL)
+        return fail (self, error,
+                     g_error_new (SM_ERROR, SM_ERROR_AUTH,
+                                  _("The token of the client certificate refused the PIN stored in "
+                                    "the keyring. Store the right one with “securemail account "
+                                    "set-pin”; SecureMail does not try it again, so that the token "
+                                    "does not lock itself.")));
       /* Forgotten at once, so that no other handshake offers it either. */
       sm_pin_interaction_set_session_pin (NULL);
       return fail (self, error,
@@ -74,13 +70,6 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                                   "unlock; SecureMail forgot it and does not try it again. Run "
                                   "“securemail unlock --pin” with the right PIN.")));
     }
-  if (self->answered || (flags & G_TLS_PASSWORD_RETRY))
-    return fail (self, error,
-                 g_error_new (SM_ERROR, SM_ERROR_AUTH,
-                              _("The token of the client certificate refused the PIN stored in "
-                                "the keyring. Store the right one with “securemail account "
-                                "set-pin”; SecureMail does not try it again, so that the token "
-                                "does not lock itself.")));
   /* PKCS#11 tokens report when a wrong PIN would lock them (RFC 7512 does
    * not; the flag comes from CKF_USER_PIN_FINAL_TRY). */
   if (flags & G_TLS_PASSWORD_FINAL_TRY)

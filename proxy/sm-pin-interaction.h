@@ -38,8 +38,7 @@ const GError *sm_pin_interaction_get_error (SmPinInteraction *self);
 /* Holds @pin (copied, wiped when replaced) for every handshake until it is
  * replaced; NULL or "" forgets it.  The server forgets it on every lock, and
  * a PIN the token refuses is forgotten at once. */
-void     sm_pin_interaction_set_session_pin (const char *pin);
-gboolean sm_pin_interaction_has_session_pin (void);
+void sm_pin_interaction_set_session_pin (const char *pin);
 
 /* TRUE once the interaction gave the token a PIN. */
 gboolean sm_pin_interaction_was_asked (SmPinInteraction *self);
