@@ -28,8 +28,9 @@
  * before (glibc keeps every string it made and finds it again).  Seen: the
  * ASan build's forked child spinning forever on a sanitizer allocator lock
  * that another thread held at the fork, so the S/MIME operation waiting for
- * its gpgsm never returned (receipts-e2e and imap-secure hung so in CI; a stress program with three
- * allocating threads hung at once without this, never with it).  So both
+ * its gpgsm never returned (receipts-e2e and imap-secure hung so in CI; a
+ * stress program with three allocating threads hung at once without this,
+ * never with it).  So both
  * variables are set here, the descriptor to every number the process can
  * have open, and left at values a child started otherwise ignores: the
  * child's calls then allocate nothing. */

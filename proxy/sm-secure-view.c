@@ -837,6 +837,7 @@ unwrap_signed (Build *b, GBytes *entity, SmProtocol protocol, GBytes **next, GEr
   g_autoptr(GBytes) signature = NULL;
   const SmMimePart *content, *sigpart;
   gpgme_ctx_t ctx;
+  gboolean made;   /* a context ran the verification */
   gpgme_data_t text = NULL, sig = NULL;
   gpgme_error_t err;
 
@@ -867,24 +868,19 @@ unwrap_signed (Build *b, GBytes *entity, SmProtocol protocol, GBytes **next, GEr
   gpgme_data_new_from_mem (&text, data + content->start, content->len, 0);
   gpgme_data_new_from_mem (&sig, g_bytes_get_data (signature, NULL), g_bytes_get_size (signature), 0);
   if (protocol == SM_PROTOCOL_SMIME)
-    {
-      if (!smime_run (b, SMIME_VERIFY_DETACHED, sig, text, NULL, &ctx, &err, error))
-        {
-          gpgme_data_release (text);
-          gpgme_data_release (sig);
-          return FALSE;
-        }
-    }
+    made = smime_run (b, SMIME_VERIFY_DETACHED, sig, text, NULL, &ctx, &err, error);
   else
     {
       ctx = new_context (b, protocol, error);
-      if (ctx == NULL)
-        {
-          gpgme_data_release (text);
-          gpgme_data_release (sig);
-          return FALSE;
-        }
-      err = gpgme_op_verify (ctx, sig, text, NULL);
+      made = ctx != NULL;
+      if (made)
+        err = gpgme_op_verify (ctx, sig, text, NULL);
+    }
+  if (!made)
+    {
+      gpgme_data_release (text);
+      gpgme_data_release (sig);
+      return FALSE;
     }
   if (err)
     {
