@@ -272,6 +272,8 @@ cmd_status (void)
           json_builder_add_boolean_value (b, sm_dbus_proxy1_get_locked (proxy));
           json_builder_set_member_name (b, "sign_in_needed");
           json_builder_add_boolean_value (b, sm_dbus_proxy1_get_consent_needed (proxy));
+          json_builder_set_member_name (b, "token_pin_needed");
+          json_builder_add_boolean_value (b, sm_dbus_proxy1_get_token_pin_needed (proxy));
           json_builder_set_member_name (b, "upstream_reachable");
           json_builder_add_boolean_value (b, sm_dbus_proxy1_get_online (proxy));
           json_builder_set_member_name (b, "last_error");
@@ -308,6 +310,8 @@ cmd_status (void)
       g_print (_("  Provider:          %s\n"), sm_dbus_proxy1_get_online (proxy) ? _("reachable") : _("NOT reachable"));
       if (sm_dbus_proxy1_get_consent_needed (proxy))
         g_print (_("  Sign-in needed:    yes: run “securemail account oauth2-login”\n"));
+      if (sm_dbus_proxy1_get_token_pin_needed (proxy))
+        g_print (_("  Smartcard PIN:     needed: run “securemail unlock --pin” or use the tray's menu\n"));
       if (last && *last)
         g_print (_("  Last problem:      %s\n"), last);
       if (key_warning && *key_warning)
@@ -655,6 +659,27 @@ cmd_mark_personal (int argc, char **argv)
 
 /* ---- securemail lock | unlock [--stdin] [--pin] ------------------------------------ */
 
+/* TokenPinNeeded as the daemon has it now: the proxy's cached copy is not
+ * updated without a main loop, which this command does not run. */
+static gboolean
+token_pin_needed_now (SmDbusProxy1 *proxy)
+{
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GVariant) value = NULL;
+
+  reply = g_dbus_connection_call_sync (g_dbus_proxy_get_connection (G_DBUS_PROXY (proxy)),
+                                       g_dbus_proxy_get_name (G_DBUS_PROXY (proxy)),
+                                       g_dbus_proxy_get_object_path (G_DBUS_PROXY (proxy)),
+                                       "org.freedesktop.DBus.Properties", "Get",
+                                       g_variant_new ("(ss)", g_dbus_proxy_get_interface_name (G_DBUS_PROXY (proxy)),
+                                                      "TokenPinNeeded"),
+                                       G_VARIANT_TYPE ("(v)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
+  if (reply == NULL)
+    return FALSE;
+  g_variant_get (reply, "(v)", &value);
+  return g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN) && g_variant_get_boolean (value);
+}
+
 static int
 cmd_lock (int argc, char **argv)
 {
@@ -736,7 +761,13 @@ cmd_lock (int argc, char **argv)
       print_json (b);
     }
   else if (unlock)
-    g_print (_("SecureMail is unlocked: your mail program can read and send secure mail.\n"));
+    {
+      g_print (_("SecureMail is unlocked: your mail program can read and send secure mail.\n"));
+      if (!want_pin && token_pin_needed_now (proxy))
+        g_printerr (_("The smartcard or token of your client certificate needs its PIN to sign you in to "
+                      "your provider: run “securemail unlock --pin”, or store it with “securemail account "
+                      "set-pin”.\n"));
+    }
   else
     g_print (_("SecureMail is locked: secure mail waits until you run “securemail unlock”.\n"));
   return 0;

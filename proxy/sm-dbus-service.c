@@ -83,6 +83,8 @@ update (SmDbusService *self)
   sm_dbus_proxy1_set_last_error (p, sm_server_get_last_error (self->server));
   sm_dbus_proxy1_set_imap_sessions (p, sm_server_get_imap_session_count (self->server));
   sm_dbus_proxy1_set_smtp_sessions (p, sm_server_get_smtp_session_count (self->server));
+  sm_dbus_proxy1_set_token_pin_needed (p, !sm_server_is_locked (self->server) &&
+                                              sm_pin_interaction_get_pin_wanted ());
 }
 
 /* ---- the outbound queue (issue 5) ------------------------------------------ */
@@ -397,6 +399,7 @@ on_lock_changed (SmDbusService *self, gboolean locked)
   sm_dbus_proxy1_set_locked (self->skeleton, locked);
   sm_dbus_proxy1_set_lock_reason (self->skeleton,
                                   sm_lock_reason_to_string (sm_server_get_lock_reason (self->server)));
+  update (self);
   /* PropertiesChanged now, not from an idle: a client reading LockReason
    * when LockChanged arrives sees the new one. */
   g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self->skeleton));
@@ -441,6 +444,7 @@ handle_set_token_pin (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation,
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
   sm_pin_interaction_set_session_pin (pin);
+  update (self);
   sm_dbus_proxy1_complete_set_token_pin (skeleton, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }

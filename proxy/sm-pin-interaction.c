@@ -13,6 +13,15 @@
  * every handshake until the next lock.  Wiped when replaced. */
 static GMutex session_lock;
 static SmSecret *session_pin;
+static gboolean pin_wanted;   /* see sm_pin_interaction_get_pin_wanted() */
+
+static void
+set_pin_wanted (gboolean wanted)
+{
+  g_mutex_lock (&session_lock);
+  pin_wanted = wanted;
+  g_mutex_unlock (&session_lock);
+}
 
 void
 sm_pin_interaction_set_session_pin (const char *pin)
@@ -21,7 +30,47 @@ sm_pin_interaction_set_session_pin (const char *pin)
   g_clear_pointer (&session_pin, sm_secret_free);
   if (pin != NULL && *pin != '\0')
     session_pin = sm_secret_dup (pin);
+  /* Typed: nothing more to ask for until the token says otherwise.
+   * Forgotten (a lock): the next unlock decides again. */
+  pin_wanted = FALSE;
   g_mutex_unlock (&session_lock);
+}
+
+gboolean
+sm_pin_interaction_get_pin_wanted (void)
+{
+  gboolean wanted;
+
+  g_mutex_lock (&session_lock);
+  wanted = pin_wanted;
+  g_mutex_unlock (&session_lock);
+  return wanted;
+}
+
+void
+sm_pin_interaction_note_unlocked (const char *client_certificate, const char *account)
+{
+  g_autoptr(GError) error = NULL;
+  char *stored;
+  gboolean typed;
+
+  if (client_certificate == NULL || !g_str_has_prefix (client_certificate, "pkcs11:") || account == NULL)
+    {
+      set_pin_wanted (FALSE);
+      return;
+    }
+  g_mutex_lock (&session_lock);
+  typed = session_pin != NULL;
+  g_mutex_unlock (&session_lock);
+  if (typed)
+    {
+      set_pin_wanted (FALSE);
+      return;
+    }
+  /* A locked or absent keyring counts as no PIN: typing one helps then too. */
+  stored = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, account, &error);
+  set_pin_wanted (stored == NULL);
+  sm_keyring_free (stored);
 }
 
 struct _SmPinInteraction {
@@ -35,9 +84,13 @@ struct _SmPinInteraction {
 
 G_DEFINE_FINAL_TYPE (SmPinInteraction, sm_pin_interaction, G_TYPE_TLS_INTERACTION)
 
+/* @wanted: whether a PIN typed by the user would help (not when the token
+ * has one try left: then only its own tool should spend it). */
 static GTlsInteractionResult
-fail (SmPinInteraction *self, GError **error, GError *why)
+fail (SmPinInteraction *self, GError **error, GError *why, gboolean wanted)
 {
+  if (wanted)
+    set_pin_wanted (TRUE);
   g_clear_error (&self->error);
   self->error = why;
   g_set_error_literal (error, SM_ERROR, why->code, why->message);
@@ -61,14 +114,16 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                                   _("The token of the client certificate refused the PIN stored in "
                                     "the keyring. Store the right one with “securemail account "
                                     "set-pin”; SecureMail does not try it again, so that the token "
-                                    "does not lock itself.")));
+                                    "does not lock itself.")),
+                     TRUE);
       /* Forgotten at once, so that no other handshake offers it either. */
       sm_pin_interaction_set_session_pin (NULL);
       return fail (self, error,
                    g_error_new (SM_ERROR, SM_ERROR_AUTH,
                                 _("The token of the client certificate refused the PIN typed at "
                                   "unlock; SecureMail forgot it and does not try it again. Run "
-                                  "“securemail unlock --pin” with the right PIN.")));
+                                  "“securemail unlock --pin” with the right PIN.")),
+                   TRUE);
     }
   /* PKCS#11 tokens report when a wrong PIN would lock them (RFC 7512 does
    * not; the flag comes from CKF_USER_PIN_FINAL_TRY). */
@@ -78,7 +133,10 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                               _("The token of the client certificate has one PIN try left; "
                                 "SecureMail will not spend it. Unlock the token with its own "
                                 "tool (or ask your helpdesk), then store the PIN again with "
-                                "“securemail account set-pin”.")));
+                                "“securemail account set-pin”.")),
+                 FALSE);
+  /* Given: wanted again only if the token refuses it (the retry above). */
+  set_pin_wanted (FALSE);
   if (self->typed != NULL)
     {
       g_tls_password_set_value (password, (const guchar *) self->typed, (gssize) strlen (self->typed));
@@ -90,9 +148,10 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                  g_error_new (SM_ERROR, SM_ERROR_NO_SECRET,
                               _("The token of the client certificate needs its PIN: type it at "
                                 "“securemail unlock --pin” (kept until SecureMail locks), or store it "
-                                "with “securemail account set-pin”.")));
+                                "with “securemail account set-pin”.")),
+                 TRUE);
   if (self->pin == NULL)
-    return fail (self, error, g_error_copy (self->lookup_error));
+    return fail (self, error, g_error_copy (self->lookup_error), TRUE);
   /* GTlsPassword keeps a copy; ours is wiped at finalize. */
   g_tls_password_set_value (password, (const guchar *) self->pin, (gssize) strlen (self->pin));
   self->answered = TRUE;

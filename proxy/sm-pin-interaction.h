@@ -40,6 +40,18 @@ const GError *sm_pin_interaction_get_error (SmPinInteraction *self);
  * a PIN the token refuses is forgotten at once. */
 void sm_pin_interaction_set_session_pin (const char *pin);
 
+/* Whether a PIN typed now would be used (D-Bus TokenPinNeeded, the tray's
+ * "Type your smartcard PIN" item): TRUE when the token asked for a PIN that
+ * SecureMail did not have or refused the one it had, and when an unlock
+ * found a token certificate with neither a typed nor a stored PIN.  FALSE
+ * again when a PIN is typed, and on every lock.  Any thread. */
+gboolean sm_pin_interaction_get_pin_wanted (void);
+
+/* At unlock: with a pkcs11: @client_certificate and no PIN typed, reads the
+ * keyring (blocking) for the PIN stored for @account and records whether
+ * one is wanted; for anything else none is. */
+void sm_pin_interaction_note_unlocked (const char *client_certificate, const char *account);
+
 /* TRUE once the interaction gave the token a PIN. */
 gboolean sm_pin_interaction_was_asked (SmPinInteraction *self);
 

@@ -122,6 +122,8 @@ sm_server_new (SmConfig *config, GTlsCertificate *local_cert)
   self->locked = config->start_locked;
   self->lock_reason = config->start_locked ? SM_LOCK_REASON_START : SM_LOCK_REASON_NONE;
   sm_secure_fetch_set_gate_open (!config->start_locked);
+  if (!config->start_locked)
+    sm_pin_interaction_note_unlocked (config->client_certificate, config->address);
   self->last_activity = g_get_monotonic_time ();
   return self;
 }
@@ -421,18 +423,17 @@ sm_server_get_smtp_session_count (SmServer *self)
 void
 sm_server_report_upstream (SmServer *self, gboolean ok, const char *error_message)
 {
-  gboolean changed = ok != self->upstream_ok;
-
   self->upstream_ok = ok;
   if (!ok && g_strcmp0 (self->last_error, error_message) != 0)
     {
       g_free (self->last_error);
       /* It goes out as a D-Bus string: valid UTF-8 whatever happened. */
       self->last_error = error_message ? g_utf8_make_valid (error_message, -1) : NULL;
-      changed = TRUE;
     }
-  if (changed)
-    g_signal_emit (self, signals[SIGNAL_STATUS_CHANGED], 0);
+  /* Every report, even one that changes none of the above: what the token
+   * wants (TokenPinNeeded) may have changed with it.  Listeners only copy
+   * values, and D-Bus says only what differs. */
+  g_signal_emit (self, signals[SIGNAL_STATUS_CHANGED], 0);
 }
 
 const char *
@@ -546,6 +547,9 @@ sm_server_unlock (SmServer *self, const char *passphrase_or_null, GError **error
     return FALSE;
   g_debug ("%u key(s) unlocked", n);
   self->last_activity = g_get_monotonic_time ();
+  /* Before the gate opens, so that TokenPinNeeded is current when
+   * LockChanged reaches the tray (which then asks for the PIN). */
+  sm_pin_interaction_note_unlocked (self->config->client_certificate, self->config->address);
   set_locked (self, FALSE, SM_LOCK_REASON_NONE);
   return TRUE;
 }

@@ -32,6 +32,8 @@ struct _SmTray {
   gboolean was_online;
   gboolean busy;              /* a Lock/Unlock call is on its way */
   gboolean signing_in;        /* an OAuth2 sign-in is waiting for the browser */
+  gboolean asking_pin;        /* the token PIN dialog is open */
+  gboolean pin_notified;      /* TokenPinNeeded was told in a notification */
   GtkWindow *main_window;     /* weak */
   /* "message_id recipient" -> status word, as last seen in ListReceipts:
    * a notification is for a change, not for what was already there.  NULL
@@ -105,6 +107,29 @@ locked_status (const char *reason)
   return _("SecureMail is locked: unlock it to read and send secure mail");
 }
 
+/* Once each time TokenPinNeeded turns TRUE, unless the tray is already
+ * asking (its own Unlock asks at once, see on_unlock_done()). */
+static void
+notify_token_pin (SmTray *self, gboolean needed)
+{
+  g_autoptr(GNotification) n = NULL;
+
+  if (!needed)
+    {
+      self->pin_notified = FALSE;
+      g_application_withdraw_notification (G_APPLICATION (self->app), "token-pin");
+      return;
+    }
+  if (self->pin_notified || self->busy || self->asking_pin)
+    return;
+  self->pin_notified = TRUE;
+  n = g_notification_new (_("Your smartcard PIN is needed"));
+  g_notification_set_body (n, _("SecureMail signs you in to your provider with the certificate on your smartcard "
+                                "or token. Choose “Type your smartcard PIN…” in the SecureMail menu."));
+  g_notification_set_default_action (n, "app.token-pin");
+  g_application_send_notification (G_APPLICATION (self->app), "token-pin", n);
+}
+
 static void
 update (SmTray *self)
 {
@@ -130,6 +155,14 @@ update (SmTray *self)
     {
       self->state = SM_TRAY_STATE_ERROR;
       status = g_strdup (_("SecureMail: sign in to your provider again"));
+      icon = ICON_ERROR;
+      ind_status = APP_INDICATOR_STATUS_ATTENTION;
+      self->was_online = FALSE;
+    }
+  else if (sm_dbus_proxy1_get_token_pin_needed (self->proxy))
+    {
+      self->state = SM_TRAY_STATE_ERROR;
+      status = g_strdup (_("SecureMail: your smartcard PIN is needed to reach your provider"));
       icon = ICON_ERROR;
       ind_status = APP_INDICATOR_STATUS_ATTENTION;
       self->was_online = FALSE;
@@ -188,6 +221,9 @@ update (SmTray *self)
   gtk_widget_set_sensitive (item (self, "personal_item"), owner != NULL);
   gtk_widget_set_visible (item (self, "signin_item"), owner != NULL && sm_dbus_proxy1_get_consent_needed (self->proxy));
   gtk_widget_set_sensitive (item (self, "signin_item"), !self->signing_in);
+  gtk_widget_set_visible (item (self, "pin_item"), owner != NULL && sm_dbus_proxy1_get_token_pin_needed (self->proxy));
+  gtk_widget_set_sensitive (item (self, "pin_item"), !self->asking_pin);
+  notify_token_pin (self, owner != NULL && sm_dbus_proxy1_get_token_pin_needed (self->proxy));
   app_indicator_set_attention_icon_full (self->indicator, icon, status);
   app_indicator_set_icon_full (self->indicator, icon, status);
   app_indicator_set_title (self->indicator, status);
@@ -298,6 +334,52 @@ on_lock_changed (SmDbusProxy1 *proxy, gboolean locked, SmTray *self)
 static void unlock_with (SmTray *self, const char *passphrase);
 
 static void
+on_token_pin_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(SmTray) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (sm_dbus_proxy1_call_set_token_pin_finish (SM_DBUS_PROXY1 (source), result, &error) ||
+      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  g_dbus_error_strip_remote_error (error);
+  sm_gui_message (NULL, GTK_MESSAGE_ERROR, _("The PIN was not taken"), error->message);
+}
+
+/* The PIN of the token that holds the client certificate, handed to the
+ * daemon (SetTokenPin), which keeps it in memory until the next lock. */
+static void
+ask_token_pin (SmTray *self)
+{
+  char *pin;
+
+  if (self->proxy == NULL || self->asking_pin)
+    return;
+  self->asking_pin = TRUE;
+  update (self);
+  pin = sm_gui_ask_secret (NULL, _("Type the PIN of your smartcard or token. SecureMail uses it to sign you in to "
+                                   "your provider until SecureMail locks."),
+                           TRUE);
+  self->asking_pin = FALSE;
+  if (pin != NULL && *pin != '\0')
+    sm_dbus_proxy1_call_set_token_pin (self->proxy, pin, self->cancellable, on_token_pin_done, g_object_ref (self));
+  sm_gui_secret_free (pin);
+  update (self);
+}
+
+static void
+on_pin_item (GtkMenuItem *mi, SmTray *self)
+{
+  ask_token_pin (self);
+}
+
+static void
+on_token_pin_action (GSimpleAction *action, GVariant *parameter, gpointer user_data)
+{
+  ask_token_pin (SM_TRAY (user_data));
+}
+
+static void
 on_lock_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr(SmTray) self = user_data;
@@ -322,7 +404,17 @@ on_unlock_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   self->busy = FALSE;
   if (sm_dbus_proxy1_call_unlock_finish (SM_DBUS_PROXY1 (source), result, &error))
-    return;
+    {
+      /* Unlocking is when a smartcard user expects to type the PIN. */
+      if (sm_dbus_proxy1_get_token_pin_needed (SM_DBUS_PROXY1 (source)))
+        {
+          self->pin_notified = TRUE;
+          ask_token_pin (self);
+        }
+      else
+        update (self);
+      return;
+    }
   update (self);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
@@ -672,10 +764,16 @@ sm_tray_new (GtkApplication *app, const char *config_path)
   g_signal_connect (item (self, "setup_item"), "activate", G_CALLBACK (on_setup), self);
   g_signal_connect (item (self, "help_item"), "activate", G_CALLBACK (on_help), self);
   g_signal_connect (item (self, "signin_item"), "activate", G_CALLBACK (on_signin), self);
+  g_signal_connect (item (self, "pin_item"), "activate", G_CALLBACK (on_pin_item), self);
   {
     /* The notification's button; the tray lives as long as the app. */
     g_autoptr(GSimpleAction) action = g_simple_action_new ("oauth2-login", NULL);
     g_signal_connect_object (action, "activate", G_CALLBACK (on_signin_action), self, 0);
+    g_action_map_add_action (G_ACTION_MAP (app), G_ACTION (action));
+  }
+  {
+    g_autoptr(GSimpleAction) action = g_simple_action_new ("token-pin", NULL);
+    g_signal_connect_object (action, "activate", G_CALLBACK (on_token_pin_action), self, 0);
     g_action_map_add_action (G_ACTION_MAP (app), G_ACTION (action));
   }
   g_signal_connect (item (self, "quit_item"), "activate", G_CALLBACK (on_quit), self);

@@ -521,6 +521,140 @@ test_sign_in_needed (Fixture *f, gconstpointer data)
   g_assert_true (item_visible (f->bus_name, "Sign in to your provider again"));
 }
 
+static void
+wait_item_hidden (const char *bus_name, const char *label)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) SM_GUI_TEST_TIMEOUT_MS * 1000;
+
+  while (item_visible (bus_name, label) && g_get_monotonic_time () < deadline)
+    g_usleep (100 * 1000);
+  g_assert_false (item_visible (bus_name, label));
+}
+
+/* A mail client's LOGIN through @proxy reaches the provider. */
+static void
+assert_login_works (SmTestProxy *proxy)
+{
+  g_autoptr(SmTestClient) c = sm_test_client_connect (proxy->imap_port);
+  g_autofree char *greeting = sm_test_client_line (c);
+  g_autofree char *line = sm_test_imap_login (c, proxy, "a1", NULL);
+
+  g_assert_nonnull (greeting);
+  if (!g_str_has_prefix (line, "a1 OK"))
+    g_error ("login through the proxy failed: %s", line);
+}
+
+/* Types @text and Enter into the tray's titled secret dialog (see
+ * sm_gui_ask_secret()), waiting for it to appear; the screenshot shows it
+ * before anything is typed.  Under Xvfb there is no window manager: the
+ * focus is set directly, and xdotool's XTEST events go to it. */
+static void
+type_into_dialog (const char *text, const char *screenshot)
+{
+  const char *find[] = { "bash", "-c",
+                         "for i in $(seq 150); do "
+                         "  w=$(xdotool search --onlyvisible --name '^SecureMail$' 2>/dev/null | head -n1); "
+                         "  [ -n \"$w\" ] && { echo $w; exit 0; }; sleep 0.1; "
+                         "done; exit 3", NULL };
+  g_autofree char *window = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_run (find, NULL, NULL, &window, &err) != 0)
+    g_error ("the tray's PIN dialog did not appear: %s", err);
+  g_strstrip (window);
+  sm_gui_test_screenshot (screenshot, 550, 145);
+  {
+    const char *focus[] = { "xdotool", "windowfocus", window, NULL };
+    const char *type[] = { "xdotool", "type", "--delay", "40", text, NULL };
+    const char *enter[] = { "xdotool", "key", "Return", NULL };
+    g_assert_cmpint (sm_test_run (focus, NULL, NULL, NULL, NULL), ==, 0);
+    g_usleep (300 * 1000);   /* GTK takes the focus event before the keys */
+    g_assert_cmpint (sm_test_run (type, NULL, NULL, NULL, NULL), ==, 0);
+    g_assert_cmpint (sm_test_run (enter, NULL, NULL, NULL, NULL), ==, 0);
+  }
+}
+
+/* The token's PIN typed into the tray's dialog: the item goes, a mail
+ * client's login through the proxy works, the tray says connected. */
+static void
+type_pin_then_login (Fixture *f, SmTestProxy *proxy, const char *screenshot)
+{
+  g_autofree char *status = NULL;
+
+  type_into_dialog (SM_TEST_TOKEN_PIN, screenshot);
+  wait_item_hidden (f->bus_name, "Type your smartcard PIN…");
+  assert_login_works (proxy);
+  status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
+}
+
+/* The client certificate is on a smartcard (a softhsm2 token) and no PIN is
+ * stored: the tray says the PIN is needed and shows "Type your smartcard
+ * PIN…"; the PIN typed into its dialog reaches the daemon (SetTokenPin),
+ * a mail client's login then works with the certificate, and the item goes
+ * away.  Unlocking from the tray asks for the PIN by itself. */
+static void
+test_token_pin (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmp = NULL;
+  g_autofree char *upstream = NULL;
+  g_autoptr(SmTestProxy) proxy = NULL;
+  g_autofree char *config_env = NULL;
+  g_autofree char *status = NULL;
+  int id;
+
+  if (!sm_test_require_stack ())
+    return;
+  if (g_find_program_in_path ("xdotool") == NULL)
+    {
+      g_test_skip ("xdotool missing (tools/install-deps.sh installs it)");
+      return;
+    }
+  tmp = g_dir_make_tmp ("sm-tray-token-XXXXXX", &error);
+  g_assert_no_error (error);
+  if (!sm_test_make_token (tmp))
+    return;
+  upstream = sm_test_cert_upstream (SM_TEST_TOKEN_CERT_URI);
+  /* An account with no PIN in this test's keyring. */
+  proxy = sm_test_proxy_start ("alice@localhost", upstream, NULL, NULL);
+  sm_test_proxy_wait_dbus (proxy);
+  config_env = tray_env_config (proxy);
+  {
+    const char *env[] = { "LANGUAGE=C", config_env, NULL };
+    f->tray = sm_gui_test_start_tray (env, &f->bus_name);
+  }
+  status = sm_gui_test_wait_status (f->bus_name, "smartcard PIN", SM_GUI_TEST_TIMEOUT_MS);
+  g_assert_cmpstr (status, ==, "SecureMail: your smartcard PIN is needed to reach your provider");
+  g_assert_true (item_visible (f->bus_name, "Type your smartcard PIN…"));
+
+  id = sm_gui_test_menu_id (f->bus_name, "Type your smartcard PIN…");
+  g_assert_cmpint (id, >, 0);
+  sm_gui_test_menu_click (f->bus_name, id);
+  type_pin_then_login (f, proxy, "tray-token-pin");
+
+  /* Lock, then Unlock from the tray: the keyring opens the keys, and the
+   * tray asks for the PIN at once (the typed one went with the lock). */
+  id = sm_gui_test_menu_id (f->bus_name, "Lock");
+  sm_gui_test_menu_click (f->bus_name, id);
+  g_free (status);
+  status = sm_gui_test_wait_status (f->bus_name, "locked", SM_GUI_TEST_TIMEOUT_MS);
+  id = sm_gui_test_menu_id (f->bus_name, "Unlock");
+  sm_gui_test_menu_click (f->bus_name, id);
+  type_pin_then_login (f, proxy, "tray-token-pin-at-unlock");
+  {
+    /* Typed, never stored or logged. */
+    g_autofree char *log = NULL;
+    g_assert_true (g_file_get_contents (proxy->log_path, &log, NULL, NULL));
+    g_assert_null (strstr (log, SM_TEST_TOKEN_PIN));
+  }
+  {
+    const char *argv[] = { "rm", "-rf", tmp, NULL };
+    g_assert_cmpint (sm_test_run (argv, NULL, NULL, NULL, NULL), ==, 0);
+  }
+  g_unsetenv ("SOFTHSM2_CONF");
+}
+
 /* Without a StatusNotifierWatcher the indicator falls back to a
  * GtkStatusIcon; in trayer's XEmbed panel a click opens the real menu, which
  * is what the screenshot shows. */
@@ -956,6 +1090,7 @@ main (int argc, char **argv)
   g_test_add ("/gui/tray/status-unreachable", Fixture, NULL, fixture_setup, test_status_unreachable,
               fixture_teardown);
   g_test_add ("/gui/tray/sign-in-needed", Fixture, NULL, fixture_setup, test_sign_in_needed, fixture_teardown);
+  g_test_add ("/gui/tray/token-pin", Fixture, NULL, fixture_setup, test_token_pin, fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/C", Fixture, "C", fallback_setup, test_fallback_menu_screenshot,
               fixture_teardown);
   g_test_add ("/gui/tray/fallback-menu-screenshot/mi", Fixture, "mi", fallback_setup, test_fallback_menu_screenshot,

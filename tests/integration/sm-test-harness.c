@@ -1046,3 +1046,63 @@ sm_test_screensaver_emit (const char *name, const char *path, gboolean active)
                                  &error);
   g_assert_no_error (error);
 }
+
+/* ---- a PKCS#11 token (softhsm2) ---------------------------------------------- */
+
+void
+sm_test_must_run (const char * const *argv, const char * const *envp)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_run (argv, envp, NULL, &out, &err) != 0)
+    g_error ("%s failed: %s%s", argv[0], out, err);
+}
+
+gboolean
+sm_test_make_token (const char *dir)
+{
+  g_autofree char *conf = g_build_filename (dir, "softhsm2.conf", NULL);
+  g_autofree char *tokens = g_build_filename (dir, "tokens", NULL);
+  g_autofree char *conf_text = g_strdup_printf ("directories.tokendir = %s\nobjectstore.backend = file\n"
+                                                "log.level = ERROR\n", tokens);
+  g_autofree char *key = g_build_filename (sm_test_env ("SM_TEST_CLIENT_CERT_DIR"), "alice.key", NULL);
+  g_autofree char *cert = g_build_filename (sm_test_env ("SM_TEST_CLIENT_CERT_DIR"), "alice.pem", NULL);
+  g_autofree char *softhsm = g_find_program_in_path ("softhsm2-util");
+  g_autofree char *p11tool = g_find_program_in_path ("p11tool");
+
+  if (softhsm == NULL || p11tool == NULL)
+    {
+      g_test_skip ("softhsm2-util or p11tool missing (tools/install-deps.sh installs softhsm2 and gnutls-bin)");
+      return FALSE;
+    }
+  g_assert_cmpint (g_mkdir (tokens, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (conf, conf_text, -1, NULL));
+  g_setenv ("SOFTHSM2_CONF", conf, TRUE);
+  {
+    const char *init[] = { softhsm, "--init-token", "--free", "--label", SM_TEST_TOKEN_LABEL,
+                           "--pin", SM_TEST_TOKEN_PIN, "--so-pin", SM_TEST_TOKEN_SO_PIN, NULL };
+    const char *import[] = { softhsm, "--import", key, "--token", SM_TEST_TOKEN_LABEL, "--label", "alice",
+                             "--id", "01", "--pin", SM_TEST_TOKEN_PIN, NULL };
+    const char *load[] = { p11tool, "--login", "--write", "--load-certificate", cert, "--label", "alice",
+                           "--id", "01", "pkcs11:token=" SM_TEST_TOKEN_LABEL, NULL };
+    const char *pin_env[] = { "GNUTLS_PIN=" SM_TEST_TOKEN_PIN, NULL };
+    sm_test_must_run (init, NULL);
+    sm_test_must_run (import, NULL);
+    sm_test_must_run (load, pin_env);
+  }
+  return TRUE;
+}
+
+char *
+sm_test_cert_upstream (const char *client_certificate)
+{
+  return g_strdup_printf ("[upstream]\n"
+                          "imap = imaps://localhost:%s\n"
+                          "smtp = smtp://localhost:%s\n"
+                          "auth = certificate\n"
+                          "client_certificate = %s\n"
+                          "ca_file = %s\n",
+                          sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_CERT_PORT"),
+                          client_certificate, sm_test_env ("SM_TEST_CA"));
+}

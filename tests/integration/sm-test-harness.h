@@ -221,4 +221,24 @@ void sm_test_session_release_name (const char *name);
  * bus, as GNOME's and the freedesktop screensavers do on locking. */
 void sm_test_screensaver_emit (const char *name, const char *path, gboolean active);
 
+/* Runs a setup tool (sm_test_run()); its failure fails the test with what
+ * it said. */
+void sm_test_must_run (const char * const *argv, const char * const *envp);
+
+/* A softhsm2 PKCS#11 token holding alice's key and certificate of the
+ * stack's client CA (SM_TEST_CLIENT_CERT_DIR), its PIN SM_TEST_TOKEN_PIN. */
+#define SM_TEST_TOKEN_LABEL    "sm-test-token"
+#define SM_TEST_TOKEN_PIN      "480213"     /* distinctive, so a log search is meaningful */
+#define SM_TEST_TOKEN_SO_PIN   "5678"
+#define SM_TEST_TOKEN_CERT_URI "pkcs11:token=" SM_TEST_TOKEN_LABEL ";object=alice;type=cert"
+
+/* Creates that token in @dir (a fresh directory the caller removes) and
+ * sets SOFTHSM2_CONF for this process, and so for the proxy and CLI it
+ * starts.  FALSE (test skipped) without softhsm2-util or p11tool. */
+gboolean sm_test_make_token (const char *dir);
+
+/* [upstream] for alice with certificate login (auth = certificate): IMAPS,
+ * and the submission port that takes client certificates. */
+char *sm_test_cert_upstream (const char *client_certificate);
+
 G_END_DECLS

@@ -30,11 +30,9 @@
 #define DOVECOT_LOG_WAIT_MS 5000
 
 #define DELIVERY_TIMEOUT_MS 60000
-#define TOKEN_LABEL         "sm-test-token"
-#define TOKEN_PIN           "480213"     /* distinctive, so a log search is meaningful */
+#define TOKEN_PIN           SM_TEST_TOKEN_PIN
 #define TOKEN_WRONG_PIN     "917364"
-#define TOKEN_SO_PIN        "5678"
-#define TOKEN_CERT_URI      "pkcs11:token=" TOKEN_LABEL ";object=alice;type=cert"
+#define TOKEN_CERT_URI      SM_TEST_TOKEN_CERT_URI
 
 typedef struct {
   SmTestProxy *proxy;
@@ -65,42 +63,16 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_free (f->tmp);
 }
 
-/* Runs a setup tool; its failure fails the test with what it said. */
-static void
-must_run (const char * const *argv, const char * const *envp)
-{
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-
-  if (sm_test_run (argv, envp, NULL, &out, &err) != 0)
-    g_error ("%s failed: %s%s", argv[0], out, err);
-}
-
 static char *
 client_cert_file (const char *name)
 {
   return g_build_filename (sm_test_env ("SM_TEST_CLIENT_CERT_DIR"), name, NULL);
 }
 
-/* [upstream] for alice with certificate login: IMAPS, and submission on the
- * port that takes client certificates. */
-static char *
-cert_upstream (const char *client_certificate)
-{
-  return g_strdup_printf ("[upstream]\n"
-                          "imap = imaps://localhost:%s\n"
-                          "smtp = smtp://localhost:%s\n"
-                          "auth = certificate\n"
-                          "client_certificate = %s\n"
-                          "ca_file = %s\n",
-                          sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_CERT_PORT"),
-                          client_certificate, sm_test_env ("SM_TEST_CA"));
-}
-
 static void
 start_proxy_as (Fixture *f, const char *address, const char *client_certificate)
 {
-  g_autofree char *upstream = cert_upstream (client_certificate);
+  g_autofree char *upstream = sm_test_cert_upstream (client_certificate);
 
   /* No provider password: auth = certificate needs none. */
   f->proxy = sm_test_proxy_start (address, upstream, NULL, NULL);
@@ -274,7 +246,7 @@ test_pkcs12 (Fixture *f, gconstpointer data)
     const char *argv[] = { "openssl", "pkcs12", "-export", "-in", cert, "-inkey", key, "-name", "alice",
                            "-passout", "env:P12PASS", "-out", p12, NULL };
     const char *envp[] = { "P12PASS=" TOKEN_PIN, NULL };
-    must_run (argv, envp);
+    sm_test_must_run (argv, envp);
   }
   /* An account of its own: the keyring lives as long as this binary, and
    * the certificate, not the address, names the provider's user. */
@@ -310,42 +282,26 @@ test_doctor (Fixture *f, gconstpointer data)
 
 /* ---- the key on a PKCS#11 token (softhsm2) ------------------------------------ */
 
-/* A fresh softhsm2 token holding alice's key and certificate, in f->tmp;
- * SOFTHSM2_CONF is set for this process and so for the proxy and CLI it
- * starts.  FALSE (test skipped) without softhsm2-util or p11tool. */
+/* The daemon's TokenPinNeeded, as `securemail status --json` shows it. */
+static gboolean
+token_pin_needed (Fixture *f)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (sm_test_cli (f->proxy, NULL, &out, &err, "--json", "status", NULL) != 0)
+    g_error ("securemail status failed: %s", err);
+  if (strstr (out, "\"token_pin_needed\" : true") != NULL)
+    return TRUE;
+  g_assert_nonnull (strstr (out, "\"token_pin_needed\" : false"));
+  return FALSE;
+}
+
+/* A fresh token in f->tmp (see sm_test_make_token()). */
 static gboolean
 make_token (Fixture *f)
 {
-  g_autofree char *conf = g_build_filename (f->tmp, "softhsm2.conf", NULL);
-  g_autofree char *tokens = g_build_filename (f->tmp, "tokens", NULL);
-  g_autofree char *conf_text = g_strdup_printf ("directories.tokendir = %s\nobjectstore.backend = file\n"
-                                                "log.level = ERROR\n", tokens);
-  g_autofree char *key = client_cert_file ("alice.key");
-  g_autofree char *cert = client_cert_file ("alice.pem");
-  g_autofree char *softhsm = g_find_program_in_path ("softhsm2-util");
-  g_autofree char *p11tool = g_find_program_in_path ("p11tool");
-
-  if (softhsm == NULL || p11tool == NULL)
-    {
-      g_test_skip ("softhsm2-util or p11tool missing (tools/install-deps.sh installs softhsm2 and gnutls-bin)");
-      return FALSE;
-    }
-  g_assert_cmpint (g_mkdir (tokens, 0700), ==, 0);
-  g_assert_true (g_file_set_contents (conf, conf_text, -1, NULL));
-  g_setenv ("SOFTHSM2_CONF", conf, TRUE);
-  {
-    const char *init[] = { softhsm, "--init-token", "--free", "--label", TOKEN_LABEL, "--pin", TOKEN_PIN,
-                           "--so-pin", TOKEN_SO_PIN, NULL };
-    const char *import[] = { softhsm, "--import", key, "--token", TOKEN_LABEL, "--label", "alice", "--id", "01",
-                             "--pin", TOKEN_PIN, NULL };
-    const char *load[] = { p11tool, "--login", "--write", "--load-certificate", cert, "--label", "alice",
-                           "--id", "01", "pkcs11:token=" TOKEN_LABEL, NULL };
-    const char *pin_env[] = { "GNUTLS_PIN=" TOKEN_PIN, NULL };
-    must_run (init, NULL);
-    must_run (import, NULL);
-    must_run (load, pin_env);
-  }
-  return TRUE;
+  return sm_test_make_token (f->tmp);
 }
 
 static void
@@ -356,6 +312,8 @@ test_pkcs11_imap_smtp (Fixture *f, gconstpointer data)
   start_proxy (f, TOKEN_CERT_URI);
   store_pin (f, TOKEN_PIN);
   assert_login_works (f->proxy);
+  /* The stored PIN was taken: nothing to type. */
+  g_assert_false (token_pin_needed (f));
   submit_and_wait (f->proxy);
   assert_not_in_log (f->proxy, TOKEN_PIN);
   /* The CLI's doctor signs with the token too (no main loop runs there). */
@@ -423,19 +381,35 @@ test_pkcs11_pin_at_unlock (Fixture *f, gconstpointer data)
     return;
   /* An account no other test stored a PIN for (see test_pkcs11_no_pin). */
   start_proxy_as (f, "alice@localhost", TOKEN_CERT_URI);
+  /* Started unlocked (the test policy) with no PIN anywhere: wanted. */
+  g_assert_true (token_pin_needed (f));
   assert_login_refused (f->proxy, "unlock --pin");
+  g_assert_true (token_pin_needed (f));
   cli_ok (f, typed, "unlock", "--stdin", "--pin");
+  g_assert_false (token_pin_needed (f));
   assert_login_works (f->proxy);
-  /* Locked and unlocked without a PIN: the typed one is gone. */
+  g_assert_false (token_pin_needed (f));
+  /* Locked and unlocked without a PIN: the typed one is gone, and the
+   * unlock says that the token wants one. */
   cli_ok (f, NULL, "lock", NULL, NULL);
-  cli_ok (f, "\n", "unlock", "--stdin", NULL);
+  g_assert_false (token_pin_needed (f));
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_assert_cmpint (sm_test_cli (f->proxy, "\n", &out, &err, "unlock", "--stdin", NULL), ==, 0);
+    g_assert_nonnull (strstr (err, "unlock --pin"));
+  }
+  g_assert_true (token_pin_needed (f));
   assert_login_refused (f->proxy, "unlock --pin");
   /* A wrong PIN: refused once by the token, then not offered again. */
   cli_ok (f, wrong, "unlock", "--stdin", "--pin");
+  g_assert_false (token_pin_needed (f));
   assert_login_refused (f->proxy, "refused the PIN typed at unlock");
+  g_assert_true (token_pin_needed (f));
   assert_login_refused (f->proxy, "unlock --pin");
   cli_ok (f, typed, "unlock", "--stdin", "--pin");
   assert_login_works (f->proxy);
+  g_assert_false (token_pin_needed (f));
   {
     /* Typed, not stored. */
     const char *argv[] = { "secret-tool", "lookup", "kind", "client-certificate-pin", "account", "alice@localhost",
