@@ -29,6 +29,7 @@ struct _SmSetupAssistant {
   guint busy;
   gboolean test_passed;
   gboolean signed_in;         /* an OAuth2 sign-in worked with the fields as they are */
+  gboolean signing_in;        /* an OAuth2 sign-in is waiting for the user */
   gboolean done;
   SmAutoconfig *autoconfig;
   char *looked_up;            /* the address whose settings were looked up */
@@ -61,6 +62,7 @@ static const struct {
   { "oauth2_authorization_entry", "oauth2", "authorization_endpoint", SM_AUTH_OAUTH2 },
   { "oauth2_client_id_entry", "oauth2", "client_id", SM_AUTH_OAUTH2 },
   { "oauth2_scope_entry", "oauth2", "scope", SM_AUTH_OAUTH2 },
+  { "oauth2_device_entry", "oauth2", "device_authorization_endpoint", SM_AUTH_OAUTH2 },
   { "client_certificate_entry", "upstream", "client_certificate", SM_AUTH_CERTIFICATE },
 };
 
@@ -272,12 +274,14 @@ on_credentials_changed (SmSetupAssistant *self)
   switch (auth)
     {
     case SM_AUTH_OAUTH2:
-      ok = *text (self, "oauth2_token_entry") && *text (self, "oauth2_authorization_entry") &&
-           *text (self, "oauth2_client_id_entry");
+      ok = *text (self, "oauth2_token_entry") && *text (self, "oauth2_client_id_entry") &&
+           (*text (self, "oauth2_authorization_entry") || *text (self, "oauth2_device_entry"));
       if (!ok)
-        hint = _("Fill in the token address, the sign-in page address and the client ID.");
+        hint = _("Fill in the token address, the client ID and the sign-in page address (or the sign-in "
+                 "address for another device).");
       else if (!self->signed_in)
-        hint = _("Press “Sign in…” and sign in in your browser.");
+        hint = _("Press “Sign in…” and sign in in your browser, or “Sign in on another device…” and type "
+                 "the code shown here on a phone or another computer.");
       ok = ok && self->signed_in;
       break;
     case SM_AUTH_CERTIFICATE:
@@ -306,10 +310,20 @@ on_auth_toggled (GtkToggleButton *radio, SmSetupAssistant *self)
   on_credentials_changed (self);
 }
 
+/* Each way of signing in needs its address, and one at a time. */
+static void
+update_sign_in_buttons (SmSetupAssistant *self)
+{
+  gtk_widget_set_sensitive (w (self, "oauth2_signin_button"), !self->signing_in);
+  gtk_widget_set_sensitive (w (self, "oauth2_device_button"),
+                            !self->signing_in && *text (self, "oauth2_device_entry") != '\0');
+}
+
 static void
 on_oauth2_changed (SmSetupAssistant *self)
 {
   invalidate_sign_in (self);
+  update_sign_in_buttons (self);
   on_credentials_changed (self);
 }
 
@@ -361,49 +375,84 @@ current_config (SmSetupAssistant *self, const char *label_id, const char *format
 
 /* ---- step 4: OAuth2 sign-in in the browser (a worker thread) -------------- */
 
+/* A text for the result label, made in the worker thread and set from the
+ * main context. */
 typedef struct {
   SmSetupAssistant *self;
-  char *uri;
-} ShowUri;
+  char *text;
+} ResultNote;
 
 static gboolean
-show_sign_in_uri (gpointer data)
+show_result_note (gpointer data)
 {
-  ShowUri *s = data;
-  /* TRANSLATORS: %s is the provider's sign-in address. */
-  g_autofree char *msg = g_strdup_printf (_("Your browser opens your provider's sign-in page. If it does not, open "
-                                            "this address in a browser yourself:\n%s"),
-                                          s->uri);
-  set_label (s->self, "oauth2_result_label", msg);
-  g_object_unref (s->self);
-  g_free (s->uri);
-  g_free (s);
+  ResultNote *n = data;
+
+  set_label (n->self, "oauth2_result_label", n->text);
+  g_object_unref (n->self);
+  g_free (n->text);
+  g_free (n);
   return G_SOURCE_REMOVE;
 }
 
-/* Called in the worker thread: the label is set from the main context. */
+static void
+post_result_note (gpointer self, char *text)
+{
+  ResultNote *n = g_new0 (ResultNote, 1);
+
+  n->self = g_object_ref (self);
+  n->text = text;
+  g_main_context_invoke (NULL, show_result_note, n);
+}
+
+/* Called in the worker thread. */
 static gboolean
 open_sign_in_uri (const char *uri, gpointer user_data)
 {
   g_autoptr(GError) error = NULL;
-  ShowUri *s = g_new0 (ShowUri, 1);
 
-  s->self = g_object_ref (user_data);
-  s->uri = g_strdup (uri);
-  g_main_context_invoke (NULL, show_sign_in_uri, s);
+  /* TRANSLATORS: %s is the provider's sign-in address. */
+  post_result_note (user_data, g_strdup_printf (_("Your browser opens your provider's sign-in page. If it does not, "
+                                                   "open this address in a browser yourself:\n%s"),
+                                                 uri));
   if (sm_oauth2_open_in_browser (uri, &error))
     return TRUE;
   g_warning ("The browser could not be started: %s", error->message);
   return FALSE;
 }
 
+/* Called in the worker thread (RFC 8628 §3.3). */
+static void
+show_sign_in_code (const char *verification_uri, const char *user_code, gpointer user_data)
+{
+  /* TRANSLATORS: the first %s is an address, the second the code to type there. */
+  post_result_note (user_data, g_strdup_printf (_("On a phone or another computer, open this address:\n%s\nand "
+                                                  "type this code: %s\nSecureMail waits here until you have signed "
+                                                  "in."),
+                                                verification_uri, user_code));
+}
+
+typedef struct {
+  SmConfig *config;
+  gboolean device;   /* RFC 8628 rather than the browser */
+} SignIn;
+
+static void
+sign_in_free (SignIn *d)
+{
+  sm_config_free (d->config);
+  g_free (d);
+}
+
 static void
 sign_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
-  SmConfig *config = task_data;
+  SignIn *d = task_data;
+  SmConfig *config = d->config;
   GError *error = NULL;
+  gboolean ok = d->device ? sm_oauth2_login_device (config, show_sign_in_code, source, cancellable, &error)
+                          : sm_oauth2_login_browser (config, open_sign_in_uri, source, cancellable, &error);
 
-  if (!sm_oauth2_login_browser (config, open_sign_in_uri, source, cancellable, &error))
+  if (!ok)
     {
       g_task_return_error (task, error);
       return;
@@ -443,12 +492,13 @@ sign_in_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *msg = NULL;
 
   busy_end (self, "oauth2_spinner");
-  gtk_widget_set_sensitive (w (self, "oauth2_signin_button"), TRUE);
+  self->signing_in = FALSE;
+  update_sign_in_buttons (self);
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         return;
-      msg = g_strdup_printf (_("The sign-in did not work: %s\nWhat to do: check the four settings above against what "
+      msg = g_strdup_printf (_("The sign-in did not work: %s\nWhat to do: check the settings above against what "
                                "your provider or helpdesk wrote, then press “Sign in…” again."),
                              error->message);
       set_label (self, "oauth2_result_label", msg);
@@ -463,9 +513,10 @@ sign_in_done (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
-on_sign_in_clicked (GtkButton *button, SmSetupAssistant *self)
+start_sign_in (SmSetupAssistant *self, gboolean device)
 {
   g_autoptr(GTask) task = NULL;
+  SignIn *d;
   SmConfig *config = current_config (self, "oauth2_result_label",
                                      _("The sign-in cannot start: %s\nWhat to do: correct that setting (use “Back” "
                                        "for steps 2 and 3)."));
@@ -473,12 +524,29 @@ on_sign_in_clicked (GtkButton *button, SmSetupAssistant *self)
   if (config == NULL)
     return;
   self->signed_in = FALSE;
-  set_label (self, "oauth2_result_label", _("Waiting for you to sign in in your browser…"));
-  gtk_widget_set_sensitive (w (self, "oauth2_signin_button"), FALSE);
+  set_label (self, "oauth2_result_label",
+             device ? _("Asking your provider for a sign-in code…") : _("Waiting for you to sign in in your browser…"));
+  self->signing_in = TRUE;
+  update_sign_in_buttons (self);
   busy_begin (self, "oauth2_spinner");
+  d = g_new0 (SignIn, 1);
+  d->config = config;
+  d->device = device;
   task = g_task_new (self, self->cancellable, sign_in_done, NULL);
-  g_task_set_task_data (task, config, (GDestroyNotify) sm_config_free);
+  g_task_set_task_data (task, d, (GDestroyNotify) sign_in_free);
   g_task_run_in_thread (task, sign_in_thread);
+}
+
+static void
+on_sign_in_clicked (GtkButton *button, SmSetupAssistant *self)
+{
+  start_sign_in (self, FALSE);
+}
+
+static void
+on_device_sign_in_clicked (GtkButton *button, SmSetupAssistant *self)
+{
+  start_sign_in (self, TRUE);
 }
 
 /* ---- step 5: the connection test (a worker thread) ------------------------ */
@@ -1096,10 +1164,12 @@ sm_setup_assistant_new (GtkApplication *app, const char *config_path)
   connect_changed (self, "oauth2_authorization_entry", G_CALLBACK (on_oauth2_changed));
   connect_changed (self, "oauth2_client_id_entry", G_CALLBACK (on_oauth2_changed));
   connect_changed (self, "oauth2_scope_entry", G_CALLBACK (on_oauth2_changed));
+  connect_changed (self, "oauth2_device_entry", G_CALLBACK (on_oauth2_changed));
   connect_changed (self, "username_entry", G_CALLBACK (invalidate_sign_in));
   for (guint i = 0; i < G_N_ELEMENTS (auth_methods); i++)
     g_signal_connect (w (self, auth_methods[i].radio), "toggled", G_CALLBACK (on_auth_toggled), self);
   g_signal_connect (w (self, "oauth2_signin_button"), "clicked", G_CALLBACK (on_sign_in_clicked), self);
+  g_signal_connect (w (self, "oauth2_device_button"), "clicked", G_CALLBACK (on_device_sign_in_clicked), self);
   g_signal_connect (w (self, "client_certificate_chooser"), "file-set", G_CALLBACK (on_certificate_file_set), self);
   g_signal_connect (w (self, "show_password_check"), "toggled", G_CALLBACK (on_show_password), self);
   g_signal_connect (w (self, "test_button"), "clicked", G_CALLBACK (on_test_clicked), self);

@@ -4,8 +4,9 @@
  *
  * Step 4's other login methods (issue 6/7), each to the end:
  * - OAuth2: signs in at the provider's OAuth server (oauth2-provider.py,
- *   needs the stack's SM_TEST_OAUTH2_PORT) through the browser
- *   oauth2-browser.py ($BROWSER), the connection test logs in with the
+ *   needs the stack's SM_TEST_OAUTH2_PORT), first on another device (the
+ *   RFC 8628 code shown while the assistant polls), then through the browser
+ *   oauth2-browser.py ($BROWSER); the connection test logs in with the
  *   token, the file gets auth = oauth2 and [oauth2], no token.  A proxy
  *   already running without a sign-in (ConsentNeeded) is told and logs in.
  * - Certificate: a rogue one fails the connection test with what to do;
@@ -416,6 +417,8 @@ test_setup_oauth2 (void)
   g_autofree char *url = NULL;
   g_autofree char *written = NULL;
   g_autofree char *refresh_token = NULL;
+  g_autofree char *device_token = NULL;
+  g_autofree char *device_url = NULL;
   g_autofree char *upstream = NULL;
   g_autofree char *oauth2 = NULL;
   g_autofree char *reply = NULL;
@@ -479,6 +482,36 @@ test_setup_oauth2 (void)
   g_assert_false (page_complete (a));
   g_assert_nonnull (strstr (label (b, "auth_hint"), "Sign in"));
 
+  /* First on another device (RFC 8628): the button waits for its address;
+   * the code and where to type it are shown while the assistant polls (the
+   * test provider approves at once and says slow_down once). */
+  g_assert_false (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "oauth2_device_button"))));
+  device_url = g_strdup_printf ("http://127.0.0.1:%u/device", port);
+  set_entry (b, "oauth2_device_entry", device_url);
+  g_assert_true (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "oauth2_device_button"))));
+  click (b, "oauth2_device_button");
+  {
+    g_autofree char *activate = g_strdup_printf ("http://127.0.0.1:%u/activate", port);
+    deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+    while (strstr (label (b, "oauth2_result_label"), "type this code") == NULL)
+      {
+        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+        g_main_context_iteration (NULL, FALSE);
+        g_usleep (10 * 1000);
+      }
+    g_assert_nonnull (strstr (label (b, "oauth2_result_label"), activate));
+    g_assert_true (g_regex_match_simple ("code: [0-9]{4}-[0-9]{4}\n", label (b, "oauth2_result_label"), 0, 0));
+    g_assert_false (gtk_widget_get_sensitive (GTK_WIDGET (gtk_builder_get_object (b, "oauth2_device_button"))));
+    shot (a, "setup-4-oauth2-device");
+  }
+  wait_idle (setup);
+  if (!g_str_has_prefix (label (b, "oauth2_result_label"), "Signed in."))
+    g_error ("sign-in on another device failed: %s", label (b, "oauth2_result_label"));
+  g_assert_true (page_complete (a));
+  device_token = keyring_secret ("oauth2-refresh-token");
+  g_assert_cmpuint (strlen (device_token), >, 0);
+
+  /* Then in the browser, which replaces that sign-in. */
   g_setenv ("BROWSER", sm_test_env ("SM_OAUTH2_BROWSER"), TRUE);
   click (b, "oauth2_signin_button");
   wait_idle (setup);
@@ -488,6 +521,7 @@ test_setup_oauth2 (void)
   g_assert_true (page_complete (a));
   refresh_token = keyring_secret ("oauth2-refresh-token");
   g_assert_cmpuint (strlen (refresh_token), >, 0);
+  g_assert_cmpstr (refresh_token, !=, device_token);
   shot (a, "setup-4-oauth2");
 
   /* The running proxy was told (OAuth2SignedIn) and logs in now. */
@@ -515,6 +549,8 @@ test_setup_oauth2 (void)
   g_assert_nonnull (strstr (written, url));
   g_assert_nonnull (strstr (written, "client_id=" OAUTH2_CLIENT_ID));
   g_assert_nonnull (strstr (written, "scope=mail offline_access"));
+  g_assert_nonnull (strstr (written, "device_authorization_endpoint="));
+  g_assert_nonnull (strstr (written, device_url));
   g_assert_null (strstr (written, "client_certificate"));
   g_assert_null (strstr (written, refresh_token));   /* the sign-in is in the keyring only */
 
