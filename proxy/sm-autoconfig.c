@@ -200,6 +200,15 @@ on_end (GMarkupParseContext *ctx, const char *name, gpointer user_data, GError *
     }
 }
 
+/* Settings and sign-in addresses come only from https:// with a host name:
+ * the assistant's lookups and what a document names alike. */
+static gboolean
+is_https_with_host (GUri *uri)
+{
+  return uri != NULL && g_strcmp0 (g_uri_get_scheme (uri), "https") == 0 && g_uri_get_host (uri) != NULL &&
+         *g_uri_get_host (uri) != '\0';
+}
+
 /* @url (taken) when it is an https:// address with a host, else NULL. */
 static char *
 https_or_null (char *url)
@@ -208,8 +217,7 @@ https_or_null (char *url)
 
   g_strstrip (url);
   uri = g_uri_parse (url, G_URI_FLAGS_NONE, NULL);
-  if (uri == NULL || g_strcmp0 (g_uri_get_scheme (uri), "https") != 0 || g_uri_get_host (uri) == NULL ||
-      *g_uri_get_host (uri) == '\0')
+  if (!is_https_with_host (uri))
     {
       g_free (url);
       return NULL;
@@ -315,7 +323,7 @@ https_get (SmAutoconfig *self, const char *url, GCancellable *cancellable, GErro
 
   if (uri == NULL)
     return NULL;
-  if (g_strcmp0 (g_uri_get_scheme (uri), "https") != 0 || g_uri_get_host (uri) == NULL)
+  if (!is_https_with_host (uri))
     {
       g_set_error (error, SM_ERROR, SM_ERROR_POLICY, _("Only https:// addresses are used to look up settings, not %s"),
                    url);

@@ -221,6 +221,29 @@ sm_test_cli (SmTestProxy *proxy, const char *input, char **out, char **err, ...)
   return r;
 }
 
+char *
+sm_test_cli_ok (SmTestProxy *proxy, const char *input, ...)
+{
+  g_autoptr(GString) what = g_string_new ("securemail");
+  g_autofree char *err = NULL;
+  char *out = NULL;
+  va_list ap;
+  int r;
+
+  va_start (ap, input);
+  r = run_va (proxy, sm_test_env ("SM_CLI"), input, &out, &err, ap);
+  va_end (ap);
+  if (r != 0)
+    {
+      va_start (ap, input);
+      for (const char *a = va_arg (ap, const char *); a != NULL; a = va_arg (ap, const char *))
+        g_string_append_printf (what, " %s", a);
+      va_end (ap);
+      g_error ("%s failed (%d): %s", what->str, r, err);
+    }
+  return out;
+}
+
 int
 sm_test_python (SmTestProxy *proxy, const char *script, char **out, char **err, ...)
 {

@@ -95,6 +95,10 @@ void sm_test_proxy_restart (SmTestProxy *proxy, const char *log_name);
 /* Runs the securemail CLI with the proxy's config. */
 int sm_test_cli (SmTestProxy *proxy, const char *input, char **out, char **err, ...) G_GNUC_NULL_TERMINATED;
 
+/* `securemail ARGS...` that must succeed: fails the test with its command
+ * line and stderr otherwise; returns its stdout (transfer full). */
+char *sm_test_cli_ok (SmTestProxy *proxy, const char *input, ...) G_GNUC_NULL_TERMINATED;
+
 /* Runs /usr/bin/python3 -c @script with @args; stdout/stderr returned. */
 int sm_test_python (SmTestProxy *proxy, const char *script, char **out, char **err, ...) G_GNUC_NULL_TERMINATED;
 

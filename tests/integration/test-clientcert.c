@@ -355,17 +355,12 @@ test_pkcs11_no_pin (Fixture *f, gconstpointer data)
   assert_login_refused (f->proxy, "unlock --pin");
 }
 
-/* Runs `securemail @args...` with @input on stdin and asserts exit 0. */
-static void
-cli_ok (Fixture *f, const char *input, const char *arg1, const char *arg2, const char *arg3)
-{
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-
-  if (sm_test_cli (f->proxy, input, &out, &err, arg1, arg2, arg3, NULL) != 0)
-    g_error ("securemail %s %s failed: %s", arg1, arg2 ? arg2 : "", err);
-  g_assert_null (strstr (out, TOKEN_PIN));
-}
+/* `securemail @args...` with @input on stdin must succeed and not echo the PIN. */
+#define cli_ok(f, input, ...)                                                  \
+  G_STMT_START {                                                               \
+    g_autofree char *out_ = sm_test_cli_ok ((f)->proxy, (input), __VA_ARGS__, NULL); \
+    g_assert_null (strstr (out_, TOKEN_PIN));                                  \
+  } G_STMT_END
 
 /* The token PIN typed at `securemail unlock --pin` instead of stored: used
  * until the next lock, forgotten then; a wrong one is offered once and
@@ -391,7 +386,7 @@ test_pkcs11_pin_at_unlock (Fixture *f, gconstpointer data)
   g_assert_false (token_pin_needed (f));
   /* Locked and unlocked without a PIN: the typed one is gone, and the
    * unlock says that the token wants one. */
-  cli_ok (f, NULL, "lock", NULL, NULL);
+  cli_ok (f, NULL, "lock");
   g_assert_false (token_pin_needed (f));
   {
     g_autofree char *out = NULL;

@@ -661,15 +661,6 @@ test_agent_wedged (void)
   g_assert_null (strstr (log, SECRET));
 }
 
-/* Fails the test with what the CLI said unless @rc is 0. */
-static void
-cli_ok (int rc, const char *what, char **err)
-{
-  if (rc != 0)
-    g_error ("securemail %s failed: %s", what, *err);
-  g_clear_pointer (err, g_free);
-}
-
 /* Bob's proxy and key store, once for the whole binary. */
 static void
 setup_bob (void)
@@ -679,7 +670,6 @@ setup_bob (void)
   g_autofree char *ownertrust = NULL;
   g_autofree char *p = NULL;
   const char *script = g_getenv ("SM_FIXTURES_SCRIPT");
-  g_autofree char *cli_err = NULL;
   GError *error = NULL;
 
   g_assert_nonnull (script);
@@ -701,22 +691,22 @@ setup_bob (void)
    * the agent it starts. */
 
   p = g_build_filename (fixtures, "ca", "bob-legacy.p12", NULL);
-  cli_ok (sm_test_cli (bob, "p12pass\n", NULL, &cli_err, "keys", "import", p, NULL), "keys import", &cli_err);
+  g_free (sm_test_cli_ok (bob, "p12pass\n", "keys", "import", p, NULL));
   g_free (p);
   p = g_build_filename (fixtures, "pgp-bob-secret.asc", NULL);
-  cli_ok (sm_test_cli (bob, "\n", NULL, &cli_err, "keys", "import", p, NULL), "keys import", &cli_err);
+  g_free (sm_test_cli_ok (bob, "\n", "keys", "import", p, NULL));
   g_free (p);
   p = g_build_filename (fixtures, "ca", "ca.pem", NULL);
-  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "trust", p, NULL), "certs trust", &cli_err);
+  g_free (sm_test_cli_ok (bob, NULL, "certs", "trust", p, NULL));
   g_free (p);
   p = g_build_filename (fixtures, "ca", "ca.crl", NULL);
-  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "import", p, NULL), "certs import", &cli_err);
+  g_free (sm_test_cli_ok (bob, NULL, "certs", "import", p, NULL));
   g_free (p);
   p = g_build_filename (fixtures, "pgp-alice-public.asc", NULL);
-  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "import", p, NULL), "certs import", &cli_err);
+  g_free (sm_test_cli_ok (bob, NULL, "certs", "import", p, NULL));
   g_free (p);
   p = g_build_filename (fixtures, "pgp-mallory-public.asc", NULL);
-  cli_ok (sm_test_cli (bob, NULL, NULL, &cli_err, "certs", "import", p, NULL), "certs import", &cli_err);
+  g_free (sm_test_cli_ok (bob, NULL, "certs", "import", p, NULL));
   g_free (p);
   p = g_build_filename (fixtures, "pgp-alice.fpr", NULL);
   g_assert_true (g_file_get_contents (p, &fpr, NULL, NULL));

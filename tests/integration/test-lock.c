@@ -106,12 +106,7 @@ status_locked (Fixture *f)
 static void
 cli_ok (Fixture *f, const char *input, const char *cmd, const char *arg)
 {
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-  int rc = sm_test_cli (f->proxy, input, &out, &err, cmd, arg, NULL);
-
-  if (rc != 0)
-    g_error ("securemail %s failed (%d): %s", cmd, rc, err);
+  g_free (sm_test_cli_ok (f->proxy, input, cmd, arg, NULL));
 }
 
 /* MAIL FROM on a logged-in session; returns the reply line. */
