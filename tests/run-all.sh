@@ -177,7 +177,7 @@ EOF
 # Failed tests of TESTLOG whose output shows LeakSanitizer's own tracer
 # crashing ("Tracer caught signal 11 ... LeakSanitizer has encountered a fatal
 # error") and no sanitizer report: a rare fault of the sanitizer runtime at a
-# process's exit (CI saw it once, after every subtest of a test had passed),
+# process's exit (CI saw it once, at a test program's exit),
 # not of the code under test.  Their names, one per line.
 tracer_crashes() { # TESTLOG
   $PY - "$1" <<'EOF'
