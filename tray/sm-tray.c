@@ -384,14 +384,19 @@ on_lock_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr(SmTray) self = user_data;
   g_autoptr(GError) error = NULL;
+  gboolean ok = sm_dbus_proxy1_call_lock_finish (SM_DBUS_PROXY1 (source), result, &error);
 
-  self->busy = FALSE;
-  if (sm_dbus_proxy1_call_lock_finish (SM_DBUS_PROXY1 (source), result, &error))
+  if (!ok && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
-  g_dbus_error_strip_remote_error (error);
-  if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    sm_gui_message (NULL, GTK_MESSAGE_WARNING, _("SecureMail is locked, but"), error->message);
+  self->busy = FALSE;
+  /* Lock/Unlock was greyed while the call was on its way: enable it again
+   * (the Locked property had already arrived, before the reply). */
   update (self);
+  if (!ok)
+    {
+      g_dbus_error_strip_remote_error (error);
+      sm_gui_message (NULL, GTK_MESSAGE_WARNING, _("SecureMail is locked, but"), error->message);
+    }
 }
 
 static void

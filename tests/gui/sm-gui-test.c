@@ -195,6 +195,58 @@ sm_gui_test_menu_id (const char *bus_name, const char *label)
   return -1;
 }
 
+/* The dbusmenu id of the top-level item labelled @label when it is shown
+ * and enabled (dbusmenu leaves out "visible" and "enabled" when TRUE), or -1. */
+static int
+enabled_item (const char *bus_name, const char *label)
+{
+  g_autoptr(GDBusConnection) c = bus ();
+  const char *props[] = { "label", "enabled", "visible", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) r = g_dbus_connection_call_sync (c, bus_name, SM_TRAY_MENU_PATH, "com.canonical.dbusmenu",
+                                                       "GetLayout", g_variant_new ("(ii^as)", 0, -1, props),
+                                                       G_VARIANT_TYPE ("(u(ia{sv}av))"), G_DBUS_CALL_FLAGS_NONE,
+                                                       5000, NULL, &error);
+  g_autoptr(GVariant) root = NULL;
+  g_autoptr(GVariant) children = NULL;
+
+  g_assert_no_error (error);
+  root = g_variant_get_child_value (r, 1);
+  children = g_variant_get_child_value (root, 2);
+  for (gsize i = 0; i < g_variant_n_children (children); i++)
+    {
+      g_autoptr(GVariant) boxed = g_variant_get_child_value (children, i);
+      g_autoptr(GVariant) child = g_variant_get_variant (boxed);
+      g_autoptr(GVariant) item_props = g_variant_get_child_value (child, 1);
+      const char *item_label = "";
+      gboolean enabled = TRUE, visible = TRUE;
+      gint32 id = 0;
+
+      g_variant_get_child (child, 0, "i", &id);
+      g_variant_lookup (item_props, "label", "&s", &item_label);
+      g_variant_lookup (item_props, "enabled", "b", &enabled);
+      g_variant_lookup (item_props, "visible", "b", &visible);
+      if (g_strcmp0 (item_label, label) == 0 && enabled && visible)
+        return id;
+    }
+  return -1;
+}
+
+void
+sm_gui_test_click_when_enabled (const char *bus_name, const char *label, guint timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  int id;
+
+  while ((id = enabled_item (bus_name, label)) < 0)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("the tray menu item “%s” was not shown and enabled within %u ms", label, timeout_ms);
+      g_usleep (50 * 1000);
+    }
+  sm_gui_test_menu_click (bus_name, id);
+}
+
 void
 sm_gui_test_menu_click (const char *bus_name, int id)
 {

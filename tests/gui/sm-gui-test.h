@@ -31,6 +31,10 @@ char *sm_gui_test_wait_status (const char *bus_name, const char *needle, guint t
 int sm_gui_test_menu_id (const char *bus_name, const char *label);
 /* Sends a dbusmenu "clicked" event. */
 void sm_gui_test_menu_click (const char *bus_name, int id);
+/* Clicks the top-level item labelled @label once it is shown and enabled
+ * (the tray greys Lock/Unlock while its last call is on its way, and ignores
+ * a click then); fails the test after @timeout_ms. */
+void sm_gui_test_click_when_enabled (const char *bus_name, const char *label, guint timeout_ms);
 
 /* Saves the screen's top-left @width x @height (0 = all) as
  * $SM_SCREENSHOT_DIR/@name.png (skipped without $SM_SCREENSHOT_DIR). */

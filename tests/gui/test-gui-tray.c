@@ -198,7 +198,9 @@ test_lock_unlock (Fixture *f, gconstpointer data)
   id = sm_gui_test_menu_id (f->bus_name, "Unlock");
   g_assert_cmpint (id, >, 0);
   g_assert_cmpint (sm_gui_test_menu_id (f->bus_name, "Lock"), ==, -1);
-  sm_gui_test_menu_click (f->bus_name, id);
+  /* The Locked property arrives before Lock's reply (gpg-agent forgets
+   * first); the item is greyed until then. */
+  sm_gui_test_click_when_enabled (f->bus_name, "Unlock", SM_GUI_TEST_TIMEOUT_MS);
   g_free (status);
   status = sm_gui_test_wait_status (f->bus_name, "connected", SM_GUI_TEST_TIMEOUT_MS);
   g_assert_cmpstr (status, ==, "SecureMail: connected to localhost");
@@ -635,12 +637,10 @@ test_token_pin (Fixture *f, gconstpointer data)
 
   /* Lock, then Unlock from the tray: the keyring opens the keys, and the
    * tray asks for the PIN at once (the typed one went with the lock). */
-  id = sm_gui_test_menu_id (f->bus_name, "Lock");
-  sm_gui_test_menu_click (f->bus_name, id);
+  sm_gui_test_click_when_enabled (f->bus_name, "Lock", SM_GUI_TEST_TIMEOUT_MS);
   g_free (status);
   status = sm_gui_test_wait_status (f->bus_name, "locked", SM_GUI_TEST_TIMEOUT_MS);
-  id = sm_gui_test_menu_id (f->bus_name, "Unlock");
-  sm_gui_test_menu_click (f->bus_name, id);
+  sm_gui_test_click_when_enabled (f->bus_name, "Unlock", SM_GUI_TEST_TIMEOUT_MS);
   type_pin_then_login (f, proxy, "tray-token-pin-at-unlock");
   {
     /* Typed, never stored or logged. */
