@@ -30,6 +30,7 @@ struct _SmSetupAssistant {
   gboolean test_passed;
   gboolean signed_in;         /* an OAuth2 sign-in worked with the fields as they are */
   gboolean signing_in;        /* an OAuth2 sign-in is waiting for the user */
+  GCancellable *sign_in_cancellable;  /* that sign-in's; cancelled when a setting changes */
   gboolean done;
   SmAutoconfig *autoconfig;
   char *looked_up;            /* the address whose settings were looked up */
@@ -148,12 +149,29 @@ invalidate_test (SmSetupAssistant *self)
 }
 
 static void on_credentials_changed (SmSetupAssistant *self);
+static void update_sign_in_buttons (SmSetupAssistant *self);
+
+/* A sign-in still waiting (the device grant polls for up to half an hour)
+ * is for the settings it started with: stopped when one changes. */
+static void
+cancel_sign_in (SmSetupAssistant *self)
+{
+  if (self->sign_in_cancellable == NULL)
+    return;
+  g_cancellable_cancel (self->sign_in_cancellable);
+  g_clear_object (&self->sign_in_cancellable);
+  self->signing_in = FALSE;
+  update_sign_in_buttons (self);
+  set_label (self, "oauth2_result_label",
+             _("The settings changed while you were signing in: press “Sign in…” again."));
+}
 
 /* The sign-in is stored for one address at one provider: anything that
  * changes either needs a new one. */
 static void
 invalidate_sign_in (SmSetupAssistant *self)
 {
+  cancel_sign_in (self);
   if (!self->signed_in)
     return;
   self->signed_in = FALSE;
@@ -394,6 +412,9 @@ show_result_note (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Queued, never run here: g_main_context_invoke() would call GTK from this
+ * worker whenever no thread holds the main context at that moment.  At
+ * G_PRIORITY_DEFAULT, like the task's result, so it comes before that. */
 static void
 post_result_note (gpointer self, char *text)
 {
@@ -401,7 +422,7 @@ post_result_note (gpointer self, char *text)
 
   n->self = g_object_ref (self);
   n->text = text;
-  g_main_context_invoke (NULL, show_result_note, n);
+  g_idle_add_full (G_PRIORITY_DEFAULT, show_result_note, n, NULL);
 }
 
 /* Called in the worker thread. */
@@ -492,8 +513,16 @@ sign_in_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *msg = NULL;
 
   busy_end (self, "oauth2_spinner");
-  self->signing_in = FALSE;
-  update_sign_in_buttons (self);
+  /* A sign-in cancelled by a changed setting ends here after a newer one
+   * may have started: only the current one frees the buttons. */
+  if (g_task_get_cancellable (G_TASK (result)) == self->sign_in_cancellable)
+    {
+      g_clear_object (&self->sign_in_cancellable);
+      self->signing_in = FALSE;
+      update_sign_in_buttons (self);
+    }
+  /* Cancelled (even if it had finished meanwhile): its result is for
+   * settings that are no longer there. */
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -532,7 +561,9 @@ start_sign_in (SmSetupAssistant *self, gboolean device)
   d = g_new0 (SignIn, 1);
   d->config = config;
   d->device = device;
-  task = g_task_new (self, self->cancellable, sign_in_done, NULL);
+  g_clear_object (&self->sign_in_cancellable);
+  self->sign_in_cancellable = g_cancellable_new ();
+  task = g_task_new (self, self->sign_in_cancellable, sign_in_done, NULL);
   g_task_set_task_data (task, d, (GDestroyNotify) sign_in_free);
   g_task_run_in_thread (task, sign_in_thread);
 }
@@ -1052,12 +1083,21 @@ on_close (GtkAssistant *assistant, SmSetupAssistant *self)
 /* ---- construction --------------------------------------------------------- */
 
 static void
+on_window_destroy (SmSetupAssistant *self)
+{
+  g_cancellable_cancel (self->cancellable);
+  if (self->sign_in_cancellable != NULL)
+    g_cancellable_cancel (self->sign_in_cancellable);
+}
+
+static void
 sm_setup_assistant_finalize (GObject *object)
 {
   SmSetupAssistant *self = SM_SETUP_ASSISTANT (object);
 
   g_cancellable_cancel (self->cancellable);
   g_clear_object (&self->cancellable);
+  g_clear_object (&self->sign_in_cancellable);
   g_clear_object (&self->builder);
   g_clear_object (&self->autoconfig);
   g_free (self->looked_up);
@@ -1187,8 +1227,8 @@ sm_setup_assistant_new (GtkApplication *app, const char *config_path)
   g_signal_connect (self->window, "apply", G_CALLBACK (on_apply), self);
   g_signal_connect (self->window, "close", G_CALLBACK (on_close), self);
   g_signal_connect (self->window, "cancel", G_CALLBACK (on_close), self);
-  /* A lookup still running must not touch a closed window. */
-  g_signal_connect_swapped (self->window, "destroy", G_CALLBACK (g_cancellable_cancel), self->cancellable);
+  /* A lookup or sign-in still running must not touch a closed window. */
+  g_signal_connect_swapped (self->window, "destroy", G_CALLBACK (on_window_destroy), self);
 
   on_account_changed (self);
   on_provider_changed (self);

@@ -428,7 +428,13 @@ handle_unlock (SmDbusProxy1 *skeleton, GDBusMethodInvocation *invocation, const 
   if (!sm_server_unlock (self->server, *passphrase ? passphrase : NULL, &error))
     g_dbus_method_invocation_return_gerror (invocation, error);
   else
-    sm_dbus_proxy1_complete_unlock (skeleton, invocation);
+    {
+      /* Unlock while unlocked changes no lock state but may change what
+       * the token wants (TokenPinNeeded): published before the reply. */
+      update (self);
+      g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self->skeleton));
+      sm_dbus_proxy1_complete_unlock (skeleton, invocation);
+    }
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 

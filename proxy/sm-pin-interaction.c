@@ -14,12 +14,26 @@
 static GMutex session_lock;
 static SmSecret *session_pin;
 static gboolean pin_wanted;   /* see sm_pin_interaction_get_pin_wanted() */
+/* Counts sm_pin_interaction_set_session_pin() calls: a handshake that began
+ * before the user typed a PIN must neither forget that PIN nor ask for one
+ * again when it fails with the old one. */
+static guint session_generation;
 
 static void
 set_pin_wanted (gboolean wanted)
 {
   g_mutex_lock (&session_lock);
   pin_wanted = wanted;
+  g_mutex_unlock (&session_lock);
+}
+
+/* Sets pin_wanted, unless a PIN was typed since @generation. */
+static void
+set_pin_wanted_since (guint generation, gboolean wanted)
+{
+  g_mutex_lock (&session_lock);
+  if (generation == session_generation)
+    pin_wanted = wanted;
   g_mutex_unlock (&session_lock);
 }
 
@@ -33,6 +47,18 @@ sm_pin_interaction_set_session_pin (const char *pin)
   /* Typed: nothing more to ask for until the token says otherwise.
    * Forgotten (a lock): the next unlock decides again. */
   pin_wanted = FALSE;
+  session_generation++;
+  g_mutex_unlock (&session_lock);
+}
+
+/* Forgets the session PIN the token refused, unless another was typed
+ * since @generation. */
+static void
+forget_refused_session_pin (guint generation)
+{
+  g_mutex_lock (&session_lock);
+  if (generation == session_generation)
+    g_clear_pointer (&session_pin, sm_secret_free);
   g_mutex_unlock (&session_lock);
 }
 
@@ -80,6 +106,7 @@ struct _SmPinInteraction {
   GError *lookup_error; /* why there is no PIN */
   GError *error;        /* why the last request failed, or NULL */
   gboolean answered;    /* a PIN was given in this handshake */
+  guint generation;     /* session_generation when this interaction was made */
 };
 
 G_DEFINE_FINAL_TYPE (SmPinInteraction, sm_pin_interaction, G_TYPE_TLS_INTERACTION)
@@ -89,8 +116,7 @@ G_DEFINE_FINAL_TYPE (SmPinInteraction, sm_pin_interaction, G_TYPE_TLS_INTERACTIO
 static GTlsInteractionResult
 fail (SmPinInteraction *self, GError **error, GError *why, gboolean wanted)
 {
-  if (wanted)
-    set_pin_wanted (TRUE);
+  set_pin_wanted_since (self->generation, wanted);
   g_clear_error (&self->error);
   self->error = why;
   g_set_error_literal (error, SM_ERROR, why->code, why->message);
@@ -117,7 +143,7 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                                     "does not lock itself.")),
                      TRUE);
       /* Forgotten at once, so that no other handshake offers it either. */
-      sm_pin_interaction_set_session_pin (NULL);
+      forget_refused_session_pin (self->generation);
       return fail (self, error,
                    g_error_new (SM_ERROR, SM_ERROR_AUTH,
                                 _("The token of the client certificate refused the PIN typed at "
@@ -136,7 +162,7 @@ sm_pin_interaction_ask_password (GTlsInteraction *interaction, GTlsPassword *pas
                                 "“securemail account set-pin”.")),
                  FALSE);
   /* Given: wanted again only if the token refuses it (the retry above). */
-  set_pin_wanted (FALSE);
+  set_pin_wanted_since (self->generation, FALSE);
   if (self->typed != NULL)
     {
       g_tls_password_set_value (password, (const guchar *) self->typed, (gssize) strlen (self->typed));
@@ -192,6 +218,7 @@ sm_pin_interaction_new (const char *account)
   g_mutex_lock (&session_lock);
   if (session_pin != NULL)
     self->typed = sm_secret_dup (session_pin);
+  self->generation = session_generation;
   g_mutex_unlock (&session_lock);
   if (self->typed == NULL)
     self->pin = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, account, &self->lookup_error);

@@ -361,22 +361,40 @@ ask_token_pin (SmTray *self)
                                    "your provider until SecureMail locks."),
                            TRUE);
   self->asking_pin = FALSE;
-  if (pin != NULL && *pin != '\0')
+  /* The tray may have quit while the dialog was open. */
+  if (pin != NULL && *pin != '\0' && self->proxy != NULL)
     sm_dbus_proxy1_call_set_token_pin (self->proxy, pin, self->cancellable, on_token_pin_done, g_object_ref (self));
   sm_gui_secret_free (pin);
-  update (self);
+  if (self->builder != NULL)
+    update (self);
+}
+
+static gboolean
+ask_token_pin_idle (gpointer data)
+{
+  ask_token_pin (SM_TRAY (data));
+  return G_SOURCE_REMOVE;
+}
+
+/* The dialog runs a main loop of its own: from an idle, so that whatever
+ * asked for it (a menu click over dbusmenu, a notification's
+ * ActivateAction) gets its reply first. */
+static void
+ask_token_pin_later (SmTray *self)
+{
+  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, ask_token_pin_idle, g_object_ref (self), g_object_unref);
 }
 
 static void
 on_pin_item (GtkMenuItem *mi, SmTray *self)
 {
-  ask_token_pin (self);
+  ask_token_pin_later (self);
 }
 
 static void
 on_token_pin_action (GSimpleAction *action, GVariant *parameter, gpointer user_data)
 {
-  ask_token_pin (SM_TRAY (user_data));
+  ask_token_pin_later (SM_TRAY (user_data));
 }
 
 static void
@@ -414,10 +432,9 @@ on_unlock_done (GObject *source, GAsyncResult *result, gpointer user_data)
       if (sm_dbus_proxy1_get_token_pin_needed (SM_DBUS_PROXY1 (source)))
         {
           self->pin_notified = TRUE;
-          ask_token_pin (self);
+          ask_token_pin_later (self);
         }
-      else
-        update (self);
+      update (self);
       return;
     }
   update (self);

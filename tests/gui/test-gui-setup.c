@@ -407,6 +407,24 @@ proxy_imap_login (SmTestProxy *proxy)
   return reply;
 }
 
+/* The running proxy was told (OAuth2SignedIn): ConsentNeeded clears and a
+ * mail client's login through it works with the new sign-in. */
+static void
+assert_running_proxy_signed_in (SmTestProxy *proxy, const char *how)
+{
+  gint64 deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
+  g_autofree char *reply = NULL;
+
+  while (consent_needed ())
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      settle ();
+    }
+  reply = proxy_imap_login (proxy);
+  if (!g_str_has_prefix (reply, "a1 OK"))
+    g_error ("login through the running proxy after the sign-in %s: %s", how, reply);
+}
+
 static void
 test_setup_oauth2 (void)
 {
@@ -510,6 +528,7 @@ test_setup_oauth2 (void)
   g_assert_true (page_complete (a));
   device_token = keyring_secret ("oauth2-refresh-token");
   g_assert_cmpuint (strlen (device_token), >, 0);
+  assert_running_proxy_signed_in (proxy, "on another device");
 
   /* Then in the browser, which replaces that sign-in. */
   g_setenv ("BROWSER", sm_test_env ("SM_OAUTH2_BROWSER"), TRUE);
@@ -524,17 +543,7 @@ test_setup_oauth2 (void)
   g_assert_cmpstr (refresh_token, !=, device_token);
   shot (a, "setup-4-oauth2");
 
-  /* The running proxy was told (OAuth2SignedIn) and logs in now. */
-  deadline = g_get_monotonic_time () + SM_GUI_TEST_TIMEOUT_MS * G_GINT64_CONSTANT (1000);
-  while (consent_needed ())
-    {
-      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-      settle ();
-    }
-  g_free (reply);
-  reply = proxy_imap_login (proxy);
-  if (!g_str_has_prefix (reply, "a1 OK"))
-    g_error ("login through the running proxy after the sign-in: %s", reply);
+  assert_running_proxy_signed_in (proxy, "in the browser");
 
   test_connection_passes (setup, a, b);
   g_assert_nonnull (strstr (label (b, "test_result_label"), "2. Sign-in at your provider: OK"));

@@ -644,7 +644,12 @@ test_token_pin (Fixture *f, gconstpointer data)
   type_pin_then_login (f, proxy, "tray-token-pin-at-unlock");
   {
     /* Typed, never stored or logged. */
+    const char *argv[] = { "secret-tool", "lookup", "kind", "client-certificate-pin", "account", "alice@localhost",
+                           NULL };
+    g_autofree char *stored = NULL;
     g_autofree char *log = NULL;
+    sm_test_run (argv, NULL, NULL, &stored, NULL);
+    g_assert_true (stored == NULL || *stored == '\0');
     g_assert_true (g_file_get_contents (proxy->log_path, &log, NULL, NULL));
     g_assert_null (strstr (log, SM_TEST_TOKEN_PIN));
   }
