@@ -214,6 +214,23 @@ configure_and_build() { # DIR SETUP-OPTIONS...
   fi
 }
 
+# `meson test` in DIR with the tests' environment, under Xvfb and a private
+# session bus.  TMPDIR inside $T: what the tests (and xvfb-run, if killed)
+# leave there goes too.
+meson_test() { # DIR [VAR=VALUE...] -- [MESON-TEST-OPTIONS...]
+  local dir=$1; shift
+  local extra_env=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do extra_env+=("$1"); shift; done
+  shift
+  run env -u DBUS_SESSION_BUS_ADDRESS \
+    HOME="$T/home" XDG_RUNTIME_DIR="$T/run" TMPDIR="$T/tmp" \
+    XDG_CONFIG_HOME="$T/home/.config" XDG_DATA_HOME="$T/home/.local/share" XDG_CACHE_HOME="$T/home/.cache" \
+    NO_AT_BRIDGE=1 "${extra_env[@]}" \
+    xvfb-run -a -e "$T/xvfb.log" -s "-screen 0 1280x1024x24" \
+    dbus-run-session -- \
+    meson test -C "$dir" --print-errorlogs "$@"
+}
+
 test_build() { # DIR [VAR=VALUE...] -- [MESON-TEST-OPTIONS...]
   local dir=$1; shift
   local extra_env=()
@@ -223,14 +240,7 @@ test_build() { # DIR [VAR=VALUE...] -- [MESON-TEST-OPTIONS...]
   rm -f "$log"
   fresh_home
   say "$dir: meson test $*"
-  # TMPDIR inside $T: what the tests (and xvfb-run, if killed) leave there goes too.
-  run env -u DBUS_SESSION_BUS_ADDRESS \
-    HOME="$T/home" XDG_RUNTIME_DIR="$T/run" TMPDIR="$T/tmp" \
-    XDG_CONFIG_HOME="$T/home/.config" XDG_DATA_HOME="$T/home/.local/share" XDG_CACHE_HOME="$T/home/.cache" \
-    NO_AT_BRIDGE=1 "${extra_env[@]}" \
-    xvfb-run -a -e "$T/xvfb.log" -s "-screen 0 1280x1024x24" \
-    dbus-run-session -- \
-    meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
+  meson_test "$dir" "${extra_env[@]}" -- --num-processes 2 "$@"
   rc=$?
   local results="" crashed=""
   if [ -f "$log" ] && results=$(count_results "$log"); then
@@ -245,13 +255,7 @@ test_build() { # DIR [VAR=VALUE...] -- [MESON-TEST-OPTIONS...]
     say "$dir: LeakSanitizer's tracer crashed in:" $crashed "- running them once more"
     mv "$log" "$log.first"
     fresh_home
-    run env -u DBUS_SESSION_BUS_ADDRESS \
-      HOME="$T/home" XDG_RUNTIME_DIR="$T/run" TMPDIR="$T/tmp" \
-      XDG_CONFIG_HOME="$T/home/.config" XDG_DATA_HOME="$T/home/.local/share" XDG_CACHE_HOME="$T/home/.cache" \
-      NO_AT_BRIDGE=1 "${extra_env[@]}" \
-      xvfb-run -a -e "$T/xvfb.log" -s "-screen 0 1280x1024x24" \
-      dbus-run-session -- \
-      meson test -C "$dir" --print-errorlogs --no-rebuild "$@" $crashed
+    meson_test "$dir" "${extra_env[@]}" -- --no-rebuild "$@" $crashed
     local rerun_rc=$?
     if [ -f "$log" ] && rerun=$(count_results "$log"); then
       read -r rp rf rs <<<"$(head -n1 <<<"$rerun")"

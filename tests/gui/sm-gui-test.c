@@ -96,7 +96,7 @@ static GVariant *
 layout (const char *bus_name)
 {
   g_autoptr(GDBusConnection) c = bus ();
-  const char *props[] = { "label", NULL };
+  const char *props[] = { "label", "enabled", "visible", NULL };
   g_autoptr(GError) error = NULL;
   GVariant *r = g_dbus_connection_call_sync (c, bus_name, SM_TRAY_MENU_PATH, "com.canonical.dbusmenu", "GetLayout",
                                              g_variant_new ("(ii^as)", 0, -1, props),
@@ -184,61 +184,51 @@ sm_gui_test_wait_status (const char *bus_name, const char *needle, guint timeout
     }
 }
 
-int
-sm_gui_test_menu_id (const char *bus_name, const char *label)
+gboolean
+sm_gui_test_menu_item (const char *bus_name, const char *label, int *id, gboolean *visible, gboolean *enabled)
 {
-  g_autoptr(GPtrArray) items = sm_gui_test_menu_items (bus_name);
+  g_autoptr(GVariant) r = layout (bus_name);
+  g_autoptr(GVariant) root = g_variant_get_child_value (r, 1);
+  g_autoptr(GVariant) children = g_variant_get_child_value (root, 2);
 
-  for (guint i = 0; i < items->len; i++)
-    if (g_strcmp0 (label_of (items->pdata[i]), label) == 0)
-      return atoi (items->pdata[i]);
-  return -1;
-}
-
-/* The dbusmenu id of the top-level item labelled @label when it is shown
- * and enabled (dbusmenu leaves out "visible" and "enabled" when TRUE), or -1. */
-static int
-enabled_item (const char *bus_name, const char *label)
-{
-  g_autoptr(GDBusConnection) c = bus ();
-  const char *props[] = { "label", "enabled", "visible", NULL };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) r = g_dbus_connection_call_sync (c, bus_name, SM_TRAY_MENU_PATH, "com.canonical.dbusmenu",
-                                                       "GetLayout", g_variant_new ("(ii^as)", 0, -1, props),
-                                                       G_VARIANT_TYPE ("(u(ia{sv}av))"), G_DBUS_CALL_FLAGS_NONE,
-                                                       5000, NULL, &error);
-  g_autoptr(GVariant) root = NULL;
-  g_autoptr(GVariant) children = NULL;
-
-  g_assert_no_error (error);
-  root = g_variant_get_child_value (r, 1);
-  children = g_variant_get_child_value (root, 2);
   for (gsize i = 0; i < g_variant_n_children (children); i++)
     {
       g_autoptr(GVariant) boxed = g_variant_get_child_value (children, i);
       g_autoptr(GVariant) child = g_variant_get_variant (boxed);
-      g_autoptr(GVariant) item_props = g_variant_get_child_value (child, 1);
+      g_autoptr(GVariant) props = g_variant_get_child_value (child, 1);
       const char *item_label = "";
-      gboolean enabled = TRUE, visible = TRUE;
-      gint32 id = 0;
 
-      g_variant_get_child (child, 0, "i", &id);
-      g_variant_lookup (item_props, "label", "&s", &item_label);
-      g_variant_lookup (item_props, "enabled", "b", &enabled);
-      g_variant_lookup (item_props, "visible", "b", &visible);
-      if (g_strcmp0 (item_label, label) == 0 && enabled && visible)
-        return id;
+      g_variant_lookup (props, "label", "&s", &item_label);
+      if (g_strcmp0 (item_label, label) != 0)
+        continue;
+      /* dbusmenu leaves out "visible" and "enabled" when TRUE. */
+      if (id != NULL)
+        g_variant_get_child (child, 0, "i", id);
+      if (visible != NULL && !g_variant_lookup (props, "visible", "b", visible))
+        *visible = TRUE;
+      if (enabled != NULL && !g_variant_lookup (props, "enabled", "b", enabled))
+        *enabled = TRUE;
+      return TRUE;
     }
-  return -1;
+  return FALSE;
+}
+
+int
+sm_gui_test_menu_id (const char *bus_name, const char *label)
+{
+  int id = -1;
+
+  return sm_gui_test_menu_item (bus_name, label, &id, NULL, NULL) ? id : -1;
 }
 
 void
 sm_gui_test_click_when_enabled (const char *bus_name, const char *label, guint timeout_ms)
 {
   gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
-  int id;
+  gboolean visible = FALSE, enabled = FALSE;
+  int id = -1;
 
-  while ((id = enabled_item (bus_name, label)) < 0)
+  while (!sm_gui_test_menu_item (bus_name, label, &id, &visible, &enabled) || !visible || !enabled)
     {
       if (g_get_monotonic_time () > deadline)
         g_error ("the tray menu item “%s” was not shown and enabled within %u ms", label, timeout_ms);

@@ -27,6 +27,11 @@ GPtrArray *sm_gui_test_submenu_items (const char *bus_name, const char *parent_l
 /* The label of the first item, polled until it contains @needle; returns it
  * (or the last label seen when the time runs out). */
 char *sm_gui_test_wait_status (const char *bus_name, const char *needle, guint timeout_ms);
+/* Finds the top-level item labelled @label; FALSE when there is none.
+ * Otherwise *id, *visible and *enabled (each may be NULL) are its dbusmenu
+ * id and whether it is shown and can be clicked. */
+gboolean sm_gui_test_menu_item (const char *bus_name, const char *label, int *id, gboolean *visible,
+                                gboolean *enabled);
 /* The dbusmenu id of the item labelled @label, or -1. */
 int sm_gui_test_menu_id (const char *bus_name, const char *label);
 /* Sends a dbusmenu "clicked" event. */

@@ -441,38 +441,14 @@ test_status_unreachable (Fixture *f, gconstpointer data)
   g_assert_cmpuint (strlen (status), >, strlen ("SecureMail: provider unreachable: "));
 }
 
-/* Whether the top-level menu item @label is shown (dbusmenu "visible",
- * TRUE when absent); FALSE when there is no such item. */
+/* Whether the top-level menu item @label is shown; FALSE when there is no
+ * such item. */
 static gboolean
 item_visible (const char *bus_name, const char *label)
 {
-  g_autoptr(GDBusConnection) c = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
-  const char *props[] = { "label", "visible", NULL };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) r = g_dbus_connection_call_sync (c, bus_name, SM_TRAY_MENU_PATH, "com.canonical.dbusmenu",
-                                                       "GetLayout", g_variant_new ("(ii^as)", 0, -1, props),
-                                                       G_VARIANT_TYPE ("(u(ia{sv}av))"), G_DBUS_CALL_FLAGS_NONE,
-                                                       5000, NULL, &error);
-  g_autoptr(GVariant) root = NULL;
-  g_autoptr(GVariant) children = NULL;
+  gboolean visible = FALSE;
 
-  g_assert_no_error (error);
-  root = g_variant_get_child_value (r, 1);
-  children = g_variant_get_child_value (root, 2);
-  for (gsize i = 0; i < g_variant_n_children (children); i++)
-    {
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (children, i);
-      g_autoptr(GVariant) child = g_variant_get_variant (boxed);
-      g_autoptr(GVariant) item_props = g_variant_get_child_value (child, 1);
-      const char *l = "";
-      gboolean visible = TRUE;
-
-      g_variant_lookup (item_props, "label", "&s", &l);
-      g_variant_lookup (item_props, "visible", "b", &visible);
-      if (g_strcmp0 (l, label) == 0)
-        return visible;
-    }
-  return FALSE;
+  return sm_gui_test_menu_item (bus_name, label, NULL, &visible, NULL) && visible;
 }
 
 /* OAuth2 (issue 7): when the provider wants a new sign-in (here: none was
