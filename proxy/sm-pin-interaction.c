@@ -19,14 +19,6 @@ static gboolean pin_wanted;   /* see sm_pin_interaction_get_pin_wanted() */
  * again when it fails with the old one. */
 static guint session_generation;
 
-static void
-set_pin_wanted (gboolean wanted)
-{
-  g_mutex_lock (&session_lock);
-  pin_wanted = wanted;
-  g_mutex_unlock (&session_lock);
-}
-
 /* Sets pin_wanted, unless a PIN was typed since @generation. */
 static void
 set_pin_wanted_since (guint generation, gboolean wanted)
@@ -79,23 +71,21 @@ sm_pin_interaction_note_unlocked (const char *client_certificate, const char *ac
   g_autoptr(GError) error = NULL;
   char *stored;
   gboolean typed;
+  guint generation;
 
-  if (client_certificate == NULL || !g_str_has_prefix (client_certificate, "pkcs11:") || account == NULL)
-    {
-      set_pin_wanted (FALSE);
-      return;
-    }
   g_mutex_lock (&session_lock);
   typed = session_pin != NULL;
+  generation = session_generation;
   g_mutex_unlock (&session_lock);
-  if (typed)
+  if (typed || client_certificate == NULL || !g_str_has_prefix (client_certificate, "pkcs11:") || account == NULL)
     {
-      set_pin_wanted (FALSE);
+      set_pin_wanted_since (generation, FALSE);
       return;
     }
-  /* A locked or absent keyring counts as no PIN: typing one helps then too. */
+  /* A locked or absent keyring counts as no PIN: typing one helps then too.
+   * A PIN typed during the lookup wins (the generation moved on). */
   stored = sm_keyring_lookup (SM_KEYRING_CLIENT_CERT_PIN, account, &error);
-  set_pin_wanted (stored == NULL);
+  set_pin_wanted_since (generation, stored == NULL);
   sm_keyring_free (stored);
 }
 
