@@ -44,9 +44,11 @@ G_BEGIN_DECLS
  * message at most as large as the secure view accepts, and its line. */
 #define SM_SECURE_FETCH_MAX_RESPONSE    (SM_SECURE_VIEW_MAX_MESSAGE_SIZE + 1024 * 1024)
 /* Messages decrypted at once: this many per core, and at least
- * SM_SECURE_FETCH_MIN_PARALLEL.  A decryption spends much of its time
- * starting gpgsm and waiting for gpg-agent, so one per core leaves the cores
- * idle; four per core added little over two (measured). */
+ * SM_SECURE_FETCH_MIN_PARALLEL.  An OpenPGP decryption spends much of its
+ * time starting gpg and waiting for gpg-agent, so one per core leaves the
+ * cores idle; four per core added little over two (measured).  S/MIME's
+ * gpgsm operations run one at a time whatever this says (smime_gate in
+ * sm-secure-view.c); the builds around them still run side by side. */
 #define SM_SECURE_FETCH_PER_CORE        2
 #define SM_SECURE_FETCH_MIN_PARALLEL    2
 /* At most one re-preset of the keyring's passphrases per this many seconds

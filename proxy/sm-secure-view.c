@@ -513,11 +513,14 @@ new_context (Build *b, SmProtocol protocol, GError **error)
 
 static void drop_plaintext (gpgme_data_t data);
 
-/* One gpgsm server per worker thread, reused.  GPGME starts a `gpgsm
- * --server` process per context; two per S/MIME message (decrypt, then
- * verify the signed content inside) made the first fetch half as fast as a
- * `gpgsm --decrypt` loop (bench/run.sh: 41 vs 84 msg/s; 78 msg/s with
- * reuse).
+/* Idle gpgsm servers, reused by whichever worker thread builds next.
+ * GPGME starts a `gpgsm --server` process per context; two per S/MIME
+ * message (decrypt, then verify the signed content inside) made the first
+ * fetch half as fast as a `gpgsm --decrypt` loop (bench/run.sh: 41 vs 84
+ * msg/s; 78 msg/s with reuse).  Kept per process rather than per thread:
+ * GLib's pool grows to a dozen threads and more while builds wait, and a
+ * server per thread meant 27 gpgsm starts for 500 messages (perf); with
+ * smime_gate there is no use for more servers than builds at once.
  * A context is kept only after an operation that went cleanly: GPGME's reset
  * context was seen to fail the next operations after some failures
  * ("Invalid value passed to IPC"), and every operation on a reused context
@@ -538,7 +541,48 @@ spare_context_free (SpareContext *spare)
   g_free (spare);
 }
 
-static GPrivate spare_smime = G_PRIVATE_INIT ((GDestroyNotify) spare_context_free);
+static GMutex spares_lock;
+static GQueue spares = G_QUEUE_INIT;    /* SpareContext*, last used first */
+
+/* An idle context of the store at @home, or NULL. */
+static gpgme_ctx_t
+spare_take (const char *home)
+{
+  SpareContext *spare = NULL;
+  gpgme_ctx_t ctx = NULL;
+
+  g_mutex_lock (&spares_lock);
+  for (GList *l = spares.head; l != NULL; l = l->next)
+    if (g_strcmp0 (((SpareContext *) l->data)->home, home) == 0)
+      {
+        spare = l->data;
+        g_queue_delete_link (&spares, l);
+        break;
+      }
+  g_mutex_unlock (&spares_lock);
+  if (spare != NULL)
+    {
+      ctx = g_steal_pointer (&spare->ctx);
+      spare_context_free (spare);
+    }
+  return ctx;
+}
+
+/* Keeps @ctx for the next build, or releases it when enough are idle. */
+static void
+spare_give (const char *home, gpgme_ctx_t ctx)
+{
+  SpareContext *spare = g_new0 (SpareContext, 1);
+
+  spare->home = g_strdup (home);
+  spare->ctx = ctx;
+  g_mutex_lock (&spares_lock);
+  g_queue_push_head (&spares, spare);
+  spare = spares.length > SM_SECURE_VIEW_SPARE_SERVERS ? g_queue_pop_tail (&spares) : NULL;
+  g_mutex_unlock (&spares_lock);
+  /* Outside the lock: releasing waits for that gpgsm to end. */
+  spare_context_free (spare);
+}
 
 typedef enum {
   SMIME_DECRYPT,          /* in -> out */
@@ -546,19 +590,42 @@ typedef enum {
   SMIME_VERIFY_DETACHED,  /* in (signature), text (the signed part) */
 } SmimeOp;
 
+/* One gpgsm operation at a time in this process.  gpgsm 2.2 guards its
+ * keybox with a dot-lock file and waits for a held lock by sleeping 50 ms,
+ * doubling up to 800 ms while the same process holds it again at each try.
+ * A DECRYPT holds that lock for its whole run (the recipient search's
+ * handle lives until the end, gpg-agent's private-key operation included:
+ * strace shows 7 of 7.5 ms), and a VERIFY takes it four times (storing the
+ * signature's certificate and its flags).  Run side by side, every server
+ * but one sleeps: four at once fetched 80-96 messages/s where one server
+ * alone decrypts and verifies 115/s.  gpg-agent does one private-key
+ * operation at a time anyway, so decryptions gain nothing from running
+ * together; MIME parsing and rebuilding still run in parallel outside the
+ * gate.  A wedged gpg-agent holds the gate until the agent watchdog
+ * (SM_SECURE_FETCH_AGENT_STALL_S) replaces it and the operation fails. */
+static GMutex smime_gate;
+
 static gpgme_error_t
 smime_op_once (gpgme_ctx_t ctx, SmimeOp op, gpgme_data_t in, gpgme_data_t text, gpgme_data_t out)
 {
+  gpgme_error_t err;
+
+  g_mutex_lock (&smime_gate);
   switch (op)
     {
     case SMIME_DECRYPT:
-      return gpgme_op_decrypt (ctx, in, out);
+      err = gpgme_op_decrypt (ctx, in, out);
+      break;
     case SMIME_VERIFY_OPAQUE:
-      return gpgme_op_verify (ctx, in, NULL, out);
+      err = gpgme_op_verify (ctx, in, NULL, out);
+      break;
     case SMIME_VERIFY_DETACHED:
     default:
-      return gpgme_op_verify (ctx, in, text, NULL);
+      err = gpgme_op_verify (ctx, in, text, NULL);
+      break;
     }
+  g_mutex_unlock (&smime_gate);
+  return err;
 }
 
 /* TRUE when @ctx may serve another operation: no error, and for a
@@ -579,20 +646,17 @@ smime_op_clean (gpgme_ctx_t ctx, SmimeOp op, gpgme_error_t err)
   return TRUE;
 }
 
-/* Runs @op on this thread's spare context (or a new one).  *ctx_out is
- * the context the results are read from; give it to smime_done().  FALSE
- * with @error set when no context could be made. */
+/* Runs @op on an idle context (or a new one).  *ctx_out is the context the
+ * results are read from; give it to smime_done().  FALSE with @error set
+ * when no context could be made. */
 static gboolean
 smime_run (Build *b, SmimeOp op, gpgme_data_t in, gpgme_data_t text, gpgme_data_t *out,
            gpgme_ctx_t *ctx_out, gpgme_error_t *err, GError **error)
 {
-  SpareContext *spare = g_private_get (&spare_smime);
-  gpgme_ctx_t ctx = NULL;
+  gpgme_ctx_t ctx = spare_take (sm_certstore_get_home (b->store));
 
-  if (spare != NULL && g_strcmp0 (spare->home, sm_certstore_get_home (b->store)) == 0)
+  if (ctx != NULL)
     {
-      ctx = g_steal_pointer (&spare->ctx);
-      g_private_replace (&spare_smime, NULL);
       *err = smime_op_once (ctx, op, in, text, out ? *out : NULL);
       if (*err == 0)
         {
@@ -618,21 +682,14 @@ smime_run (Build *b, SmimeOp op, gpgme_data_t in, gpgme_data_t text, gpgme_data_
   return TRUE;
 }
 
-/* Keeps @ctx as this thread's spare when @clean, else releases it. */
+/* Keeps @ctx for reuse when @clean, else releases it. */
 static void
 smime_done (Build *b, gpgme_ctx_t ctx, gboolean clean)
 {
-  SpareContext *spare;
-
-  if (!clean || g_private_get (&spare_smime) != NULL)
-    {
-      gpgme_release (ctx);
-      return;
-    }
-  spare = g_new0 (SpareContext, 1);
-  spare->home = g_strdup (sm_certstore_get_home (b->store));
-  spare->ctx = ctx;
-  g_private_set (&spare_smime, spare);
+  if (clean)
+    spare_give (sm_certstore_get_home (b->store), ctx);
+  else
+    gpgme_release (ctx);
 }
 
 /* Plaintext out of a gpgme_data_t, wiped in GPGME's buffer. */

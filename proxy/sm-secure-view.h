@@ -33,6 +33,9 @@ typedef struct _SmCertstore SmCertstore;
 /* Most cryptographic layers unwrapped from the root (signed inside
  * encrypted inside signed is the "triple wrap" of RFC 8551 section 3.7). */
 #define SM_SECURE_VIEW_MAX_LAYERS        3
+/* Idle `gpgsm --server` processes kept for the next S/MIME messages: one
+ * per build at once (SM_SECURE_FETCH_PER_CORE on two cores). */
+#define SM_SECURE_VIEW_SPARE_SERVERS     4
 /* gpg runs per OpenPGP message when one ends with no result at all. */
 #define SM_SECURE_VIEW_GPG_ATTEMPTS      2
 /* How long a signer's key and certificate status, once looked up, are

@@ -14,6 +14,7 @@
 
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
@@ -476,6 +477,135 @@ test_mime_depth (void)
   }
 }
 
+/* Builds on many threads at once, as on the proxy's worker pool. */
+#define PARALLEL_THREADS 8
+#define PARALLEL_ROUNDS  3
+/* How long released gpgsm servers may take to end. */
+#define SERVERS_SETTLE_S 10
+
+static gpointer
+parallel_worker (gpointer data)
+{
+  GBytes *raw = data;
+
+  for (guint i = 0; i < PARALLEL_ROUNDS; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(SmSecureView) view = sm_secure_view_build (store, "bob@example.test", raw,
+                                                           SM_SECURE_VIEW_SUBJECT_TAGS, &error);
+
+      if (view == NULL || view->trust != SM_TRUST_VERIFIED || !view->encrypted)
+        {
+          g_printerr ("parallel build %u: %s\n", i,
+                      error ? error->message : view ? sm_trust_header_value (view->trust) : "no view");
+          return GINT_TO_POINTER (FALSE);
+        }
+    }
+  return GINT_TO_POINTER (TRUE);
+}
+
+/* parallel_worker(), then waits with its thread alive (a server per
+ * thread would still be running) until the test has looked. */
+typedef struct {
+  GBytes *raw;
+  GAsyncQueue *built;     /* 1: views right, 2: not */
+  GAsyncQueue *go;
+} HoldData;
+
+static gpointer
+hold_worker (gpointer data)
+{
+  HoldData *h = data;
+
+  g_async_queue_push (h->built, GINT_TO_POINTER (GPOINTER_TO_INT (parallel_worker (h->raw)) ? 1 : 2));
+  g_async_queue_pop (h->go);
+  return NULL;
+}
+
+/* Process ids of the `gpgsm --server` processes of the test store (GPGME
+ * double-forks them, so they are not our children). */
+static GHashTable *
+store_servers (void)
+{
+  GHashTable *pids = g_hash_table_new (NULL, NULL);
+  const char *home = sm_certstore_get_home (store);
+  g_autoptr(GDir) dir = g_dir_open ("/proc", 0, NULL);
+  const char *name;
+
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename ("/proc", name, "cmdline", NULL);
+      g_autofree char *cmd = NULL;
+      gsize len = 0;
+      gboolean gpgsm = FALSE, server = FALSE, ours = FALSE;
+
+      if (!g_ascii_isdigit (name[0]) || !g_file_get_contents (path, &cmd, &len, NULL))
+        continue;
+      for (gsize at = 0; at < len; at += strlen (cmd + at) + 1)
+        {
+          const char *arg = cmd + at;
+          gpgsm |= at == 0 && g_str_has_suffix (arg, "gpgsm");
+          server |= strcmp (arg, "--server") == 0;
+          ours |= strcmp (arg, home) == 0;
+        }
+      if (gpgsm && server && ours)
+        g_hash_table_add (pids, GINT_TO_POINTER (atoi (name)));
+    }
+  return pids;
+}
+
+/* Builds on several threads share the idle gpgsm servers (a server per
+ * thread meant dozens of gpgsm starts per mailbox in the proxy, whose pool
+ * grows while builds wait): every view is right, at most
+ * SM_SECURE_VIEW_SPARE_SERVERS stay idle, and a build on yet another
+ * thread starts no gpgsm of its own. */
+static void
+test_parallel_smime (void)
+{
+  g_autoptr(GBytes) raw = fixture ("smime-enveloped-signed.eml");
+  GThread *threads[PARALLEL_THREADS];
+  g_autoptr(GHashTable) idle = NULL;
+  g_autoptr(GHashTable) after = NULL;
+  gint64 deadline;
+  GHashTableIter iter;
+  gpointer pid;
+  HoldData hold;
+
+  for (guint i = 0; i < PARALLEL_THREADS; i++)
+    threads[i] = g_thread_new ("parallel-build", parallel_worker, raw);
+  for (guint i = 0; i < PARALLEL_THREADS; i++)
+    g_assert_true (GPOINTER_TO_INT (g_thread_join (threads[i])));
+
+  deadline = g_get_monotonic_time () + SERVERS_SETTLE_S * G_USEC_PER_SEC;
+  for (;;)
+    {
+      g_clear_pointer (&idle, g_hash_table_unref);
+      idle = store_servers ();
+      if (g_hash_table_size (idle) <= SM_SECURE_VIEW_SPARE_SERVERS || g_get_monotonic_time () > deadline)
+        break;
+      g_usleep (100 * 1000);
+    }
+  g_test_message ("%u idle gpgsm servers after %u builds on %u threads", g_hash_table_size (idle),
+                  PARALLEL_THREADS * PARALLEL_ROUNDS, PARALLEL_THREADS);
+  g_assert_cmpuint (g_hash_table_size (idle), >=, 1);
+  g_assert_cmpuint (g_hash_table_size (idle), <=, SM_SECURE_VIEW_SPARE_SERVERS);
+
+  hold.raw = raw;
+  hold.built = g_async_queue_new ();
+  hold.go = g_async_queue_new ();
+  threads[0] = g_thread_new ("one-more-build", hold_worker, &hold);
+  g_assert_cmpint (GPOINTER_TO_INT (g_async_queue_pop (hold.built)), ==, 1);
+  after = store_servers ();
+  g_async_queue_push (hold.go, GINT_TO_POINTER (1));
+  g_thread_join (threads[0]);
+  g_async_queue_unref (hold.built);
+  g_async_queue_unref (hold.go);
+  g_hash_table_iter_init (&iter, after);
+  while (g_hash_table_iter_next (&iter, &pid, NULL))
+    g_assert_true (g_hash_table_contains (idle, pid));
+}
+
 /* ---- no crypto -------------------------------------------------------------------- */
 
 typedef struct {
@@ -623,6 +753,7 @@ main (int argc, char **argv)
       g_test_add_func ("/proxy/secure-view/lf-message", test_lf_message);
       g_test_add_func ("/proxy/secure-view/limits/message-size", test_too_big);
       g_test_add_func ("/proxy/secure-view/limits/mime-depth", test_mime_depth);
+      g_test_add_func ("/proxy/secure-view/smime/parallel", test_parallel_smime);
     }
 
   rc = g_test_run ();
