@@ -285,6 +285,31 @@ sm_secure_fetch_get_store (GError **error)
   return store;
 }
 
+static void
+prepare_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (g_atomic_int_get (&gate_open) && sm_secure_fetch_get_store (&error) == NULL)
+    g_message ("Could not open the key store for incoming mail: %s", error->message);
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+sm_secure_fetch_prepare (void)
+{
+  g_autoptr(GTask) task = NULL;
+  gboolean ready;
+
+  g_mutex_lock (&store_lock);
+  ready = incoming_store != NULL;
+  g_mutex_unlock (&store_lock);
+  if (ready || !g_atomic_int_get (&gate_open))
+    return;
+  task = g_task_new (NULL, NULL, NULL, NULL);
+  g_task_run_in_thread (task, prepare_thread);
+}
+
 /* ---- sending ------------------------------------------------------------------ */
 
 static void

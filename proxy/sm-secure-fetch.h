@@ -112,6 +112,13 @@ void     sm_secure_fetch_cancel   (SmSecureFetch *self);
  * keyring on first use), or NULL with @error. */
 SmCertstore *sm_secure_fetch_get_store (GError **error);
 
+/* Opens and unlocks that store in a worker thread now, if the gate is open
+ * and it is not open yet: listing the keys and handing their passphrases to
+ * gpg-agent takes about a second, which the first FETCH after start or
+ * unlock would otherwise wait for.  A build that comes meanwhile waits for
+ * it, as for its own. */
+void         sm_secure_fetch_prepare (void);
+
 /* Whether the unlock gate is open (sm-server.c keeps this current).  Only
  * while it is open may a decryption that finds gpg-agent without a
  * passphrase hand the keyring's passphrases to the agent again and retry

@@ -335,6 +335,8 @@ sm_server_start (SmServer *self, GError **error)
   g_signal_connect (self->smtp_service, "incoming", G_CALLBACK (on_smtp_incoming), self);
   g_socket_service_start (self->imap_service);
   g_socket_service_start (self->smtp_service);
+  if (!self->locked)
+    sm_secure_fetch_prepare ();
   return TRUE;
 }
 
@@ -497,6 +499,8 @@ set_locked (SmServer *self, gboolean locked, SmLockReason reason)
   self->locked = locked;
   self->lock_reason = locked ? reason : SM_LOCK_REASON_NONE;
   sm_secure_fetch_set_gate_open (!locked);
+  if (!locked)
+    sm_secure_fetch_prepare ();
   g_message (locked ? "Locked" : "Unlocked");
   g_signal_emit (self, signals[SIGNAL_LOCK_CHANGED], 0, locked);
 }

@@ -4,6 +4,9 @@
  * - `securemail lock`: the next MAIL FROM gets 454 4.7.0 saying to unlock,
  *   `securemail status` says locked; `securemail unlock` (keyring): 250 and
  *   the message is delivered.
+ * - Started unlocked (the policy's auto-unlock) from a gpg-agent without
+ *   passphrases: the proxy presets the keyring's by itself, before any
+ *   client connects, so the first FETCH does not wait for it.
  * - No policy at all (the default): the proxy starts locked, LockReason
  *   "start", and refuses mail until unlocked.  Every other fixture's policy
  *   allows auto-unlock with the login keyring (SM_TEST_DEFAULT_POLICY).
@@ -29,6 +32,7 @@
 #define START_LOCKED_EXTRA  "[security]\nstart_locked = on\n"
 #define IDLE_LOCK_EXTRA     "[security]\nidle_lock = 1\n"
 #define IDLE_SCALE          "0.02"   /* one minute becomes 1.2 s */
+#define PREPARE_TIMEOUT_S   60       /* the key store opened after start */
 
 typedef struct {
   SmTestProxy *proxy;
@@ -280,6 +284,41 @@ agent_can_sign (Fixture *f, const char *fpr)
   return sm_test_run (argv, NULL, "probe", &out, NULL) == 0;
 }
 
+/* Started unlocked (the policy allows auto-unlock): the proxy hands the
+ * keyring's passphrases to gpg-agent by itself, before any client asks
+ * (sm_secure_fetch_prepare()), so the first FETCH does not wait for it. */
+static void
+test_auto_unlock_prepares (Fixture *f, gconstpointer data)
+{
+  g_autofree char *store = NULL;
+  g_autofree char *listing = NULL;
+  g_autofree char *fpr = NULL;
+  gint64 deadline;
+
+  if (f->proxy == NULL)
+    return;
+  store = g_build_filename (f->proxy->data_home, "securemail", "gnupg", NULL);
+  listing = gpg_in (store, NULL, "--with-colons", "--list-secret-keys", NULL);
+  fpr = colon_field (listing, "fpr:", 9);
+  /* Making the key left its passphrase in gpg-agent: start again from an
+   * agent that has none, and no client at all. */
+  sm_test_proxy_stop (f->proxy);
+  {
+    const char *reload[] = { "gpgconf", "--homedir", store, "--reload", "gpg-agent", NULL };
+    sm_test_must_run (reload, NULL);
+  }
+  g_assert_false (agent_can_sign (f, fpr));
+  sm_test_proxy_restart (f->proxy, "proxy-2.log");
+  sm_test_proxy_wait_dbus (f->proxy);
+  g_assert_false (status_locked (f));
+  deadline = g_get_monotonic_time () + PREPARE_TIMEOUT_S * G_USEC_PER_SEC;
+  while (!agent_can_sign (f, fpr))
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (200 * 1000);
+    }
+}
+
 static void
 test_unlock_typed (Fixture *f, gconstpointer data)
 {
@@ -401,6 +440,8 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/proxy/lock/lock-454-unlock-250", Fixture, NULL, fixture_setup, test_lock_unlock, fixture_teardown);
+  g_test_add ("/proxy/lock/auto-unlock-prepares", Fixture, NULL, fixture_setup, test_auto_unlock_prepares,
+              fixture_teardown);
   g_test_add ("/proxy/lock/start-locked", Fixture, NULL, fixture_setup_start_locked, test_start_locked,
               fixture_teardown);
   g_test_add ("/proxy/lock/start-locked-without-policy", Fixture, NULL, fixture_setup_no_policy,
