@@ -10,6 +10,7 @@
 #include "sm-imap-parser.h"
 #include "sm-mime.h"
 #include "sm-agent.h"
+#include "sm-gnupg-tool.h"
 #include "sm-secure-fetch.h"
 
 /* Fields of a message too large to check that the placeholder view keeps,
@@ -227,6 +228,30 @@ typedef enum {
 
 static gint represet_generation;   /* under store_lock */
 
+/* tracked_unlock() while the gate is open, on a worker thread.  A lock that
+ * comes meanwhile has gpg-agent forget (sm-server.c) perhaps before the last
+ * passphrases arrive, so the agent is told to forget once more if the gate
+ * is closed afterwards.  (Should an unlock slip in between, the next build
+ * finds its key locked and represet() hands the keyring's passphrases over
+ * again.) */
+static gboolean
+unlock_while_open (SmCertstore *store, const char *failure)
+{
+  g_autoptr(GError) local = NULL;
+  gboolean ok;
+
+  if (!g_atomic_int_get (&gate_open))
+    return FALSE;
+  ok = tracked_unlock (store, &local);
+  if (!ok)
+    g_message ("%s: %s", failure, local->message);
+  g_clear_error (&local);
+  if (!g_atomic_int_get (&gate_open) && !sm_gnupg_tool_reload_agent (sm_certstore_get_home (store), &local))
+    g_message ("Locked while the key passphrases went to gpg-agent, and it could not be told to forget them: %s",
+               local->message);
+  return ok;
+}
+
 /* Hands the keyring's passphrases to gpg-agent again, unless the gate is
  * closed or @reason says it is not due (@generation: the agent's, for
  * REPRESET_NEW_AGENT).  Returns TRUE when a retry may help: another build
@@ -234,7 +259,6 @@ static gint represet_generation;   /* under store_lock */
 static gboolean
 represet (SmCertstore *store, RepresetReason reason, gint generation)
 {
-  g_autoptr(GError) local = NULL;
   gint64 now = g_get_monotonic_time ();
   gboolean due;
 
@@ -251,11 +275,10 @@ represet (SmCertstore *store, RepresetReason reason, gint generation)
   if (due)
     {
       last_represet = now;
-      if (!tracked_unlock (store, &local))
-        g_message (reason == REPRESET_LOST ? "gpg-agent has no key passphrase and the keyring could not give it: %s"
-                                           : "The new gpg-agent could not get the key passphrases from the keyring: %s",
-                   local->message);
-      else if (reason == REPRESET_LOST)
+      if (unlock_while_open (store, reason == REPRESET_LOST
+                                      ? "gpg-agent has no key passphrase and the keyring could not give it"
+                                      : "The new gpg-agent could not get the key passphrases from the keyring")
+          && reason == REPRESET_LOST)
         g_message ("gpg-agent had lost a key passphrase; it was handed over again from the keyring");
     }
   g_mutex_unlock (&store_lock);
@@ -265,20 +288,22 @@ represet (SmCertstore *store, RepresetReason reason, gint generation)
 SmCertstore *
 sm_secure_fetch_get_store (GError **error)
 {
-  g_autoptr(GError) local = NULL;
   SmCertstore *store;
 
   g_mutex_lock (&store_lock);
   if (incoming_store == NULL)
     {
-      incoming_store = sm_certstore_new (error);
-      if (incoming_store != NULL)
-        g_thread_unref (g_thread_new ("sm-agent-watch", agent_watch_thread,
-                                      g_strdup (sm_certstore_get_home (incoming_store))));
-      /* The keyring's passphrases go to gpg-agent once; a key still locked
-       * shows up per message as SM_ERROR_LOCKED. */
-      if (incoming_store != NULL && !tracked_unlock (incoming_store, &local))
-        g_message ("Could not unlock the key store yet: %s", local->message);
+      store = sm_certstore_new (error);
+      if (store != NULL)
+        {
+          g_thread_unref (g_thread_new ("sm-agent-watch", agent_watch_thread,
+                                        g_strdup (sm_certstore_get_home (store))));
+          /* The keyring's passphrases go to gpg-agent once; a key still
+           * locked shows up per message as SM_ERROR_LOCKED. */
+          unlock_while_open (store, "Could not unlock the key store yet");
+          g_message ("The key store for incoming mail is open");
+        }
+      g_atomic_pointer_set (&incoming_store, store);
     }
   store = incoming_store;
   g_mutex_unlock (&store_lock);
@@ -292,6 +317,7 @@ prepare_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
 
   if (g_atomic_int_get (&gate_open) && sm_secure_fetch_get_store (&error) == NULL)
     g_message ("Could not open the key store for incoming mail: %s", error->message);
+  /* GTask wants a result; nobody waits for it. */
   g_task_return_boolean (task, TRUE);
 }
 
@@ -299,14 +325,13 @@ void
 sm_secure_fetch_prepare (void)
 {
   g_autoptr(GTask) task = NULL;
-  gboolean ready;
 
-  g_mutex_lock (&store_lock);
-  ready = incoming_store != NULL;
-  g_mutex_unlock (&store_lock);
-  if (ready || !g_atomic_int_get (&gate_open))
+  /* Read without store_lock: this runs on the main loop, and that lock is
+   * held while passphrases go to gpg-agent (seconds with a stuck agent). */
+  if (g_atomic_pointer_get (&incoming_store) != NULL || !g_atomic_int_get (&gate_open))
     return;
   task = g_task_new (NULL, NULL, NULL, NULL);
+  g_task_set_source_tag (task, sm_secure_fetch_prepare);
   g_task_run_in_thread (task, prepare_thread);
 }
 

@@ -112,11 +112,15 @@ void     sm_secure_fetch_cancel   (SmSecureFetch *self);
  * keyring on first use), or NULL with @error. */
 SmCertstore *sm_secure_fetch_get_store (GError **error);
 
-/* Opens and unlocks that store in a worker thread now, if the gate is open
- * and it is not open yet: listing the keys and handing their passphrases to
- * gpg-agent takes about a second, which the first FETCH after start or
- * unlock would otherwise wait for.  A build that comes meanwhile waits for
- * it, as for its own. */
+/* Opens that store in a worker thread now, if the gate is open and the
+ * store is not open yet (once per process): listing the keys and handing
+ * their passphrases to gpg-agent takes about a second, which the first FETCH
+ * would otherwise wait for.  It matters for a proxy that starts unlocked
+ * (the policy's auto-unlock); after an Unlock the passphrases are already
+ * there (sm-key-gate.c) and only the store is opened.  A build that comes
+ * meanwhile waits for it, as for its own.  A keyring not ready yet at login
+ * is mended as before: the first build finds its key locked and hands the
+ * passphrases over again. */
 void         sm_secure_fetch_prepare (void);
 
 /* Whether the unlock gate is open (sm-server.c keeps this current).  Only

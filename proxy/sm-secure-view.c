@@ -519,8 +519,8 @@ static void drop_plaintext (gpgme_data_t data);
  * fetch half as fast as a `gpgsm --decrypt` loop (bench/run.sh: 41 vs 84
  * msg/s; 78 msg/s with reuse).  Kept per process rather than per thread:
  * GLib's pool grows to a dozen threads and more while builds wait, and a
- * server per thread meant 27 gpgsm starts for 500 messages (perf); with
- * smime_gate there is no use for more servers than builds at once.
+ * server per thread meant 27 gpgsm starts for 500 messages (perf).  Taken
+ * under smime_gate (smime_run()), so about one is busy at a time.
  * A context is kept only after an operation that went cleanly: GPGME's reset
  * context was seen to fail the next operations after some failures
  * ("Invalid value passed to IPC"), and every operation on a reused context
@@ -590,27 +590,45 @@ typedef enum {
   SMIME_VERIFY_DETACHED,  /* in (signature), text (the signed part) */
 } SmimeOp;
 
-/* One gpgsm operation at a time in this process.  gpgsm 2.2 guards its
- * keybox with a dot-lock file and waits for a held lock by sleeping 50 ms,
- * doubling up to 800 ms while the same process holds it again at each try.
- * A DECRYPT holds that lock for its whole run (the recipient search's
- * handle lives until the end, gpg-agent's private-key operation included:
- * strace shows 7 of 7.5 ms), and a VERIFY takes it four times (storing the
- * signature's certificate and its flags).  Run side by side, every server
- * but one sleeps: four at once fetched 80-96 messages/s where one server
- * alone decrypts and verifies 115/s.  gpg-agent does one private-key
- * operation at a time anyway, so decryptions gain nothing from running
- * together; MIME parsing and rebuilding still run in parallel outside the
- * gate.  A wedged gpg-agent holds the gate until the agent watchdog
- * (SM_SECURE_FETCH_AGENT_STALL_S) replaces it and the operation fails. */
+/* The per-message gpgsm operations (decrypt, verify) run one at a time in
+ * this process.  gpgsm 2.2 guards its keybox with a dot-lock file and waits
+ * for a held lock by sleeping 50 ms, doubling up to 800 ms while the same
+ * process holds it again at each try.  A DECRYPT holds that lock for its
+ * whole run (the recipient search's handle lives until the end, gpg-agent's
+ * private-key operation included: strace shows 7 of 7.5 ms), and a VERIFY
+ * takes it four times (storing the signature's certificate and its flags).
+ * Run side by side, every server but one sleeps: four at once fetched 80-96
+ * messages/s where one server alone decrypts and verifies 115/s.  gpg-agent
+ * does one private-key operation at a time anyway, so decryptions gain
+ * nothing from running together; MIME parsing and rebuilding still run in
+ * parallel outside the gate.  The rarer gpgsm runs (a signer's key lookup
+ * and certificate collection, once per signer; the refinement of a failed
+ * decryption; unlocking; signing outgoing mail) stay outside it and may
+ * still meet the lock, at the cost they always had.  A wedged gpg-agent
+ * holds the gate until the agent watchdog (SM_SECURE_FETCH_AGENT_STALL_S)
+ * replaces it and the operation fails; a keybox lock held by another
+ * program stalls every S/MIME build with or without the gate. */
 static GMutex smime_gate;
+static gint smime_running;        /* operations under way; atomic */
+static gint smime_running_peak;   /* most seen at once; atomic */
 
+guint
+sm_secure_view_gpgsm_peak (void)
+{
+  return (guint) g_atomic_int_get (&smime_running_peak);
+}
+
+/* Call with smime_gate held. */
 static gpgme_error_t
 smime_op_once (gpgme_ctx_t ctx, SmimeOp op, gpgme_data_t in, gpgme_data_t text, gpgme_data_t out)
 {
+  gint now = g_atomic_int_add (&smime_running, 1) + 1;
+  gint peak;
   gpgme_error_t err;
 
-  g_mutex_lock (&smime_gate);
+  while ((peak = g_atomic_int_get (&smime_running_peak)) < now
+         && !g_atomic_int_compare_and_exchange (&smime_running_peak, peak, now))
+    ;
   switch (op)
     {
     case SMIME_DECRYPT:
@@ -624,7 +642,7 @@ smime_op_once (gpgme_ctx_t ctx, SmimeOp op, gpgme_data_t in, gpgme_data_t text, 
       err = gpgme_op_verify (ctx, in, text, NULL);
       break;
     }
-  g_mutex_unlock (&smime_gate);
+  g_atomic_int_add (&smime_running, -1);
   return err;
 }
 
@@ -646,38 +664,48 @@ smime_op_clean (gpgme_ctx_t ctx, SmimeOp op, gpgme_error_t err)
   return TRUE;
 }
 
-/* Runs @op on an idle context (or a new one).  *ctx_out is the context the
- * results are read from; give it to smime_done().  FALSE with @error set
- * when no context could be made. */
+/* Runs @op on an idle context (or a new one), under smime_gate: the
+ * context is taken inside it, so builds waiting for the gate hold none and
+ * about one server is ever busy.  *ctx_out is the context the results are
+ * read from; give it to smime_done().  FALSE with @error set when no
+ * context could be made. */
 static gboolean
 smime_run (Build *b, SmimeOp op, gpgme_data_t in, gpgme_data_t text, gpgme_data_t *out,
            gpgme_ctx_t *ctx_out, gpgme_error_t *err, GError **error)
 {
-  gpgme_ctx_t ctx = spare_take (sm_certstore_get_home (b->store));
+  gpgme_ctx_t ctx, stale = NULL;
 
+  g_mutex_lock (&smime_gate);
+  ctx = spare_take (sm_certstore_get_home (b->store));
   if (ctx != NULL)
     {
       *err = smime_op_once (ctx, op, in, text, out ? *out : NULL);
-      if (*err == 0)
+      if (*err != 0)
         {
-          *ctx_out = ctx;
-          return TRUE;
-        }
-      /* Once more on a fresh server, from the start of the input. */
-      gpgme_release (ctx);
-      gpgme_data_seek (in, 0, SEEK_SET);
-      if (text != NULL)
-        gpgme_data_seek (text, 0, SEEK_SET);
-      if (out != NULL)
-        {
-          drop_plaintext (*out);
-          gpgme_data_new (out);
+          /* Once more on a fresh server, from the start of the input. */
+          stale = g_steal_pointer (&ctx);
+          gpgme_data_seek (in, 0, SEEK_SET);
+          if (text != NULL)
+            gpgme_data_seek (text, 0, SEEK_SET);
+          if (out != NULL)
+            {
+              drop_plaintext (*out);
+              gpgme_data_new (out);
+            }
         }
     }
-  ctx = new_context (b, SM_PROTOCOL_SMIME, error);
+  if (ctx == NULL)
+    {
+      ctx = new_context (b, SM_PROTOCOL_SMIME, error);
+      if (ctx != NULL)
+        *err = smime_op_once (ctx, op, in, text, out ? *out : NULL);
+    }
+  g_mutex_unlock (&smime_gate);
+  /* Outside the gate: releasing waits for that gpgsm to end. */
+  if (stale != NULL)
+    gpgme_release (stale);
   if (ctx == NULL)
     return FALSE;
-  *err = smime_op_once (ctx, op, in, text, out ? *out : NULL);
   *ctx_out = ctx;
   return TRUE;
 }

@@ -33,8 +33,9 @@ typedef struct _SmCertstore SmCertstore;
 /* Most cryptographic layers unwrapped from the root (signed inside
  * encrypted inside signed is the "triple wrap" of RFC 8551 section 3.7). */
 #define SM_SECURE_VIEW_MAX_LAYERS        3
-/* Idle `gpgsm --server` processes kept for the next S/MIME messages: one
- * per build at once (SM_SECURE_FETCH_PER_CORE on two cores). */
+/* Idle `gpgsm --server` processes kept for the next S/MIME messages.  One
+ * is busy at a time (its operations run one at a time); the others cover
+ * builds still reading their results. */
 #define SM_SECURE_VIEW_SPARE_SERVERS     4
 /* gpg runs per OpenPGP message when one ends with no result at all. */
 #define SM_SECURE_VIEW_GPG_ATTEMPTS      2
@@ -135,6 +136,10 @@ GBytes       *sm_secure_view_strip_forged (GBytes *raw);
  * checked against the key store again (call on lock and after trust
  * changes). */
 void          sm_secure_view_forget_signers (void);
+/* The most S/MIME decryptions and verifications seen running at once in
+ * this process: 1 while they run one at a time, as they must (see
+ * smime_gate in sm-secure-view.c).  For the tests. */
+guint         sm_secure_view_gpgsm_peak (void);
 /* Maps a micalg name of either family ("sha-256", "sha256", "pgp-sha256",
  * any case) to its checksum type and canonical "sha-256" spelling (static).
  * FALSE for names we do not support (MD5 and unknown ones). */

@@ -6,7 +6,8 @@
  *   the message is delivered.
  * - Started unlocked (the policy's auto-unlock) from a gpg-agent without
  *   passphrases: the proxy presets the keyring's by itself, before any
- *   client connects, so the first FETCH does not wait for it.
+ *   client connects, so the first FETCH does not wait for it; locked right
+ *   after such a start, the agent keeps none of them.
  * - No policy at all (the default): the proxy starts locked, LockReason
  *   "start", and refuses mail until unlocked.  Every other fixture's policy
  *   allows auto-unlock with the login keyring (SM_TEST_DEFAULT_POLICY).
@@ -317,6 +318,30 @@ test_auto_unlock_prepares (Fixture *f, gconstpointer data)
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       g_usleep (200 * 1000);
     }
+
+  /* Locked at once after such a start, while the store is being opened:
+   * what it hands to gpg-agent after the lock does not stay there. */
+  sm_test_proxy_stop (f->proxy);
+  {
+    const char *reload[] = { "gpgconf", "--homedir", store, "--reload", "gpg-agent", NULL };
+    sm_test_must_run (reload, NULL);
+  }
+  sm_test_proxy_restart (f->proxy, "proxy-3.log");
+  sm_test_proxy_wait_dbus (f->proxy);
+  cli_ok (f, NULL, "lock", NULL);
+  deadline = g_get_monotonic_time () + PREPARE_TIMEOUT_S * G_USEC_PER_SEC;
+  for (;;)
+    {
+      g_autofree char *log = NULL;
+
+      g_assert_true (g_file_get_contents (f->proxy->log_path, &log, NULL, NULL));
+      if (strstr (log, "The key store for incoming mail is open") != NULL)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (100 * 1000);
+    }
+  g_assert_true (status_locked (f));
+  g_assert_false (agent_can_sign (f, fpr));
 }
 
 static void

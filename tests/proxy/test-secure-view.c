@@ -555,9 +555,10 @@ store_servers (void)
   return pids;
 }
 
-/* Builds on several threads share the idle gpgsm servers (a server per
- * thread meant dozens of gpgsm starts per mailbox in the proxy, whose pool
- * grows while builds wait): every view is right, at most
+/* Builds on several threads run their gpgsm operations one at a time and
+ * share the idle gpgsm servers (a server per thread meant dozens of gpgsm
+ * starts per mailbox in the proxy, whose pool grows while builds wait):
+ * every view is right, no two operations ran at once, at most
  * SM_SECURE_VIEW_SPARE_SERVERS stay idle, and a build on yet another
  * thread starts no gpgsm of its own. */
 static void
@@ -571,11 +572,15 @@ test_parallel_smime (void)
   GHashTableIter iter;
   gpointer pid;
   HoldData hold;
+  g_autoptr(GAsyncQueue) built = g_async_queue_new ();
+  g_autoptr(GAsyncQueue) go = g_async_queue_new ();
 
   for (guint i = 0; i < PARALLEL_THREADS; i++)
     threads[i] = g_thread_new ("parallel-build", parallel_worker, raw);
   for (guint i = 0; i < PARALLEL_THREADS; i++)
     g_assert_true (GPOINTER_TO_INT (g_thread_join (threads[i])));
+  /* One gpgsm operation at a time, however many threads build. */
+  g_assert_cmpuint (sm_secure_view_gpgsm_peak (), ==, 1);
 
   deadline = g_get_monotonic_time () + SERVERS_SETTLE_S * G_USEC_PER_SEC;
   for (;;)
@@ -592,15 +597,13 @@ test_parallel_smime (void)
   g_assert_cmpuint (g_hash_table_size (idle), <=, SM_SECURE_VIEW_SPARE_SERVERS);
 
   hold.raw = raw;
-  hold.built = g_async_queue_new ();
-  hold.go = g_async_queue_new ();
+  hold.built = built;
+  hold.go = go;
   threads[0] = g_thread_new ("one-more-build", hold_worker, &hold);
-  g_assert_cmpint (GPOINTER_TO_INT (g_async_queue_pop (hold.built)), ==, 1);
+  g_assert_cmpint (GPOINTER_TO_INT (g_async_queue_pop (built)), ==, 1);
   after = store_servers ();
-  g_async_queue_push (hold.go, GINT_TO_POINTER (1));
+  g_async_queue_push (go, GINT_TO_POINTER (1));
   g_thread_join (threads[0]);
-  g_async_queue_unref (hold.built);
-  g_async_queue_unref (hold.go);
   g_hash_table_iter_init (&iter, after);
   while (g_hash_table_iter_next (&iter, &pid, NULL))
     g_assert_true (g_hash_table_contains (idle, pid));
