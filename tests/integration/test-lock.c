@@ -285,6 +285,20 @@ agent_can_sign (Fixture *f, const char *fpr)
   return sm_test_run (argv, NULL, "probe", &out, NULL) == 0;
 }
 
+/* Stops the proxy, has gpg-agent forget every passphrase (@fpr's key then
+ * cannot sign) and starts the proxy again, logging to @log_name. */
+static void
+restart_with_empty_agent (Fixture *f, const char *store, const char *fpr, const char *log_name)
+{
+  const char *reload[] = { "gpgconf", "--homedir", store, "--reload", "gpg-agent", NULL };
+
+  sm_test_proxy_stop (f->proxy);
+  sm_test_must_run (reload, NULL);
+  g_assert_false (agent_can_sign (f, fpr));
+  sm_test_proxy_restart (f->proxy, log_name);
+  sm_test_proxy_wait_dbus (f->proxy);
+}
+
 /* Started unlocked (the policy allows auto-unlock): the proxy hands the
  * keyring's passphrases to gpg-agent by itself, before any client asks
  * (sm_secure_fetch_prepare()), so the first FETCH does not wait for it. */
@@ -303,14 +317,7 @@ test_auto_unlock_prepares (Fixture *f, gconstpointer data)
   fpr = colon_field (listing, "fpr:", 9);
   /* Making the key left its passphrase in gpg-agent: start again from an
    * agent that has none, and no client at all. */
-  sm_test_proxy_stop (f->proxy);
-  {
-    const char *reload[] = { "gpgconf", "--homedir", store, "--reload", "gpg-agent", NULL };
-    sm_test_must_run (reload, NULL);
-  }
-  g_assert_false (agent_can_sign (f, fpr));
-  sm_test_proxy_restart (f->proxy, "proxy-2.log");
-  sm_test_proxy_wait_dbus (f->proxy);
+  restart_with_empty_agent (f, store, fpr, "proxy-2.log");
   g_assert_false (status_locked (f));
   deadline = g_get_monotonic_time () + PREPARE_TIMEOUT_S * G_USEC_PER_SEC;
   while (!agent_can_sign (f, fpr))
@@ -321,13 +328,7 @@ test_auto_unlock_prepares (Fixture *f, gconstpointer data)
 
   /* Locked at once after such a start, while the store is being opened:
    * what it hands to gpg-agent after the lock does not stay there. */
-  sm_test_proxy_stop (f->proxy);
-  {
-    const char *reload[] = { "gpgconf", "--homedir", store, "--reload", "gpg-agent", NULL };
-    sm_test_must_run (reload, NULL);
-  }
-  sm_test_proxy_restart (f->proxy, "proxy-3.log");
-  sm_test_proxy_wait_dbus (f->proxy);
+  restart_with_empty_agent (f, store, fpr, "proxy-3.log");
   cli_ok (f, NULL, "lock", NULL);
   deadline = g_get_monotonic_time () + PREPARE_TIMEOUT_S * G_USEC_PER_SEC;
   for (;;)
