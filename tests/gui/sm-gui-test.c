@@ -137,8 +137,10 @@ sm_gui_test_menu_items (const char *bus_name)
   return items_of (children);
 }
 
-GPtrArray *
-sm_gui_test_submenu_items (const char *bus_name, const char *parent_label)
+/* The top-level item labelled @label in @bus_name's menu (its "(ia{sv}av)"),
+ * or NULL. */
+static GVariant *
+top_item (const char *bus_name, const char *label)
 {
   g_autoptr(GVariant) r = layout (bus_name);
   g_autoptr(GVariant) root = g_variant_get_child_value (r, 1);
@@ -149,15 +151,25 @@ sm_gui_test_submenu_items (const char *bus_name, const char *parent_label)
       g_autoptr(GVariant) boxed = g_variant_get_child_value (children, i);
       g_autoptr(GVariant) child = g_variant_get_variant (boxed);
       g_autoptr(GVariant) props = g_variant_get_child_value (child, 1);
-      const char *label = "";
+      const char *item_label = "";
 
-      if (g_variant_lookup (props, "label", "&s", &label) && g_strcmp0 (label, parent_label) == 0)
-        {
-          g_autoptr(GVariant) sub = g_variant_get_child_value (child, 2);
-          return items_of (sub);
-        }
+      g_variant_lookup (props, "label", "&s", &item_label);
+      if (g_strcmp0 (item_label, label) == 0)
+        return g_steal_pointer (&child);
     }
-  return g_ptr_array_new_with_free_func (g_free);
+  return NULL;
+}
+
+GPtrArray *
+sm_gui_test_submenu_items (const char *bus_name, const char *parent_label)
+{
+  g_autoptr(GVariant) parent = top_item (bus_name, parent_label);
+  g_autoptr(GVariant) sub = NULL;
+
+  if (parent == NULL)
+    return g_ptr_array_new_with_free_func (g_free);
+  sub = g_variant_get_child_value (parent, 2);
+  return items_of (sub);
 }
 
 static const char *
@@ -187,30 +199,20 @@ sm_gui_test_wait_status (const char *bus_name, const char *needle, guint timeout
 gboolean
 sm_gui_test_menu_item (const char *bus_name, const char *label, int *id, gboolean *visible, gboolean *enabled)
 {
-  g_autoptr(GVariant) r = layout (bus_name);
-  g_autoptr(GVariant) root = g_variant_get_child_value (r, 1);
-  g_autoptr(GVariant) children = g_variant_get_child_value (root, 2);
+  g_autoptr(GVariant) item = top_item (bus_name, label);
+  g_autoptr(GVariant) props = NULL;
 
-  for (gsize i = 0; i < g_variant_n_children (children); i++)
-    {
-      g_autoptr(GVariant) boxed = g_variant_get_child_value (children, i);
-      g_autoptr(GVariant) child = g_variant_get_variant (boxed);
-      g_autoptr(GVariant) props = g_variant_get_child_value (child, 1);
-      const char *item_label = "";
-
-      g_variant_lookup (props, "label", "&s", &item_label);
-      if (g_strcmp0 (item_label, label) != 0)
-        continue;
-      /* dbusmenu leaves out "visible" and "enabled" when TRUE. */
-      if (id != NULL)
-        g_variant_get_child (child, 0, "i", id);
-      if (visible != NULL && !g_variant_lookup (props, "visible", "b", visible))
-        *visible = TRUE;
-      if (enabled != NULL && !g_variant_lookup (props, "enabled", "b", enabled))
-        *enabled = TRUE;
-      return TRUE;
-    }
-  return FALSE;
+  if (item == NULL)
+    return FALSE;
+  props = g_variant_get_child_value (item, 1);
+  /* dbusmenu leaves out "visible" and "enabled" when TRUE. */
+  if (id != NULL)
+    g_variant_get_child (item, 0, "i", id);
+  if (visible != NULL && !g_variant_lookup (props, "visible", "b", visible))
+    *visible = TRUE;
+  if (enabled != NULL && !g_variant_lookup (props, "enabled", "b", enabled))
+    *enabled = TRUE;
+  return TRUE;
 }
 
 int
