@@ -51,16 +51,26 @@ sm_test_free_port (void)
   return port;
 }
 
-char *
-sm_test_upstream_section (const char *user)
+/* An [upstream] section for the test stack: IMAPS, submission on the port
+ * in @smtp_port_var, @login (the lines that say who signs in), its CA. */
+static char *
+upstream_section (const char *smtp_port_var, const char *login)
 {
   return g_strdup_printf ("[upstream]\n"
                           "imap = imaps://localhost:%s\n"
                           "smtp = smtp://localhost:%s\n"
-                          "username = %s\n"
+                          "%s"
                           "ca_file = %s\n",
-                          sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_PORT"), user,
+                          sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env (smtp_port_var), login,
                           sm_test_env ("SM_TEST_CA"));
+}
+
+char *
+sm_test_upstream_section (const char *user)
+{
+  g_autofree char *login = g_strdup_printf ("username = %s\n", user);
+
+  return upstream_section ("SM_TEST_SUBMISSION_PORT", login);
 }
 
 /* What every thread of process @pid is doing, for a test that gives up on
@@ -1123,12 +1133,7 @@ sm_test_make_token (const char *dir)
 char *
 sm_test_cert_upstream (const char *client_certificate)
 {
-  return g_strdup_printf ("[upstream]\n"
-                          "imap = imaps://localhost:%s\n"
-                          "smtp = smtp://localhost:%s\n"
-                          "auth = certificate\n"
-                          "client_certificate = %s\n"
-                          "ca_file = %s\n",
-                          sm_test_env ("SM_TEST_IMAPS_PORT"), sm_test_env ("SM_TEST_SUBMISSION_CERT_PORT"),
-                          client_certificate, sm_test_env ("SM_TEST_CA"));
+  g_autofree char *login = g_strdup_printf ("auth = certificate\nclient_certificate = %s\n", client_certificate);
+
+  return upstream_section ("SM_TEST_SUBMISSION_CERT_PORT", login);
 }
