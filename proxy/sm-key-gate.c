@@ -9,6 +9,7 @@
 #include "sm-gnupg-tool.h"
 #include "sm-key-gate.h"
 #include "sm-passphrase-store.h"
+#include "sm-trustdb.h"
 
 /* Certstore errors, as the server's domain: the D-Bus callers and the CLI
  * know SM_ERROR only. */
@@ -92,8 +93,8 @@ preset_typed (SmCertstore *store, const SmKeyInfo *info, const char *passphrase,
   return ok;
 }
 
-gboolean
-sm_key_gate_remember (const char *passphrase, guint *n_keys, GError **error)
+static gboolean
+remember (const char *passphrase, guint *n_keys, GError **error)
 {
   g_autoptr(GError) local = NULL;
   g_autoptr(SmCertstore) store = sm_certstore_new (&local);
@@ -145,4 +146,17 @@ sm_key_gate_remember (const char *passphrase, guint *n_keys, GError **error)
   if (n_keys != NULL)
     *n_keys = n;
   return TRUE;
+}
+
+gboolean
+sm_key_gate_remember (const char *passphrase, guint *n_keys, GError **error)
+{
+  g_autofree char *home = sm_certstore_default_home ();
+  gboolean ok;
+
+  /* Its key listings and trial signatures may run beside fetches. */
+  sm_trustdb_use_begin (home);
+  ok = remember (passphrase, n_keys, error);
+  sm_trustdb_use_end ();
+  return ok;
 }

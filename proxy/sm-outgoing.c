@@ -39,6 +39,7 @@
 
 #include "sm-certstore.h"
 #include "sm-error.h"
+#include "sm-trustdb.h"
 #include "sm-wipe.h"
 
 /* RFC 9788 §4.2 suggests "[...]" for an obscured Subject; we use "...", what
@@ -877,14 +878,14 @@ choose_keys (SmCertstore *store, const SmConfig *config, const char *sender, con
   return TRUE;
 }
 
-GBytes *
-sm_outgoing_protect (SmCertstore        *store,
-                     const SmConfig     *config,
-                     const char         *sender,
-                     const char * const *recipients,
-                     GBytes             *message,
-                     SmOutgoingInfo    **info,
-                     GError            **error)
+static GBytes *
+protect (SmCertstore        *store,
+         const SmConfig     *config,
+         const char         *sender,
+         const char * const *recipients,
+         GBytes             *message,
+         SmOutgoingInfo    **info,
+         GError            **error)
 {
   const char *data;
   gsize len, body_at = 0;
@@ -1207,6 +1208,47 @@ fail:
     gpgme_release (ctx);
   keys_clear (&keys);
   return NULL;
+}
+
+GBytes *
+sm_outgoing_protect (SmCertstore        *store,
+                     const SmConfig     *config,
+                     const char         *sender,
+                     const char * const *recipients,
+                     GBytes             *message,
+                     SmOutgoingInfo    **info,
+                     GError            **error)
+{
+  /* The home is known before the store: the default one opens inside. */
+  g_autofree char *home = store != NULL ? g_strdup (sm_certstore_get_home (store)) : sm_certstore_default_home ();
+  GBytes *protected_msg = NULL;
+
+  sm_trustdb_use_begin (home);
+  for (guint attempt = 0;; attempt++)
+    {
+      g_autofree char *before = sm_trustdb_stamp (home);
+      g_autofree char *after = NULL;
+      g_autoptr(SmOutgoingInfo) this_info = NULL;
+      g_autoptr(GError) local = NULL;
+
+      protected_msg = protect (store, config, sender, recipients, message, info ? &this_info : NULL, &local);
+      after = sm_trustdb_stamp (home);
+      /* A keyring that changed meanwhile (a fetch's gpgsm storing a
+       * certificate) may have hidden a recipient's key for an instant:
+       * "if-possible" would then send without encryption. */
+      if (g_str_equal (before, after) || attempt == SM_TRUSTDB_MAX_REDOS)
+        {
+          if (protected_msg == NULL)
+            g_propagate_error (error, g_steal_pointer (&local));
+          else if (info != NULL)
+            *info = g_steal_pointer (&this_info);
+          break;
+        }
+      g_debug ("The key store changed while a message was protected: protecting it again");
+      g_clear_pointer (&protected_msg, g_bytes_unref);
+    }
+  sm_trustdb_use_end ();
+  return protected_msg;
 }
 
 char *

@@ -12,6 +12,7 @@
 #include "sm-agent.h"
 #include "sm-gnupg-tool.h"
 #include "sm-secure-fetch.h"
+#include "sm-trustdb.h"
 
 /* Fields of a message too large to check that the placeholder view keeps,
  * so the client can still list it. */
@@ -201,9 +202,11 @@ tracked_unlock (SmCertstore *store, GError **error)
   gint64 started;
   gboolean ok;
 
+  sm_trustdb_use_begin (sm_certstore_get_home (store));
   gnupg_op_begin (&started);
   ok = sm_certstore_unlock (store, NULL, NULL, error);
   gnupg_op_end (&started);
+  sm_trustdb_use_end ();
   return ok;
 }
 
@@ -641,13 +644,37 @@ build_slot_release (void)
 static SmSecureView *
 build_view (SmCertstore *store, BuildData *data, GError **error)
 {
-  SmSecureView *view;
+  const char *home = sm_certstore_get_home (store);
+  SmSecureView *view = NULL;
   gint64 started;
 
   build_slot_acquire ();
+  sm_trustdb_use_begin (home);
   gnupg_op_begin (&started);
-  view = sm_secure_view_build (store, data->account_address, data->raw, data->flags, error);
+  for (guint attempt = 0;; attempt++)
+    {
+      g_autofree char *before = sm_trustdb_stamp (home);
+      g_autofree char *after = NULL;
+      g_autoptr(GError) local = NULL;
+
+      view = sm_secure_view_build (store, data->account_address, data->raw, data->flags, &local);
+      after = sm_trustdb_stamp (home);
+      /* Unchanged, the result stands.  Changed, a gpg of this build may
+       * have found no keyring at all for an instant: a "no public key" or
+       * a failed decryption the client would cache.  (Builds store
+       * nothing themselves but gpgsm's certificates from signatures, so a
+       * second build normally finds the files still.) */
+      if (g_str_equal (before, after) || attempt == SM_TRUSTDB_MAX_REDOS)
+        {
+          if (view == NULL)
+            g_propagate_error (error, g_steal_pointer (&local));
+          break;
+        }
+      g_debug ("The key store changed during a build: building again");
+      g_clear_pointer (&view, sm_secure_view_free);
+    }
   gnupg_op_end (&started);
+  sm_trustdb_use_end ();
   build_slot_release ();
   return view;
 }

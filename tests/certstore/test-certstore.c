@@ -19,6 +19,7 @@
 #include "sm-certstore-private.h"
 #include "sm-passphrase-store.h"
 #include "sm-trust-anchors.h"
+#include "sm-trustdb.h"
 
 static char *ca_dir;          /* the test PKI, shared by all tests */
 
@@ -1710,6 +1711,108 @@ test_engine_start_while_allocating (Fixture *f, gconstpointer data)
   g_mutex_clear (&run.lock);
 }
 
+/* Runs gpg in @home with @argv (after "gpg"), @input on stdin (may be
+ * NULL); returns its stdout. */
+static char *
+gpg_in (const char *home, const char *const *argv, const char *input)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) args = g_ptr_array_new ();
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE
+                                                                | G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                                                | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_autoptr(GSubprocess) p = NULL;
+  char *out = NULL;
+
+  g_ptr_array_add (args, (gpointer) "gpg");
+  for (guint i = 0; argv[i] != NULL; i++)
+    g_ptr_array_add (args, (gpointer) argv[i]);
+  g_ptr_array_add (args, NULL);
+  g_subprocess_launcher_setenv (l, "GNUPGHOME", home, TRUE);
+  p = g_subprocess_launcher_spawnv (l, (const char *const *) args->pdata, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (p, input, NULL, &out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_successful (p));
+  return out;
+}
+
+/* Does gpg find the trust database of @home in need of a check?  (The
+ * "tru" record's second field, without letting gpg check it.) */
+static gboolean
+trustdb_stale (const char *home)
+{
+  static const char *const argv[] = { "--batch", "--no-auto-check-trustdb", "--with-colons", "--list-keys", NULL };
+  g_autofree char *out = gpg_in (home, argv, NULL);
+
+  g_assert_nonnull (strstr (out, "tru:"));
+  return g_str_has_prefix (out, "tru:o:") || strstr (out, "\ntru:o:") != NULL;
+}
+
+typedef struct {
+  const char *home;
+  gint returned;
+} TrustdbUser;
+
+static gpointer
+trustdb_user_thread (gpointer data)
+{
+  TrustdbUser *u = data;
+
+  sm_trustdb_use_begin (u->home);
+  g_atomic_int_set (&u->returned, 1);
+  sm_trustdb_use_end ();
+  return NULL;
+}
+
+/* sm-trustdb.h: a changed owner trust gets its trust database check before
+ * the next GnuPG work begins, and never beside work already begun; nothing
+ * changed, nothing is checked. */
+static void
+test_trustdb_settled_alone (Fixture *f, gconstpointer data)
+{
+  SmCertstore *s = open_store (f, "alice");
+  const char *home = sm_certstore_get_home (s);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmKeyInfo) key = sm_certstore_generate_openpgp (s, "Alice", "alice@example.test", 0, &error);
+  g_autofree char *ownertrust = NULL;
+  TrustdbUser second = { home, 0 };
+  GThread *thread;
+  guint before;
+
+  g_assert_no_error (error);
+  /* Whatever generating left, the first begin settles it. */
+  sm_trustdb_use_begin (home);
+  sm_trustdb_use_end ();
+  g_assert_false (trustdb_stale (home));
+  before = sm_trustdb_checks_run ();
+  sm_trustdb_use_begin (home);
+  sm_trustdb_use_end ();
+  g_assert_cmpuint (sm_trustdb_checks_run (), ==, before);
+
+  /* Work in flight, then an owner trust changes underneath (as `gpg
+   * --import-ownertrust` or another process's import would). */
+  sm_trustdb_use_begin (home);
+  ownertrust = g_strdup_printf ("%s:5:\n", key->fingerprint);
+  {
+    static const char *const argv[] = { "--batch", "--import-ownertrust", NULL };
+    g_free (gpg_in (home, argv, ownertrust));
+  }
+  g_assert_true (trustdb_stale (home));
+
+  /* The next begin must wait for the work in flight before checking. */
+  thread = g_thread_new ("trustdb-user", trustdb_user_thread, &second);
+  g_usleep (300 * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpint (g_atomic_int_get (&second.returned), ==, 0);
+  g_assert_true (trustdb_stale (home));
+  g_assert_cmpuint (sm_trustdb_checks_run (), ==, before);
+  sm_trustdb_use_end ();
+  g_thread_join (thread);
+  g_assert_cmpint (g_atomic_int_get (&second.returned), ==, 1);
+  g_assert_cmpuint (sm_trustdb_checks_run (), ==, before + 1);
+  g_assert_false (trustdb_stale (home));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1760,6 +1863,7 @@ main (int argc, char **argv)
   ADD ("/certstore/backup/refused", test_backup_refused, NULL);
   ADD ("/certstore/cli/keys-certs", test_cli, NULL);
   ADD ("/certstore/engine/start-while-allocating", test_engine_start_while_allocating, NULL);
+  ADD ("/certstore/trustdb/settled-alone", test_trustdb_settled_alone, NULL);
 #undef ADD
 
   rc = g_test_run ();

@@ -1,0 +1,155 @@
+/* sm-trustdb.c: one gpg --check-trustdb at a time, with no other GnuPG work
+ * of the process beside it (see the header for why). */
+#include "config.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sm-gnupg-tool.h"
+#include "sm-trustdb.h"
+
+/* What a check depends on: the keyrings (an import) and the trust database
+ * (an owner trust).  gpg replaces pubring.kbx by a rename or appends to it,
+ * and writes trustdb.gpg in place, so inode, size and modification time
+ * together see every change. */
+static const char *const watched_files[] = { "pubring.kbx", "pubring.gpg", "trustdb.gpg" };
+
+typedef struct {
+  char *home;
+  struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    gint64 mtime_ns;
+  } files[G_N_ELEMENTS (watched_files)];
+} Stamp;
+
+static GMutex lock;
+static GCond changed;
+static guint users;            /* pieces of work begun and not ended */
+static gboolean checking;      /* a check runs: new work waits */
+static Stamp checked;          /* the files as the last check left them */
+static gint64 checked_at;      /* monotonic µs of the last check, 0: none */
+static guint checks_run;
+
+static void
+stamp_take (Stamp *stamp, const char *home)
+{
+  memset (stamp, 0, sizeof *stamp);
+  stamp->home = g_strdup (home);
+  for (gsize i = 0; i < G_N_ELEMENTS (watched_files); i++)
+    {
+      g_autofree char *path = g_build_filename (home, watched_files[i], NULL);
+      struct stat st;
+
+      /* A missing file stays all zeros: its creation is a change. */
+      if (stat (path, &st) != 0)
+        continue;
+      stamp->files[i].dev = st.st_dev;
+      stamp->files[i].ino = st.st_ino;
+      stamp->files[i].size = st.st_size;
+      stamp->files[i].mtime_ns = (gint64) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    }
+}
+
+static gboolean
+stamp_equal (const Stamp *a, const Stamp *b)
+{
+  return g_strcmp0 (a->home, b->home) == 0 && memcmp (a->files, b->files, sizeof a->files) == 0;
+}
+
+static void
+stamp_clear (Stamp *stamp)
+{
+  g_clear_pointer (&stamp->home, g_free);
+}
+
+char *
+sm_trustdb_stamp (const char *home)
+{
+  Stamp stamp;
+  GString *out = g_string_new (NULL);
+
+  g_return_val_if_fail (home != NULL, NULL);
+  stamp_take (&stamp, home);
+  for (gsize i = 0; i < G_N_ELEMENTS (watched_files); i++)
+    g_string_append_printf (out, "%s%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT ":%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT,
+                            i ? " " : "", (guint64) stamp.files[i].dev, (guint64) stamp.files[i].ino,
+                            (gint64) stamp.files[i].size, stamp.files[i].mtime_ns);
+  stamp_clear (&stamp);
+  return g_string_free (out, FALSE);
+}
+
+static void
+run_check (const char *home)
+{
+  static const char *const args[] = { "--batch", "--check-trustdb", NULL };
+  g_autoptr(GError) error = NULL;
+
+  /* A failed check is no worse than before: gpg checks again itself. */
+  if (!sm_gnupg_tool_run (home, "gpg", args, NULL, NULL, NULL, NULL, &error))
+    g_message ("Could not check gpg's trust database: %s", error->message);
+  else
+    g_debug ("Checked gpg's trust database of %s", home);
+}
+
+void
+sm_trustdb_use_begin (const char *home)
+{
+  Stamp now;
+
+  g_return_if_fail (home != NULL);
+
+  g_mutex_lock (&lock);
+  while (checking)
+    g_cond_wait (&changed, &lock);
+  /* After the wait: a check that just ended changed trustdb.gpg itself.
+   * (Three stat() calls under the lock.) */
+  stamp_take (&now, home);
+  if (checked_at == 0 || !stamp_equal (&now, &checked) ||
+      g_get_monotonic_time () - checked_at >= (gint64) SM_TRUSTDB_RECHECK_S * G_USEC_PER_SEC)
+    {
+      Stamp after;
+
+      checking = TRUE;
+      while (users > 0)
+        g_cond_wait (&changed, &lock);
+      g_mutex_unlock (&lock);
+
+      run_check (home);
+      /* Taken after the check: it writes trustdb.gpg itself. */
+      stamp_take (&after, home);
+
+      g_mutex_lock (&lock);
+      stamp_clear (&checked);
+      checked = after;
+      checked_at = g_get_monotonic_time ();
+      checks_run++;
+      checking = FALSE;
+      g_cond_broadcast (&changed);
+    }
+  users++;
+  g_mutex_unlock (&lock);
+  stamp_clear (&now);
+}
+
+void
+sm_trustdb_use_end (void)
+{
+  g_mutex_lock (&lock);
+  g_warn_if_fail (users > 0);
+  if (users > 0 && --users == 0)
+    g_cond_broadcast (&changed);
+  g_mutex_unlock (&lock);
+}
+
+guint
+sm_trustdb_checks_run (void)
+{
+  guint n;
+
+  g_mutex_lock (&lock);
+  n = checks_run;
+  g_mutex_unlock (&lock);
+  return n;
+}
