@@ -133,7 +133,8 @@ new_mailbox (const char * const *files)
     "for f in sys.argv[6:]:\n"
     "    typ, r = d.append(box, None, None, open(f, 'rb').read()); assert typ == 'OK', r\n"
     "print('APPENDED', len(sys.argv[6:]))\n";
-  char *box = g_strdup_printf ("secure-%d-%u", (int) getpid (), ++n);
+  /* The time too: a stack that lives through many runs sees pids again. */
+  char *box = g_strdup_printf ("secure-%d-%" G_GINT64_FORMAT "-%u", (int) getpid (), g_get_real_time (), ++n);
   g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
@@ -224,7 +225,12 @@ test_trust_of_every_case (void)
       g_assert_cmpuint (size, ==, raw_len);
       trust = header_value (msg, "X-SecureMail-Trust");
       if (g_strcmp0 (trust, c->trust) != 0)
-        g_test_message ("served:\n%s", msg);
+        {
+          g_autofree char *log = NULL;
+
+          g_file_get_contents (bob->log_path, &log, NULL, NULL);
+          g_test_message ("served:\n%s\nproxy log:\n%s", msg, log);
+        }
       g_assert_cmpstr (trust, ==, c->trust);
       if (c->body)
         g_assert_nonnull (strstr (msg, c->body));
