@@ -31,6 +31,9 @@ static gboolean checking;      /* a check runs: new work waits */
 static Stamp checked;          /* the files as the last check left them */
 static gint64 checked_at;      /* monotonic µs of the last check, 0: none */
 static guint checks_run;
+/* Uses begun by this thread: a nested begin that finds a check due would
+ * wait for itself. */
+static GPrivate depth;
 
 static void
 stamp_take (Stamp *stamp, const char *home)
@@ -97,34 +100,49 @@ void
 sm_trustdb_use_begin (const char *home)
 {
   Stamp now;
+  guint mine = GPOINTER_TO_UINT (g_private_get (&depth));
 
   g_return_if_fail (home != NULL);
+  /* A programming error; it must not also hang the process, so a nested
+   * begin neither waits nor checks. */
+  if (mine > 0)
+    g_critical ("sm_trustdb_use_begin() inside a use of the same thread");
+  g_private_set (&depth, GUINT_TO_POINTER (mine + 1));
 
   g_mutex_lock (&lock);
-  while (checking)
+  while (checking && mine == 0)
     g_cond_wait (&changed, &lock);
   /* After the wait: a check that just ended changed trustdb.gpg itself.
    * (Three stat() calls under the lock.) */
   stamp_take (&now, home);
-  if (checked_at == 0 || !stamp_equal (&now, &checked) ||
-      g_get_monotonic_time () - checked_at >= (gint64) SM_TRUSTDB_RECHECK_S * G_USEC_PER_SEC)
+  if (mine == 0 && !checking &&
+      (checked_at == 0 || !stamp_equal (&now, &checked) ||
+       g_get_monotonic_time () - checked_at >= (gint64) SM_TRUSTDB_RECHECK_S * G_USEC_PER_SEC))
     {
       Stamp after;
+      gint64 deadline = g_get_monotonic_time () + (gint64) SM_TRUSTDB_DRAIN_TIMEOUT_S * G_USEC_PER_SEC;
+      gboolean drained = TRUE;
 
       checking = TRUE;
-      while (users > 0)
-        g_cond_wait (&changed, &lock);
+      while (users > 0 && drained)
+        drained = g_cond_wait_until (&changed, &lock, deadline) || users == 0;
       g_mutex_unlock (&lock);
 
-      run_check (home);
-      /* Taken after the check: it writes trustdb.gpg itself. */
+      if (drained)
+        run_check (home);
+      else
+        g_message ("GnuPG work has run for %d s: gpg's trust database is left for gpg to check",
+                   SM_TRUSTDB_DRAIN_TIMEOUT_S);
+      /* Taken after the check: it writes trustdb.gpg itself.  (Without a
+       * check, the next one is due at the next change.) */
       stamp_take (&after, home);
 
       g_mutex_lock (&lock);
       stamp_clear (&checked);
       checked = after;
       checked_at = g_get_monotonic_time ();
-      checks_run++;
+      if (drained)
+        checks_run++;
       checking = FALSE;
       g_cond_broadcast (&changed);
     }
@@ -136,6 +154,10 @@ sm_trustdb_use_begin (const char *home)
 void
 sm_trustdb_use_end (void)
 {
+  guint mine = GPOINTER_TO_UINT (g_private_get (&depth));
+
+  g_warn_if_fail (mine > 0);
+  g_private_set (&depth, GUINT_TO_POINTER (mine > 0 ? mine - 1 : 0));
   g_mutex_lock (&lock);
   g_warn_if_fail (users > 0);
   if (users > 0 && --users == 0)

@@ -25,6 +25,11 @@ G_BEGIN_DECLS
 /* A check also runs when the last one is older than this, for the checks gpg
  * schedules itself (a key or a signature expiring). */
 #define SM_TRUSTDB_RECHECK_S 600
+/* A due check waits at most this long for the work in flight to end; then
+ * it is left to gpg.  (Signing for an outgoing message is not watched by the
+ * proxy's gpg-agent watchdog: behind a wedged agent it never ends, and every
+ * begin, the main loop's unlock included, would wait behind it.) */
+#define SM_TRUSTDB_DRAIN_TIMEOUT_S 30
 
 /* Marks the start of GnuPG work on the store in @home, after a check of the
  * trust database if it is due (see above).  Calls must not nest in one

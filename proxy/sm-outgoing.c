@@ -1238,7 +1238,7 @@ sm_outgoing_protect (SmCertstore        *store,
        * "if-possible" would then send without encryption. */
       if (g_str_equal (before, after) || attempt == SM_TRUSTDB_MAX_REDOS)
         {
-          if (protected_msg == NULL)
+          if (protected_msg == NULL && local != NULL)
             g_propagate_error (error, g_steal_pointer (&local));
           else if (info != NULL)
             *info = g_steal_pointer (&this_info);
@@ -1246,6 +1246,9 @@ sm_outgoing_protect (SmCertstore        *store,
         }
       g_debug ("The key store changed while a message was protected: protecting it again");
       g_clear_pointer (&protected_msg, g_bytes_unref);
+      /* Through a begin again, for a due check of the trust database. */
+      sm_trustdb_use_end ();
+      sm_trustdb_use_begin (home);
     }
   sm_trustdb_use_end ();
   return protected_msg;

@@ -666,12 +666,16 @@ build_view (SmCertstore *store, BuildData *data, GError **error)
        * second build normally finds the files still.) */
       if (g_str_equal (before, after) || attempt == SM_TRUSTDB_MAX_REDOS)
         {
-          if (view == NULL)
+          if (view == NULL && local != NULL)
             g_propagate_error (error, g_steal_pointer (&local));
           break;
         }
       g_debug ("The key store changed during a build: building again");
       g_clear_pointer (&view, sm_secure_view_free);
+      /* Through a begin again: a change of the trust database gets its
+       * check before the next gpg runs. */
+      sm_trustdb_use_end ();
+      sm_trustdb_use_begin (home);
     }
   gnupg_op_end (&started);
   sm_trustdb_use_end ();
