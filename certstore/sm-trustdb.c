@@ -67,21 +67,17 @@ stamp_clear (Stamp *stamp)
   g_clear_pointer (&stamp->home, g_free);
 }
 
-char *
-sm_trustdb_stamp (const char *home)
+static void
+stamp_copy (Stamp *to, const Stamp *from)
 {
-  Stamp stamp;
-  GString *out = g_string_new (NULL);
-
-  g_return_val_if_fail (home != NULL, NULL);
-  stamp_take (&stamp, home);
-  for (gsize i = 0; i < G_N_ELEMENTS (watched_files); i++)
-    g_string_append_printf (out, "%s%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT ":%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT,
-                            i ? " " : "", (guint64) stamp.files[i].dev, (guint64) stamp.files[i].ino,
-                            (gint64) stamp.files[i].size, stamp.files[i].mtime_ns);
-  stamp_clear (&stamp);
-  return g_string_free (out, FALSE);
+  *to = *from;
+  to->home = g_strdup (from->home);
 }
+
+struct _SmTrustdbUse {
+  Stamp start;   /* the files when the work began */
+  guint redos;
+};
 
 static void
 run_check (const char *home)
@@ -96,13 +92,14 @@ run_check (const char *home)
     g_debug ("Checked gpg's trust database of %s", home);
 }
 
-void
-sm_trustdb_use_begin (const char *home)
+/* Begins a use after a due check; *@start gets the files as the work
+ * finds them. */
+static void
+enter (const char *home, Stamp *start)
 {
   Stamp now;
   guint mine = GPOINTER_TO_UINT (g_private_get (&depth));
 
-  g_return_if_fail (home != NULL);
   /* A programming error; it must not also hang the process, so a nested
    * begin neither waits nor checks. */
   if (mine > 0)
@@ -139,7 +136,9 @@ sm_trustdb_use_begin (const char *home)
 
       g_mutex_lock (&lock);
       stamp_clear (&checked);
+      stamp_clear (&now);
       checked = after;
+      stamp_copy (&now, &after);
       checked_at = g_get_monotonic_time ();
       if (drained)
         checks_run++;
@@ -148,11 +147,11 @@ sm_trustdb_use_begin (const char *home)
     }
   users++;
   g_mutex_unlock (&lock);
-  stamp_clear (&now);
+  *start = now;
 }
 
-void
-sm_trustdb_use_end (void)
+static void
+leave (void)
 {
   guint mine = GPOINTER_TO_UINT (g_private_get (&depth));
 
@@ -163,6 +162,49 @@ sm_trustdb_use_end (void)
   if (users > 0 && --users == 0)
     g_cond_broadcast (&changed);
   g_mutex_unlock (&lock);
+}
+
+SmTrustdbUse *
+sm_trustdb_use_begin (const char *home)
+{
+  SmTrustdbUse *use;
+
+  g_return_val_if_fail (home != NULL, NULL);
+  use = g_new0 (SmTrustdbUse, 1);
+  enter (home, &use->start);
+  return use;
+}
+
+gboolean
+sm_trustdb_use_redo (SmTrustdbUse *use)
+{
+  g_autofree char *home = NULL;
+  Stamp now;
+  gboolean still;
+
+  g_return_val_if_fail (use != NULL, FALSE);
+  stamp_take (&now, use->start.home);
+  still = stamp_equal (&now, &use->start);
+  stamp_clear (&now);
+  if (still || use->redos >= SM_TRUSTDB_MAX_REDOS)
+    return FALSE;
+  use->redos++;
+  g_debug ("The key store changed while GnuPG work ran: doing it again");
+  /* Through a begin again: a change of the trust database gets its check
+   * before the next gpg runs. */
+  home = g_steal_pointer (&use->start.home);
+  leave ();
+  enter (home, &use->start);
+  return TRUE;
+}
+
+void
+sm_trustdb_use_end (SmTrustdbUse *use)
+{
+  g_return_if_fail (use != NULL);
+  leave ();
+  stamp_clear (&use->start);
+  g_free (use);
 }
 
 guint

@@ -13,7 +13,7 @@
  * So the proxy's GnuPG work is bracketed by sm_trustdb_use_begin()/_end(): a
  * begin that finds the files changed since the last check runs `gpg
  * --check-trustdb` alone (waiting for the work in flight, holding new work
- * back), and work during which the files changed (sm_trustdb_stamp()) is
+ * back), and work during which the files changed (sm_trustdb_use_redo()) is
  * done again.
  */
 #pragma once
@@ -31,24 +31,29 @@ G_BEGIN_DECLS
  * begin, the main loop's unlock included, would wait behind it.) */
 #define SM_TRUSTDB_DRAIN_TIMEOUT_S 30
 
-/* Marks the start of GnuPG work on the store in @home, after a check of the
- * trust database if it is due (see above).  Calls must not nest in one
- * thread: a due check waits for every begun piece of work to end. */
-void sm_trustdb_use_begin (const char *home);
-
-/* Marks its end. */
-void sm_trustdb_use_end (void);
-
-/* The state of the keyring and trust database files of @home (inode, size,
- * modification time) as a string: two equal results mean nothing wrote
- * them in between.  gpgsm stores a certificate it meets in a signature by
- * writing a new pubring.kbx and renaming the old one away first, and a gpg
- * searching the keyring in that instant fails (ENOENT, reported as "no
- * public key" or a failed decryption): work whose keyring changed while it
- * ran is done again (sm-secure-fetch.c). */
-char *sm_trustdb_stamp (const char *home);
-/* At most this many times (after the first run). */
+/* Work done again because the files changed while it ran: at most this
+ * many times after the first run. */
 #define SM_TRUSTDB_MAX_REDOS 3
+
+typedef struct _SmTrustdbUse SmTrustdbUse;
+
+/* Marks the start of GnuPG work on the store in @home, after a check of the
+ * trust database if it is due (see above), and notes the files' state
+ * (inode, size, modification time).  Uses must not nest in one thread: a
+ * due check waits for every begun one to end. */
+SmTrustdbUse *sm_trustdb_use_begin (const char *home);
+
+/* Whether the work must run again: the files changed since @use began
+ * (gpgsm storing a certificate, another process's import), and fewer than
+ * SM_TRUSTDB_MAX_REDOS redos were done.  When TRUE, @use has begun anew
+ * (with a due check first).  For work whose result a changed keyring may
+ * have spoiled:
+ *   do { ...clear the last result...; result = work (); }
+ *   while (sm_trustdb_use_redo (use)); */
+gboolean sm_trustdb_use_redo (SmTrustdbUse *use);
+
+/* Marks its end, and frees @use. */
+void sm_trustdb_use_end (SmTrustdbUse *use);
 
 /* How many checks this process has run (tests). */
 guint sm_trustdb_checks_run (void);

@@ -152,11 +152,10 @@ gboolean
 sm_key_gate_remember (const char *passphrase, guint *n_keys, GError **error)
 {
   g_autofree char *home = sm_certstore_default_home ();
-  gboolean ok;
-
   /* Its key listings and trial signatures may run beside fetches. */
-  sm_trustdb_use_begin (home);
-  ok = remember (passphrase, n_keys, error);
-  sm_trustdb_use_end ();
+  SmTrustdbUse *use = sm_trustdb_use_begin (home);
+  gboolean ok = remember (passphrase, n_keys, error);
+
+  sm_trustdb_use_end (use);
   return ok;
 }

@@ -1221,36 +1221,27 @@ sm_outgoing_protect (SmCertstore        *store,
 {
   /* The home is known before the store: the default one opens inside. */
   g_autofree char *home = store != NULL ? g_strdup (sm_certstore_get_home (store)) : sm_certstore_default_home ();
+  SmTrustdbUse *use = sm_trustdb_use_begin (home);
+  g_autoptr(SmOutgoingInfo) this_info = NULL;
+  g_autoptr(GError) local = NULL;
   GBytes *protected_msg = NULL;
 
-  sm_trustdb_use_begin (home);
-  for (guint attempt = 0;; attempt++)
+  /* A keyring that changed meanwhile (a fetch's gpgsm storing a
+   * certificate) may have hidden a recipient's key for an instant:
+   * "if-possible" would then send without encryption. */
+  do
     {
-      g_autofree char *before = sm_trustdb_stamp (home);
-      g_autofree char *after = NULL;
-      g_autoptr(SmOutgoingInfo) this_info = NULL;
-      g_autoptr(GError) local = NULL;
-
-      protected_msg = protect (store, config, sender, recipients, message, info ? &this_info : NULL, &local);
-      after = sm_trustdb_stamp (home);
-      /* A keyring that changed meanwhile (a fetch's gpgsm storing a
-       * certificate) may have hidden a recipient's key for an instant:
-       * "if-possible" would then send without encryption. */
-      if (g_str_equal (before, after) || attempt == SM_TRUSTDB_MAX_REDOS)
-        {
-          if (protected_msg == NULL && local != NULL)
-            g_propagate_error (error, g_steal_pointer (&local));
-          else if (info != NULL)
-            *info = g_steal_pointer (&this_info);
-          break;
-        }
-      g_debug ("The key store changed while a message was protected: protecting it again");
       g_clear_pointer (&protected_msg, g_bytes_unref);
-      /* Through a begin again, for a due check of the trust database. */
-      sm_trustdb_use_end ();
-      sm_trustdb_use_begin (home);
+      g_clear_pointer (&this_info, sm_outgoing_info_free);
+      g_clear_error (&local);
+      protected_msg = protect (store, config, sender, recipients, message, info ? &this_info : NULL, &local);
     }
-  sm_trustdb_use_end ();
+  while (sm_trustdb_use_redo (use));
+  sm_trustdb_use_end (use);
+  if (protected_msg == NULL && local != NULL)
+    g_propagate_error (error, g_steal_pointer (&local));
+  else if (info != NULL)
+    *info = g_steal_pointer (&this_info);
   return protected_msg;
 }
 

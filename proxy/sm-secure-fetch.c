@@ -201,12 +201,12 @@ tracked_unlock (SmCertstore *store, GError **error)
 {
   gint64 started;
   gboolean ok;
+  SmTrustdbUse *use = sm_trustdb_use_begin (sm_certstore_get_home (store));
 
-  sm_trustdb_use_begin (sm_certstore_get_home (store));
   gnupg_op_begin (&started);
   ok = sm_certstore_unlock (store, NULL, NULL, error);
   gnupg_op_end (&started);
-  sm_trustdb_use_end ();
+  sm_trustdb_use_end (use);
   return ok;
 }
 
@@ -644,42 +644,30 @@ build_slot_release (void)
 static SmSecureView *
 build_view (SmCertstore *store, BuildData *data, GError **error)
 {
-  const char *home = sm_certstore_get_home (store);
   SmSecureView *view = NULL;
+  g_autoptr(GError) local = NULL;
+  SmTrustdbUse *use;
   gint64 started;
 
   build_slot_acquire ();
-  sm_trustdb_use_begin (home);
+  use = sm_trustdb_use_begin (sm_certstore_get_home (store));
   gnupg_op_begin (&started);
-  for (guint attempt = 0;; attempt++)
+  /* A build during which the keyring changed may have met no keyring at
+   * all for an instant: a "no public key" or a failed decryption the client
+   * would cache.  (Builds store nothing themselves but gpgsm's certificates
+   * from signatures, so a second build normally finds the files still.) */
+  do
     {
-      g_autofree char *before = sm_trustdb_stamp (home);
-      g_autofree char *after = NULL;
-      g_autoptr(GError) local = NULL;
-
-      view = sm_secure_view_build (store, data->account_address, data->raw, data->flags, &local);
-      after = sm_trustdb_stamp (home);
-      /* Unchanged, the result stands.  Changed, a gpg of this build may
-       * have found no keyring at all for an instant: a "no public key" or
-       * a failed decryption the client would cache.  (Builds store
-       * nothing themselves but gpgsm's certificates from signatures, so a
-       * second build normally finds the files still.) */
-      if (g_str_equal (before, after) || attempt == SM_TRUSTDB_MAX_REDOS)
-        {
-          if (view == NULL && local != NULL)
-            g_propagate_error (error, g_steal_pointer (&local));
-          break;
-        }
-      g_debug ("The key store changed during a build: building again");
       g_clear_pointer (&view, sm_secure_view_free);
-      /* Through a begin again: a change of the trust database gets its
-       * check before the next gpg runs. */
-      sm_trustdb_use_end ();
-      sm_trustdb_use_begin (home);
+      g_clear_error (&local);
+      view = sm_secure_view_build (store, data->account_address, data->raw, data->flags, &local);
     }
+  while (sm_trustdb_use_redo (use));
   gnupg_op_end (&started);
-  sm_trustdb_use_end ();
+  sm_trustdb_use_end (use);
   build_slot_release ();
+  if (view == NULL && local != NULL)
+    g_propagate_error (error, g_steal_pointer (&local));
   return view;
 }
 

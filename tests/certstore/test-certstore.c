@@ -1749,6 +1749,17 @@ trustdb_stale (const char *home)
   return g_str_has_prefix (out, "tru:o:") || strstr (out, "\ntru:o:") != NULL;
 }
 
+/* Sets @fpr's owner trust in @home as `gpg --import-ownertrust` does
+ * (@value: gpg's 2-6), which leaves the trust database due for a check. */
+static void
+set_ownertrust (const char *home, const char *fpr, int value)
+{
+  static const char *const argv[] = { "--batch", "--import-ownertrust", NULL };
+  g_autofree char *line = g_strdup_printf ("%s:%d:\n", fpr, value);
+
+  g_free (gpg_in (home, argv, line));
+}
+
 typedef struct {
   const char *home;
   gint returned;
@@ -1758,10 +1769,10 @@ static gpointer
 trustdb_user_thread (gpointer data)
 {
   TrustdbUser *u = data;
+  SmTrustdbUse *use = sm_trustdb_use_begin (u->home);
 
-  sm_trustdb_use_begin (u->home);
   g_atomic_int_set (&u->returned, 1);
-  sm_trustdb_use_end ();
+  sm_trustdb_use_end (use);
   return NULL;
 }
 
@@ -1775,29 +1786,26 @@ test_trustdb_settled_alone (Fixture *f, gconstpointer data)
   const char *home = sm_certstore_get_home (s);
   g_autoptr(GError) error = NULL;
   g_autoptr(SmKeyInfo) key = sm_certstore_generate_openpgp (s, "Alice", "alice@example.test", 0, &error);
-  g_autofree char *ownertrust = NULL;
   TrustdbUser second = { home, 0 };
+  SmTrustdbUse *use;
   GThread *thread;
   guint before;
 
   g_assert_no_error (error);
   /* Whatever generating left, the first begin settles it. */
-  sm_trustdb_use_begin (home);
-  sm_trustdb_use_end ();
+  sm_trustdb_use_end (sm_trustdb_use_begin (home));
   g_assert_false (trustdb_stale (home));
   before = sm_trustdb_checks_run ();
-  sm_trustdb_use_begin (home);
-  sm_trustdb_use_end ();
+  use = sm_trustdb_use_begin (home);
   g_assert_cmpuint (sm_trustdb_checks_run (), ==, before);
+  /* Nothing changed: nothing to redo. */
+  g_assert_false (sm_trustdb_use_redo (use));
+  sm_trustdb_use_end (use);
 
   /* Work in flight, then an owner trust changes underneath (as `gpg
    * --import-ownertrust` or another process's import would). */
-  sm_trustdb_use_begin (home);
-  ownertrust = g_strdup_printf ("%s:5:\n", key->fingerprint);
-  {
-    static const char *const argv[] = { "--batch", "--import-ownertrust", NULL };
-    g_free (gpg_in (home, argv, ownertrust));
-  }
+  use = sm_trustdb_use_begin (home);
+  set_ownertrust (home, key->fingerprint, 5);
   g_assert_true (trustdb_stale (home));
 
   /* The next begin must wait for the work in flight before checking. */
@@ -1806,11 +1814,30 @@ test_trustdb_settled_alone (Fixture *f, gconstpointer data)
   g_assert_cmpint (g_atomic_int_get (&second.returned), ==, 0);
   g_assert_true (trustdb_stale (home));
   g_assert_cmpuint (sm_trustdb_checks_run (), ==, before);
-  sm_trustdb_use_end ();
+  sm_trustdb_use_end (use);
   g_thread_join (thread);
   g_assert_cmpint (g_atomic_int_get (&second.returned), ==, 1);
   g_assert_cmpuint (sm_trustdb_checks_run (), ==, before + 1);
   g_assert_false (trustdb_stale (home));
+
+  /* A change during the work: it is redone, after a check; then the
+   * files are still and it stands. */
+  use = sm_trustdb_use_begin (home);
+  set_ownertrust (home, key->fingerprint, 4);
+  g_assert_true (sm_trustdb_use_redo (use));
+  g_assert_cmpuint (sm_trustdb_checks_run (), ==, before + 2);
+  g_assert_false (trustdb_stale (home));
+  g_assert_false (sm_trustdb_use_redo (use));
+  sm_trustdb_use_end (use);
+
+  /* Never more than SM_TRUSTDB_MAX_REDOS redos. */
+  use = sm_trustdb_use_begin (home);
+  for (guint i = 0; i <= SM_TRUSTDB_MAX_REDOS; i++)
+    {
+      set_ownertrust (home, key->fingerprint, i % 2 ? 5 : 3);
+      g_assert_true (sm_trustdb_use_redo (use) == (i < SM_TRUSTDB_MAX_REDOS));
+    }
+  sm_trustdb_use_end (use);
 }
 
 int
